@@ -1,0 +1,26 @@
+"""vidtok: train, run and evaluate VidTok video tokenizers.
+
+>>> import vidtok
+>>> tok = vidtok.load_tokenizer("vidtok_kl_causal_488_4chn", ckpt="vidtok_kl_causal_488_4chn.ckpt")
+>>> z = tok.encode(video)        # (B, 3, T, H, W) in [-1, 1] -> (B, 4, 1 + ceil((T-1)/4), H/8, W/8)
+>>> video_hat = tok.decode(z)
+"""
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
+from .loading import build_tokenizer, load_tokenizer
+from .models import InputError, Tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "InputError",
+    "Tokenizer",
+    "TokenizerConfig",
+    "build_tokenizer",
+    "compose_tokenizer_config",
+    "load_tokenizer",
+    "official_names",
+]

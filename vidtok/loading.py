@@ -1,0 +1,98 @@
+"""``load_tokenizer``: build a tokenizer from a preset name or config file, optionally with weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from .checkpoint import CheckpointError, check_state_dict, read_checkpoint, tokenizer_state_dict
+from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
+from .models import Tokenizer
+
+
+def build_tokenizer(config: TokenizerConfig) -> Tokenizer:
+    """A randomly initialised tokenizer for ``config`` (training mode, gradients on)."""
+    return Tokenizer(config)
+
+
+def apply_overrides(config: TokenizerConfig, overrides: Sequence[str]) -> TokenizerConfig:
+    """``key=value`` overrides applied to an existing config (leading ``+`` is accepted and ignored)."""
+    if not overrides:
+        return config
+    dotlist = [o.lstrip("+") for o in overrides]
+    bad = [o for o in dotlist if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got {bad}")
+    merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(dotlist))
+    return TokenizerConfig.from_any(merged)
+
+
+def resolve_config(
+    name: Optional[str], ckpt_config: Optional[TokenizerConfig], ckpt_path: Optional[Path], overrides: Sequence[str]
+) -> TokenizerConfig:
+    """Decide the tokenizer config from the name, the checkpoint's own metadata and the overrides."""
+    if name is None and ckpt_config is not None:
+        return apply_overrides(ckpt_config, overrides)
+    if name is None and ckpt_path is not None:
+        stem = ckpt_path.name.split(".")[0]
+        if stem in official_names():
+            name = stem
+        else:
+            raise ConfigError(
+                f"cannot tell which tokenizer {ckpt_path} holds: its file name is not an official name and it "
+                "carries no config metadata; pass the name, e.g. "
+                f"load_tokenizer('vidtok_kl_causal_488_4chn', ckpt='{ckpt_path}')"
+            )
+    config = compose_tokenizer_config(name, overrides)
+    if ckpt_config is not None:
+        diffs = config.differences(ckpt_config)
+        if diffs:
+            raise CheckpointError(
+                f"{ckpt_path} was written for tokenizer {ckpt_config.name!r} whose config differs from the "
+                f"requested {config.name or name!r}: " + "; ".join(diffs)
+            )
+    return config
+
+
+def load_tokenizer(
+    name: Optional[str] = None,
+    ckpt: Optional[str | os.PathLike] = None,
+    overrides: Sequence[str] = (),
+    *,
+    device: str | torch.device = "cpu",
+) -> Tokenizer:
+    """Build a tokenizer and load its weights.
+
+    Args:
+        name: an official checkpoint name (``vidtok_fsq_causal_488_262144``), a path to a tokenizer
+            config file, or ``None`` to take the config from ``ckpt`` (safetensors written by
+            ``vidtok convert`` carry it; official ``.ckpt`` files are recognised by their file name).
+        ckpt: an official Lightning ``.ckpt`` (a dict with ``state_dict``; ``loss.*`` entries are
+            ignored), a bare state dict, or a ``.safetensors`` file. ``None`` gives random weights.
+        overrides: Hydra-style overrides such as ``["model.ch=16"]``.
+        device: where to put the model.
+
+    Returns the tokenizer in eval mode with gradients switched off for its parameters (call
+    ``.train().requires_grad_(True)`` to fine-tune). Keys are checked strictly: missing, unexpected
+    and mis-shaped entries are all reported at once.
+    """
+    loaded = read_checkpoint(ckpt) if ckpt is not None else None
+    config = resolve_config(
+        name, loaded.config if loaded else None, Path(ckpt) if ckpt is not None else None, overrides
+    )
+    if loaded is None:
+        tokenizer = Tokenizer(config)
+    else:
+        state_dict = {
+            k: (v.float() if v.is_floating_point() else v) for k, v in tokenizer_state_dict(loaded.state_dict).items()
+        }
+        with torch.device("meta"):
+            tokenizer = Tokenizer(config)
+        check_state_dict(tokenizer, state_dict, source=str(loaded.path))
+        tokenizer.load_state_dict(state_dict, strict=True, assign=True)
+        tokenizer.reset_buffers()
+    return tokenizer.to(device).eval().requires_grad_(False)

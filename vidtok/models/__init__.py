@@ -1,0 +1,7 @@
+"""Encoder, decoder, regularizers and the tokenizer that joins them."""
+
+from .autoencoder import Decoder, Encoder
+from .regularizers import FSQ, DiagonalGaussian
+from .tokenizer import InputError, Tokenizer
+
+__all__ = ["Decoder", "DiagonalGaussian", "Encoder", "FSQ", "InputError", "Tokenizer"]

@@ -1,0 +1,194 @@
+"""The VidTok encoder and decoder: one implementation for causal / non-causal and v1.0 / v1.1.
+
+Each resolution level alternates a per-frame (2-D) residual block with a per-pixel temporal (1-D)
+residual block; levels listed in the compression config then halve (encoder) or double (decoder)
+H, W and possibly T. A 3-D mid block (two volume residual blocks around per-frame attention) joins
+the two. Module names follow the official checkpoints (``down``, ``down_temporal``, ``mid``, ``up``,
+``up_temporal``, ...), so their state dicts load without any renaming.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Iterable
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from ..config import TokenizerConfig
+from ..modules import (
+    ChannelLayerNorm,
+    FrameAttention,
+    FrameConv2d,
+    ResnetBlock,
+    SpatialDownsample,
+    SpatialUpsample,
+    TimeDownsample,
+    TimeUpsample,
+    conv3d,
+    time_conv,
+)
+
+
+class _Layers:
+    """Factories for the layers of one model variant (causal or not, and its temporal padding)."""
+
+    def __init__(self, cfg: TokenizerConfig):
+        m = cfg.model
+        self.causal = m.causal
+        self.pad = m.temporal_pad
+        self.upsample_mode = m.temporal_upsample
+        self.dropout = m.dropout
+
+    def frame_conv(self, cin: int, cout: int, kernel: int) -> nn.Module:
+        return FrameConv2d(cin, cout, kernel, padding=kernel // 2)
+
+    def volume_conv(self, cin: int, cout: int, kernel: int) -> nn.Module:
+        return conv3d(cin, cout, kernel, causal=self.causal, temporal_pad=self.pad)
+
+    def time_conv(self, cin: int, cout: int, kernel: int) -> nn.Module:
+        return time_conv(cin, cout, kernel, causal=self.causal, temporal_pad=self.pad)
+
+    def spatial_block(self, cin: int, cout: int) -> ResnetBlock:
+        return ResnetBlock(cin, cout, self.frame_conv, dropout=self.dropout)
+
+    def temporal_block(self, channels: int) -> ResnetBlock:
+        return ResnetBlock(channels, channels, self.time_conv, dropout=self.dropout, zero_init=True)
+
+    def mid(self, channels: int) -> nn.Module:
+        mid = nn.Module()
+        mid.block_1 = ResnetBlock(channels, channels, self.volume_conv, dropout=self.dropout)
+        mid.attn_1 = FrameAttention(channels, partial(self.volume_conv, kernel=1))
+        mid.block_2 = ResnetBlock(channels, channels, self.volume_conv, dropout=self.dropout)
+        return mid
+
+    def time_downsample(self, channels: int) -> TimeDownsample:
+        return TimeDownsample(channels, causal=self.causal, temporal_pad=self.pad)
+
+    def time_upsample(self, channels: int) -> TimeUpsample:
+        return TimeUpsample(channels, causal=self.causal, temporal_pad=self.pad, mode=self.upsample_mode)
+
+
+def _level(blocks: Iterable[nn.Module]) -> nn.Module:
+    level = nn.Module()
+    level.block = nn.ModuleList(blocks)
+    return level
+
+
+class _CheckpointMixin:
+    gradient_checkpointing: bool = False
+
+    def _run(self, fn: Callable[..., Tensor], *args) -> Tensor:
+        """Call ``fn``, recomputing its activations in backward when gradient checkpointing is on."""
+        if self.gradient_checkpointing and self.training and args[0].requires_grad:
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+
+def _mid_forward(mid: nn.Module, h: Tensor) -> Tensor:
+    return mid.block_2(mid.attn_1(mid.block_1(h)))
+
+
+class Encoder(_CheckpointMixin, nn.Module):
+    """Video (B, 3, T, H, W) -> moments (B, 2*C or C, T/ft, H/fs, W/fs) for a padded T (see Tokenizer)."""
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        layers = _Layers(cfg)
+        comp, ch = cfg.compression, cfg.model.ch
+        nrb = cfg.model.num_res_blocks
+        out_channels = 2 * cfg.latent_channels if cfg.regularizer.kind == "kl" else cfg.latent_channels
+        self.gradient_checkpointing = cfg.model.gradient_checkpointing
+        self.spatial_down = set(comp.spatial_down)
+        self.temporal_down = set(comp.temporal_down)
+
+        self.conv_in = layers.volume_conv(cfg.model.in_channels, ch, 3)
+        self.down = nn.ModuleList()
+        self.down_temporal = nn.ModuleList()
+        block_in = ch
+        for i, mult in enumerate(comp.ch_mult):
+            block_out = ch * mult
+            down = _level(layers.spatial_block(block_in if j == 0 else block_out, block_out) for j in range(nrb))
+            down_t = _level(layers.temporal_block(block_out) for _ in range(nrb))
+            if i in self.spatial_down:
+                down.downsample = SpatialDownsample(block_out)
+                if i in self.temporal_down:
+                    down_t.downsample = layers.time_downsample(block_out)
+            self.down.append(down)
+            self.down_temporal.append(down_t)
+            block_in = block_out
+
+        self.mid = layers.mid(block_in)
+        self.norm_out = ChannelLayerNorm(block_in)
+        self.conv_out = layers.volume_conv(block_in, out_channels, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv_in(x)
+        for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal)):
+            for spatial, temporal in zip(down.block, down_t.block):
+                h = self._run(lambda t, s=spatial, tb=temporal: tb(s(t)), h)
+            if i in self.spatial_down:
+                h = down.downsample(h)
+                if i in self.temporal_down:
+                    h = down_t.downsample(h)
+        h = self._run(partial(_mid_forward, self.mid), h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(_CheckpointMixin, nn.Module):
+    """Latents (B, C, t, h, w) -> video (B, 3, ft*t, fs*h, fs*w); the Tokenizer trims causal padding frames."""
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        layers = _Layers(cfg)
+        comp, ch = cfg.compression, cfg.model.ch
+        nrb = cfg.model.num_res_blocks
+        self.gradient_checkpointing = cfg.model.gradient_checkpointing
+        self.spatial_up = set(comp.spatial_up)
+        self.temporal_up = set(comp.temporal_up)
+        self.linear_time_upsample = cfg.model.temporal_upsample == "linear"
+
+        block_in = ch * comp.ch_mult[-1]
+        self.conv_in = layers.volume_conv(cfg.latent_channels, block_in, 3)
+        self.mid = layers.mid(block_in)
+
+        up_levels: list[nn.Module] = []
+        up_t_levels: list[nn.Module] = []
+        for i in reversed(range(len(comp.ch_mult))):
+            block_out = ch * comp.ch_mult[i]
+            up = _level(layers.spatial_block(block_in if j == 0 else block_out, block_out) for j in range(nrb + 1))
+            up_t = _level(layers.temporal_block(block_out) for _ in range(nrb + 1))
+            if i in self.spatial_up:
+                up.upsample = SpatialUpsample(block_out)
+            if i in self.temporal_up:
+                up_t.upsample = layers.time_upsample(block_out)
+            up_levels.insert(0, up)
+            up_t_levels.insert(0, up_t)
+            block_in = block_out
+        self.up = nn.ModuleList(up_levels)
+        self.up_temporal = nn.ModuleList(up_t_levels)
+
+        self.norm_out = ChannelLayerNorm(block_in)
+        self.conv_out = layers.volume_conv(block_in, cfg.model.in_channels, 3)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.conv_in(z)
+        h = self._run(partial(_mid_forward, self.mid), h)
+        first_group = 1  # frames that stem from the first latent: interpolated apart in v1.1
+        for i in reversed(range(len(self.up))):
+            up, up_t = self.up[i], self.up_temporal[i]
+            for spatial, temporal in zip(up.block, up_t.block):
+                h = self._run(lambda t, s=spatial, tb=temporal: tb(s(t)), h)
+            if i in self.spatial_up:
+                h = up.upsample(h)
+                if i in self.temporal_up:
+                    h = up_t.upsample(h, first_group)
+                    first_group *= 2
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    def last_layer_weight(self) -> Tensor:
+        """Weight of the final conv (the adaptive GAN weight is computed from its gradients)."""
+        conv = self.conv_out
+        return getattr(conv, "conv", conv).weight

@@ -1,0 +1,207 @@
+"""The tokenizer: encoder + regularizer + decoder, with input checks and the frame-count contract.
+
+Frame counts (f = temporal factor):
+
+* causal models encode T >= 1 frames into ``1 + ceil((T - 1) / f)`` latents: the first frame alone
+  (padded in front with f - 1 copies of itself), then groups of f frames; an incomplete last group is
+  completed with copies of the last frame. Decoding t latents gives ``1 + f * (t - 1)`` frames, and
+  ``tokenizer(x)`` returns exactly T frames. For T = 1 + k*f nothing is padded at the end and the
+  result is the original implementation's.
+* non-causal models take T a multiple of f and give T / f latents; decoding t latents gives f * t frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..config import TokenizerConfig
+from ..modules import pad_time_front
+from .autoencoder import Decoder, Encoder
+from .regularizers import FSQ, DiagonalGaussian
+
+# Inputs are checked to lie in [-1, 1] up to this slack (resampling can overshoot slightly).
+RANGE_TOLERANCE = 1e-3
+
+
+def _make_regularizer(config: TokenizerConfig) -> nn.Module:
+    if config.is_discrete:
+        return FSQ(config.regularizer.levels)
+    return DiagonalGaussian(config.latent_channels)
+
+
+class InputError(ValueError):
+    """An input tensor has the wrong type, shape, frame count or range for this tokenizer."""
+
+
+class Tokenizer(nn.Module):
+    """A VidTok video tokenizer. Build one with :func:`vidtok.load_tokenizer`.
+
+    ``encode`` / ``decode`` map video (B, 3, T, H, W) in [-1, 1] to latents (B, C, t, h, w) and back;
+    FSQ models also map to and from integer indices (B, t, h, w).
+    """
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.regularizer = _make_regularizer(config)
+
+    def reset_buffers(self) -> None:
+        """Rebuild the regularizer's constant buffers (for a model built on the meta device)."""
+        self.regularizer = _make_regularizer(self.config)
+
+    # ---- frame-count contract ------------------------------------------------------------------
+    def latent_frames(self, num_frames: int) -> int:
+        """Number of latent frames for ``num_frames`` input frames (raises if the count is not accepted)."""
+        self._check_num_frames(num_frames)
+        f = self.config.temporal_factor
+        if self.config.causal:
+            return 1 + math.ceil((num_frames - 1) / f)
+        return num_frames // f
+
+    def decoded_frames(self, latent_frames: int) -> int:
+        """Number of frames ``decode`` returns for ``latent_frames`` latents."""
+        f = self.config.temporal_factor
+        return 1 + f * (latent_frames - 1) if self.config.causal else f * latent_frames
+
+    def _check_num_frames(self, num_frames: int) -> None:
+        f = self.config.temporal_factor
+        if self.config.causal:
+            if num_frames < 1:
+                raise InputError(f"{self._label()} takes T >= 1 frames, got T={num_frames}")
+        elif num_frames < f or num_frames % f:
+            below = max(f, num_frames // f * f)
+            raise InputError(
+                f"non-causal {self._label()} takes a multiple of {f} frames (e.g. {below} or {below + f}), "
+                f"got T={num_frames}; trim or pad the clip, or use a causal model for any length"
+            )
+
+    def _pad_frames(self, x: Tensor) -> Tensor:
+        """Causal: f-1 copies of frame 0 in front, copies of the last frame to complete the last group."""
+        if not self.config.causal:
+            return x
+        f, num_frames = self.config.temporal_factor, x.shape[2]
+        back = f * math.ceil((num_frames - 1) / f) - (num_frames - 1)
+        x = pad_time_front(x, f - 1, "replicate")
+        if back:
+            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, back, -1, -1)], dim=2)
+        return x
+
+    # ---- public API ----------------------------------------------------------------------------
+    def encode(self, x: Tensor, sample: bool = False, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Video (B, 3, T, H, W) in [-1, 1] -> latents (B, C, t, H/fs, W/fs).
+
+        KL models return the posterior mean, or a sample with ``sample=True``; FSQ models return the
+        quantised codes (float, in [-1, 1)).
+        """
+        moments = self._encode_moments(x)
+        if self.config.is_discrete:
+            if sample:
+                raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
+            return self.regularizer(moments).to(moments.dtype)
+        return self.regularizer(moments, sample=sample, generator=generator)
+
+    def encode_indices(self, x: Tensor) -> Tensor:
+        """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w)."""
+        self._require_discrete("encode_indices")
+        return self.regularizer.codes_to_indices(self.regularizer(self._encode_moments(x)))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w), T' = 1 + f*(t-1) causal, f*t otherwise."""
+        self._check_latents(z)
+        x = self.decoder(z.to(self._dtype()))
+        if self.config.causal:
+            x = x[:, :, self.config.temporal_factor - 1 :]
+        return x
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """FSQ models: int code indices (B, t, h, w) -> video, as ``decode(codes)``."""
+        self._require_discrete("decode_indices")
+        self._check_indices(indices)
+        return self.decode(self.regularizer.indices_to_codes(indices))
+
+    def indices_to_latents(self, indices: Tensor) -> Tensor:
+        """FSQ models: int code indices (B, t, h, w) -> codes (B, C, t, h, w) as ``encode`` returns them."""
+        self._require_discrete("indices_to_latents")
+        self._check_indices(indices)
+        return self.regularizer.indices_to_codes(indices)
+
+    def forward(self, x: Tensor, sample: bool = False) -> Tensor:
+        """Encode then decode; returns exactly the T input frames."""
+        num_frames = x.shape[2] if x.ndim == 5 else 0
+        return self.decode(self.encode(x, sample=sample))[:, :, :num_frames]
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _encode_moments(self, x: Tensor) -> Tensor:
+        self._check_video(x)
+        return self.encoder(self._pad_frames(x.to(self._dtype())))
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _label(self) -> str:
+        return self.config.name or "this tokenizer"
+
+    def _require_discrete(self, what: str) -> None:
+        if not self.config.is_discrete:
+            raise TypeError(f"{what} needs an FSQ (discrete) tokenizer; {self._label()} is a KL model")
+
+    def _check_video(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise InputError(f"expected a torch.Tensor video (B, 3, T, H, W), got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise InputError(
+                f"expected a floating-point video in [-1, 1], got dtype {x.dtype} "
+                "(convert uint8 frames with x.float() / 127.5 - 1)"
+            )
+        c_in = self.config.model.in_channels
+        if x.ndim != 5 or x.shape[1] != c_in:
+            raise InputError(
+                f"expected a video of shape (B, {c_in}, T, H, W), got shape {tuple(x.shape)}"
+                + (" (an image batch? add a time axis: x.unsqueeze(2))" if x.ndim == 4 else "")
+            )
+        self._check_num_frames(x.shape[2])
+        s = self.config.spatial_factor
+        h, w = x.shape[3], x.shape[4]
+        if h % s or w % s or h == 0 or w == 0:
+            raise InputError(
+                f"{self._label()} needs height and width that are positive multiples of {s}, got {h}x{w} "
+                f"(e.g. resize or crop to {max(s, h // s * s)}x{max(s, w // s * s)})"
+            )
+        lo, hi = torch.aminmax(x.detach())
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise InputError("the video contains NaN or infinite values")
+        if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            hint = " (looks like [0, 255] data: use x / 127.5 - 1)" if hi > 2 else ""
+            raise InputError(f"expected values in [-1, 1], got [{lo:.4g}, {hi:.4g}]{hint}")
+
+    def _check_latents(self, z: Tensor) -> None:
+        if not isinstance(z, Tensor):
+            raise InputError(f"expected a torch.Tensor of latents, got {type(z).__name__}")
+        c = self.config.latent_channels
+        if not z.is_floating_point():
+            raise InputError(
+                f"expected floating-point latents, got dtype {z.dtype}"
+                + (" (integer codes? use decode_indices)" if self.config.is_discrete else "")
+            )
+        if z.ndim != 5 or z.shape[1] != c or z.shape[2] < 1:
+            raise InputError(f"expected latents of shape (B, {c}, t>=1, h, w), got shape {tuple(z.shape)}")
+
+    def _check_indices(self, indices: Tensor) -> None:
+        if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.is_complex():
+            found = indices.dtype if isinstance(indices, Tensor) else type(indices).__name__
+            raise InputError(f"expected an integer tensor of code indices (B, t, h, w), got {found}")
+        if indices.ndim != 4 or indices.shape[1] < 1:
+            raise InputError(f"expected code indices of shape (B, t>=1, h, w), got shape {tuple(indices.shape)}")
+        if indices.numel():
+            lo, hi = int(indices.min()), int(indices.max())
+            n = self.config.codebook_size
+            if lo < 0 or hi >= n:
+                raise InputError(f"code indices must lie in [0, {n}) for {self._label()}, got [{lo}, {hi}]")

@@ -1,0 +1,72 @@
+"""Residual blocks and the per-frame attention block of the VidTok encoder and decoder."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .conv import unwrap_conv
+from .norm import ChannelLayerNorm
+
+ConvFactory = Callable[[int, int, int], nn.Module]
+
+
+class ResnetBlock(nn.Module):
+    """Pre-activation residual block: (LayerNorm, SiLU, conv) twice, plus a 1x1 shortcut when widths differ.
+
+    ``make_conv(cin, cout, kernel)`` decides what the block convolves over: every frame (2-D), every
+    pixel's time series (1-D) or the whole volume (3-D). ``zero_init`` starts the block as an identity
+    (VidTok's temporal blocks do).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        make_conv: ConvFactory,
+        *,
+        dropout: float = 0.0,
+        zero_init: bool = False,
+    ):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(in_channels)
+        self.conv1 = make_conv(in_channels, out_channels, 3)
+        self.norm2 = ChannelLayerNorm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = make_conv(out_channels, out_channels, 3)
+        if in_channels != out_channels:
+            self.nin_shortcut = make_conv(in_channels, out_channels, 1)
+        if zero_init:
+            last = unwrap_conv(self.conv2)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        if hasattr(self, "nin_shortcut"):
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+class FrameAttention(nn.Module):
+    """Single-head self-attention among the pixels of each frame (frames do not attend to each other)."""
+
+    def __init__(self, channels: int, make_pointwise: Callable[[int, int], nn.Module]):
+        super().__init__()
+        self.norm = ChannelLayerNorm(channels)
+        self.q = make_pointwise(channels, channels)
+        self.k = make_pointwise(channels, channels)
+        self.v = make_pointwise(channels, channels)
+        self.proj_out = make_pointwise(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        y = self.norm(x)
+        q, k, v = (proj(y).flatten(3).permute(0, 2, 3, 1) for proj in (self.q, self.k, self.v))  # (B, T, HW, C)
+        y = F.scaled_dot_product_attention(q, k, v)
+        y = y.permute(0, 3, 1, 2).reshape(b, c, t, h, w)
+        return x + self.proj_out(y)

@@ -1,0 +1,103 @@
+"""Convolutions on video tensors laid out as (B, C, T, H, W).
+
+All layers run directly on 5-D tensors, without folding time into the batch: a per-frame 2-D conv is a
+3-D conv with a temporal kernel of 1 and a per-pixel 1-D temporal conv is a 3-D conv with a 1x1
+spatial kernel. Their parameters keep the 2-D / 1-D shapes of the official checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def pad_time_front(x: Tensor, frames: int, mode: str) -> Tensor:
+    """Prepend ``frames`` frames along dim 2: zeros (``mode="zeros"``) or copies of the first frame."""
+    if frames == 0:
+        return x
+    shape = (*x.shape[:2], frames, *x.shape[3:])
+    pad = x.new_zeros(shape) if mode == "zeros" else x[:, :, :1].expand(shape)
+    return torch.cat([pad, x], dim=2)
+
+
+def pad_time_back(x: Tensor, frames: int) -> Tensor:
+    """Append ``frames`` zero frames along dim 2."""
+    if frames == 0:
+        return x
+    return torch.cat([x, x.new_zeros((*x.shape[:2], frames, *x.shape[3:]))], dim=2)
+
+
+class FrameConv2d(nn.Conv2d):
+    """A 2-D convolution applied to every frame of a (B, C, T, H, W) tensor."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv3d(
+            x,
+            self.weight.unsqueeze(2),
+            self.bias,
+            stride=(1, *self.stride),
+            padding=(0, *self.padding),
+        )
+
+
+class TimeConv1d(nn.Conv1d):
+    """A 1-D convolution over time applied at every pixel of a (B, C, T, H, W) tensor."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv3d(
+            x,
+            self.weight[..., None, None],
+            self.bias,
+            stride=(self.stride[0], 1, 1),
+            padding=(self.padding[0], 0, 0),
+        )
+
+
+class CausalConv(nn.Module):
+    """Wraps a convolution so that it only looks at current and past frames.
+
+    The wrapped ``conv`` has no temporal padding; ``kernel - stride`` frames are prepended instead,
+    either zeros or copies of the first frame (``temporal_pad``). The wrapper exists as its own
+    module because the official checkpoints name the inner layer ``....conv``.
+    """
+
+    def __init__(self, conv: nn.Conv3d | TimeConv1d, temporal_pad: str = "zeros"):
+        super().__init__()
+        self.conv = conv
+        self.temporal_pad = temporal_pad
+        self.time_pad = conv.kernel_size[0] - conv.stride[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(pad_time_front(x, self.time_pad, self.temporal_pad))
+
+
+def conv3d(
+    cin: int,
+    cout: int,
+    kernel: int,
+    *,
+    causal: bool,
+    temporal_pad: str = "zeros",
+    time_stride: int = 1,
+) -> nn.Module:
+    """A cubic-kernel 3-D conv that keeps H and W; causal in time or centred (zero padded)."""
+    spatial = kernel // 2
+    if causal:
+        inner = nn.Conv3d(cin, cout, kernel, stride=(time_stride, 1, 1), padding=(0, spatial, spatial))
+        return CausalConv(inner, temporal_pad)
+    time_padding = 0 if time_stride > 1 else kernel // 2
+    return nn.Conv3d(cin, cout, kernel, stride=(time_stride, 1, 1), padding=(time_padding, spatial, spatial))
+
+
+def time_conv(cin: int, cout: int, kernel: int, *, causal: bool, temporal_pad: str = "zeros") -> nn.Module:
+    """A per-pixel temporal conv; causal or centred (zero padded)."""
+    if causal:
+        return CausalConv(TimeConv1d(cin, cout, kernel), temporal_pad)
+    return TimeConv1d(cin, cout, kernel, padding=kernel // 2)
+
+
+def unwrap_conv(module: nn.Module) -> nn.Module:
+    """The convolution inside a :class:`CausalConv`, or the module itself."""
+    return module.conv if isinstance(module, CausalConv) else module
