@@ -6,6 +6,7 @@ FSQ entropy and commitment losses) belong to the training losses, not to these i
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -39,6 +40,13 @@ class DiagonalGaussian(nn.Module):
         """KL divergence to a standard normal, summed over all but the batch dim, per sample."""
         mean, logvar = DiagonalGaussian.split(moments)
         return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+
+
+def _autocast_off(device_type: str):
+    """Disable autocast where it exists for this device (meta tensors have none)."""
+    if device_type in ("cpu", "cuda", "xpu", "mps", "hpu"):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -77,7 +85,7 @@ class FSQ(nn.Module):
         """Quantised codes with the shape of ``z``, in [-1, 1), as float32."""
         if z.shape[1] != len(self.levels):
             raise ValueError(f"FSQ with levels {self.levels} expects {len(self.levels)} channels, got {z.shape[1]}")
-        with torch.autocast(z.device.type, enabled=False):
+        with _autocast_off(z.device.type):
             z = z.float()
             v = lambda t: self._channel_view(t, z.ndim)  # noqa: E731
             bounded = (z + v(self._shift)).tanh() * v(self._half_l) - v(self._offset)

@@ -1,0 +1,61 @@
+"""Shared test helpers: where the reference data lives and small tokenizers to test on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vidtok
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+MANIFESTS = SHARED / "manifests"
+
+# Deterministic CPU numerics for parity tests; 2 threads is what CI machines have.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def fixture_dirs() -> list[Path]:
+    """Every reference-fixture folder (``meta.json`` + ``io.safetensors``) under ../shared/fixtures."""
+    if not FIXTURES.is_dir():
+        return []
+    return sorted(p for p in FIXTURES.iterdir() if (p / "meta.json").is_file())
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"reference data {path} is absent (it sits beside the repo in CI, not in user installs)"
+    )
+
+
+def fixture_meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
+def random_video(frames: int, size: int = 16, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.rand((batch, 3, frames, size, size), generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def perturb_(module: torch.nn.Module, std: float = 0.02, seed: int = 0) -> torch.nn.Module:
+    """Add noise to every parameter so zero-initialised blocks are not identities."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * std)
+    return module
+
+
+def tiny_tokenizer(name: str, ch: int = 8, seed: int = 0) -> vidtok.Tokenizer:
+    """An official preset at base width ``ch`` with perturbed random weights, eval mode."""
+    torch.manual_seed(seed)
+    tok = vidtok.build_tokenizer(vidtok.compose_tokenizer_config(name, [f"model.ch={ch}"]))
+    return perturb_(tok, seed=seed).eval()
+
+
+@pytest.fixture(scope="session")
+def official() -> list[str]:
+    return vidtok.official_names()
