@@ -28,7 +28,8 @@ def fixture_dirs() -> list[Path]:
 
 def needs_shared(path: Path) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
-        not path.exists(), reason=f"reference data {path} is absent (it sits beside the repo in CI, not in user installs)"
+        not path.exists(),
+        reason=f"reference data {path} is absent (it sits beside the repo in CI, not in user installs)",
     )
 
 

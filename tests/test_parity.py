@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURES, fixture_dirs, fixture_meta, needs_shared
 from safetensors.torch import load_file
 
 import vidtok
-from conftest import FIXTURES, fixture_dirs, fixture_meta, needs_shared
 
 LATENT_TOL = 1e-4
 REC_MAX_TOL = 5e-4
@@ -70,8 +70,11 @@ def test_encode_decode_match_reference(folder: Path) -> None:
         assert_video(x_fwd, io["x_rec_forward"], "forward(x)")
 
 
-@pytest.mark.parametrize("folder", [p for p in FOLDERS if fixture_meta(p)["regularizer"] == "FSQ"],
-                         ids=[p.name for p in FOLDERS if fixture_meta(p)["regularizer"] == "FSQ"])
+@pytest.mark.parametrize(
+    "folder",
+    [p for p in FOLDERS if fixture_meta(p)["regularizer"] == "FSQ"],
+    ids=[p.name for p in FOLDERS if fixture_meta(p)["regularizer"] == "FSQ"],
+)
 def test_fsq_indices_match_reference(folder: Path) -> None:
     tok = load(folder)
     io = load_file(folder / "io.safetensors")
@@ -85,13 +88,17 @@ def test_fsq_indices_match_reference(folder: Path) -> None:
     assert torch.equal(indices, ref_indices), f"{int((indices != ref_indices).sum())} indices differ"
     assert_latents(from_indices, io.get("z_from_indices", io["z"]), "codes from indices")
     if "x_rec_from_indices" in io:
-        assert_video(rec_from_indices, reference_decode(tok, io["x_rec_from_indices"], indices.shape[1]),
-                     "decode_indices")
+        assert_video(
+            rec_from_indices, reference_decode(tok, io["x_rec_from_indices"], indices.shape[1]), "decode_indices"
+        )
     assert torch.equal(rec_from_indices, rec), "decode_indices(encode_indices(x)) != decode(encode(x))"
 
 
-@pytest.mark.parametrize("folder", [p for p in FOLDERS if (p / "long.safetensors").exists()],
-                         ids=[p.name for p in FOLDERS if (p / "long.safetensors").exists()])
+@pytest.mark.parametrize(
+    "folder",
+    [p for p in FOLDERS if (p / "long.safetensors").exists()],
+    ids=[p.name for p in FOLDERS if (p / "long.safetensors").exists()],
+)
 def test_long_video_full_pass_matches_reference(folder: Path) -> None:
     tok = load(folder)
     long = load_file(folder / "long.safetensors")
@@ -102,8 +109,11 @@ def test_long_video_full_pass_matches_reference(folder: Path) -> None:
     assert_video(x_rec, reference_decode(tok, long["x_rec_full"], z.shape[2]), "decode(13 latents)")
 
 
-@pytest.mark.parametrize("folder", [p for p in FOLDERS if (p / "odd_frames.safetensors").exists()],
-                         ids=[p.name for p in FOLDERS if (p / "odd_frames.safetensors").exists()])
+@pytest.mark.parametrize(
+    "folder",
+    [p for p in FOLDERS if (p / "odd_frames.safetensors").exists()],
+    ids=[p.name for p in FOLDERS if (p / "odd_frames.safetensors").exists()],
+)
 def test_frame_counts_where_the_original_is_well_defined(folder: Path) -> None:
     """Causal: T = 1 + k*f matches the original exactly; other T follow our documented contract
     (the original returns e.g. 13 frames for 16). Non-causal: multiples of f match, others are refused."""

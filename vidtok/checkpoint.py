@@ -10,9 +10,10 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -160,7 +161,9 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source:
 def _width_hint(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
     for key in ("encoder.conv_in.conv.weight", "encoder.conv_in.weight"):
         if key in expected and key in found and expected[key][0] != found[key][0]:
-            return f"the checkpoint's base width looks like model.ch={found[key][0]} (the config has {expected[key][0]})"
+            return (
+                f"the checkpoint's base width looks like model.ch={found[key][0]} (the config has {expected[key][0]})"
+            )
     return ""
 
 

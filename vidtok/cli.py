@@ -1,10 +1,10 @@
 """The ``vidtok`` console script.
 
-    vidtok list                              the official tokenizers and what they produce
-    vidtok config NAME [-o key=value ...]    print a tokenizer's resolved config as YAML
-    vidtok convert IN.ckpt OUT.safetensors   official checkpoint -> safetensors with the config inside
-    vidtok demo [--tokenizer NAME] [--ckpt FILE]
-                                             tokenize a built-in clip and report shapes, speed, PSNR
+vidtok list                              the official tokenizers and what they produce
+vidtok config NAME [-o key=value ...]    print a tokenizer's resolved config as YAML
+vidtok convert IN.ckpt OUT.safetensors   official checkpoint -> safetensors with the config inside
+vidtok demo [--tokenizer NAME] [--ckpt FILE]
+                                         tokenize a built-in clip and report shapes, speed, PSNR
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -29,7 +29,12 @@ DEFAULT_TOKENIZER = "vidtok_kl_causal_488_4chn"
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-o", "--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--override",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="config override, e.g. -o model.ch=16 (repeatable)",
     )
 
@@ -69,9 +74,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     frames = args.frames if args.frames else (17 if cfg.causal else 16)
     video = moving_shapes(frames, args.size, args.size)
     params = sum(p.numel() for p in tokenizer.parameters())
-    print(f"tokenizer  {cfg.name or name}  ({cfg.version}, {'causal' if cfg.causal else 'non-causal'}, "
-          f"{'x'.join(map(str, cfg.factors))}, {params / 1e6:.1f}M parameters, "
-          f"{'weights from ' + str(args.ckpt) if args.ckpt else 'random weights: quality numbers are meaningless'})")
+    print(
+        f"tokenizer  {cfg.name or name}  ({cfg.version}, {'causal' if cfg.causal else 'non-causal'}, "
+        f"{'x'.join(map(str, cfg.factors))}, {params / 1e6:.1f}M parameters, "
+        f"{'weights from ' + str(args.ckpt) if args.ckpt else 'random weights: quality numbers are meaningless'})"
+    )
     print(f"input      {tuple(video.shape)} built-in moving-shapes clip, {torch.get_num_threads()} threads")
     with torch.inference_mode():
         start = time.perf_counter()
@@ -88,8 +95,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if indices is not None:
         print(f"indices    {tuple(indices.shape)} in [0, {cfg.codebook_size:,})")
     print(f"recon      {tuple(recon.shape)}  PSNR {psnr:.2f} dB")
-    print(f"time       encode {encode_s:.2f} s, decode {decode_s:.2f} s, "
-          f"{frames / (encode_s + decode_s):.2f} frames/s round trip")
+    print(
+        f"time       encode {encode_s:.2f} s, decode {decode_s:.2f} s, "
+        f"{frames / (encode_s + decode_s):.2f} frames/s round trip"
+    )
     return 0
 
 
@@ -114,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="tokenize a built-in clip and report shapes, speed and PSNR")
     p.add_argument(
-        "--tokenizer", default=None,
+        "--tokenizer",
+        default=None,
         help=f"official name or config file (default: from --ckpt, else {DEFAULT_TOKENIZER})",
     )
     p.add_argument("--ckpt", type=Path, default=None, help="weights (official .ckpt or safetensors)")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,11 +62,11 @@ class CompressionConfig:
 
     temporal: int = 4
     spatial: int = 8
-    ch_mult: List[int] = field(default_factory=lambda: [1, 2, 4, 4])
-    spatial_down: List[int] = field(default_factory=lambda: [0, 1, 2])
-    temporal_down: List[int] = field(default_factory=lambda: [1, 2])
-    spatial_up: List[int] = field(default_factory=lambda: [1, 2, 3])
-    temporal_up: List[int] = field(default_factory=lambda: [1, 2])
+    ch_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 4])
+    spatial_down: list[int] = field(default_factory=lambda: [0, 1, 2])
+    temporal_down: list[int] = field(default_factory=lambda: [1, 2])
+    spatial_up: list[int] = field(default_factory=lambda: [1, 2, 3])
+    temporal_up: list[int] = field(default_factory=lambda: [1, 2])
 
 
 @dataclass
@@ -74,7 +75,33 @@ class RegularizerConfig:
 
     kind: str = "kl"
     channels: Optional[int] = 4
-    levels: Optional[List[int]] = None
+    levels: Optional[list[int]] = None
+
+
+@dataclass
+class StageConfig:
+    """A stage of the two-stage training recipe: clip resolution and which parts train.
+
+    ``lowres`` trains the whole model at 128x128; ``highres_decoder`` freezes the encoder and trains
+    the decoder at 256x256, starting from the stage-1 checkpoint given as ``init_from``.
+    """
+
+    name: str = "lowres"
+    resolution: int = 128
+    freeze_encoder: bool = False
+    init_from: Optional[str] = None
+
+    def validate(self, spatial_factor: int = 1) -> StageConfig:
+        if self.resolution < 1 or self.resolution % spatial_factor:
+            raise ConfigError(
+                f"stage.resolution must be a positive multiple of the spatial factor {spatial_factor}, "
+                f"got {self.resolution}"
+            )
+        if self.freeze_encoder and not self.init_from:
+            raise ConfigError(
+                f"stage {self.name!r} freezes the encoder, so stage.init_from must name the checkpoint to start from"
+            )
+        return self
 
 
 @dataclass
@@ -124,7 +151,7 @@ class TokenizerConfig:
         return math.prod(self.regularizer.levels) if self.is_discrete else None
 
     # ---- validation ----------------------------------------------------------------------------
-    def validate(self) -> "TokenizerConfig":
+    def validate(self) -> TokenizerConfig:
         """Raise :class:`ConfigError` naming the first inconsistent field; return self."""
         m, c, r = self.model, self.compression, self.regularizer
         if m.temporal_pad not in TEMPORAL_PADS:
@@ -203,7 +230,7 @@ class TokenizerConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_any(cls, data: Any) -> "TokenizerConfig":
+    def from_any(cls, data: Any) -> TokenizerConfig:
         """Build and validate from a dict, DictConfig or JSON string; unknown keys are errors."""
         if isinstance(data, str):
             data = json.loads(data)
@@ -218,7 +245,7 @@ class TokenizerConfig:
         cfg: TokenizerConfig = OmegaConf.to_object(merged)
         return cfg.validate()
 
-    def differences(self, other: "TokenizerConfig") -> list[str]:
+    def differences(self, other: TokenizerConfig) -> list[str]:
         """Dotted keys whose values differ between two configs, as ``key: a != b`` strings."""
         out: list[str] = []
 
@@ -238,6 +265,7 @@ class TokenizerConfig:
 
 # ---- composition from conf/ -------------------------------------------------------------------
 
+
 def conf_dir() -> Path:
     """The Hydra config directory: ``vidtok/conf`` in an installed wheel, ``conf/`` in a checkout."""
     here = Path(__file__).resolve().parent
@@ -256,6 +284,22 @@ def _strip_plus(override: str) -> str:
     return override.lstrip("+")
 
 
+# Groups whose option names are numbers (compression=488); Hydra parses a bare 488 as an int and
+# refuses it as a group choice, so such values are quoted before composing.
+NUMERIC_GROUPS = ("compression",)
+
+
+def normalize_overrides(overrides: Sequence[str]) -> list[str]:
+    """Quote numeric group choices (``compression=488`` -> ``compression='488'``) so Hydra accepts them."""
+    out = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and key.lstrip("+~") in NUMERIC_GROUPS and value.isdigit():
+            override = f"{key}='{value}'"
+        out.append(override)
+    return out
+
+
 def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str] = ()) -> TokenizerConfig:
     """Compose a :class:`TokenizerConfig` from a preset name (or a YAML/JSON file) and Hydra overrides.
 
@@ -264,7 +308,7 @@ def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str
     ``None`` for the defaults of each group. ``overrides`` are Hydra override strings such as
     ``model.ch=16`` or ``regularizer=fsq``.
     """
-    overrides = list(overrides)
+    overrides = normalize_overrides(overrides)
     if name is not None and _looks_like_path(name):
         return _config_from_file(Path(name), overrides)
     if name is not None and name not in official_names():
@@ -283,7 +327,7 @@ def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str
     try:
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
             cfg = compose("tokenizer_base", overrides=preset + overrides)
-    except HydraException as err:
+    except (HydraException, ValueError) as err:
         raise ConfigError(f"cannot compose tokenizer {name!r} with overrides {overrides}: {err}") from err
     finally:
         restore_gh_from_backup(backup)

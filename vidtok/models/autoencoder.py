@@ -9,8 +9,8 @@ the two. Module names follow the official checkpoints (``down``, ``down_temporal
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Callable, Iterable
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -126,8 +126,8 @@ class Encoder(_CheckpointMixin, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
-        for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal)):
-            for spatial, temporal in zip(down.block, down_t.block):
+        for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal, strict=True)):
+            for spatial, temporal in zip(down.block, down_t.block, strict=True):
                 h = self._run(lambda t, s=spatial, tb=temporal: tb(s(t)), h)
             if i in self.spatial_down:
                 h = down.downsample(h)
@@ -179,7 +179,7 @@ class Decoder(_CheckpointMixin, nn.Module):
         first_group = 1  # frames that stem from the first latent: interpolated apart in v1.1
         for i in reversed(range(len(self.up))):
             up, up_t = self.up[i], self.up_temporal[i]
-            for spatial, temporal in zip(up.block, up_t.block):
+            for spatial, temporal in zip(up.block, up_t.block, strict=True):
                 h = self._run(lambda t, s=spatial, tb=temporal: tb(s(t)), h)
             if i in self.spatial_up:
                 h = up.upsample(h)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -58,7 +58,7 @@ class FSQ(nn.Module):
     """Finite scalar quantisation over the channel dim of (B, C, ...) latents, one level count per channel.
 
     Each channel is bounded with tanh to ``levels[c]`` integer values, rounded (straight-through), and
-    scaled to [-1, 1). A code's index is the mixed-radix number whose digits are the per-channel values.
+    scaled to [-1, 1]. A code's index is the mixed-radix number whose digits are the per-channel values.
     Computed in float32 whatever the input dtype or autocast state.
     """
 
@@ -82,7 +82,7 @@ class FSQ(nn.Module):
         return t.view(1, -1, *([1] * (ndim - 2)))
 
     def forward(self, z: Tensor) -> Tensor:
-        """Quantised codes with the shape of ``z``, in [-1, 1), as float32."""
+        """Quantised codes with the shape of ``z``, in [-1, 1] (even levels never reach 1), as float32."""
         if z.shape[1] != len(self.levels):
             raise ValueError(f"FSQ with levels {self.levels} expects {len(self.levels)} channels, got {z.shape[1]}")
         with _autocast_off(z.device.type):

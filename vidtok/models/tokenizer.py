@@ -98,7 +98,7 @@ class Tokenizer(nn.Module):
         """Video (B, 3, T, H, W) in [-1, 1] -> latents (B, C, t, H/fs, W/fs).
 
         KL models return the posterior mean, or a sample with ``sample=True``; FSQ models return the
-        quantised codes (float, in [-1, 1)).
+        quantised codes (float, in [-1, 1]).
         """
         moments = self._encode_moments(x)
         if self.config.is_discrete:

@@ -1,0 +1,89 @@
+"""Building blocks: layouts, causality, temporal resampling, identity initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidtok.modules import (
+    FrameConv2d,
+    ResnetBlock,
+    TimeConv1d,
+    TimeDownsample,
+    TimeUpsample,
+    conv3d,
+    pad_time_front,
+    time_conv,
+)
+
+torch.manual_seed(0)
+
+
+def test_frame_conv_equals_conv2d_on_each_frame() -> None:
+    conv = FrameConv2d(4, 6, 3, stride=2, padding=1)
+    x = torch.randn(2, 4, 5, 9, 11)
+    frames = x.transpose(1, 2).reshape(10, 4, 9, 11)
+    ref = F.conv2d(frames, conv.weight, conv.bias, stride=2, padding=1)
+    ours = conv(x)
+    assert torch.allclose(ours, ref.reshape(2, 5, 6, 5, 6).transpose(1, 2), atol=1e-5)
+
+
+def test_time_conv_equals_conv1d_on_each_pixel() -> None:
+    conv = TimeConv1d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 7, 3, 5)
+    series = x.permute(0, 3, 4, 1, 2).reshape(30, 4, 7)
+    ref = F.conv1d(series, conv.weight, conv.bias, padding=1).reshape(2, 3, 5, 6, 7).permute(0, 3, 4, 1, 2)
+    assert torch.allclose(conv(x), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("pad", ["zeros", "replicate"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda pad: conv3d(3, 3, 3, causal=True, temporal_pad=pad),
+        lambda pad: time_conv(3, 3, 3, causal=True, temporal_pad=pad),
+        lambda pad: TimeUpsample(3, causal=True, temporal_pad=pad, mode="nearest"),
+    ],
+)
+def test_causal_layers_ignore_the_future(make, pad: str) -> None:
+    layer = make(pad)
+    x = torch.randn(1, 3, 8, 4, 4)
+    y = x.clone()
+    y[:, :, 5:] = torch.randn_like(y[:, :, 5:])
+    out_x, out_y = layer(x), layer(y)
+    keep = out_x.shape[2] * 5 // 8
+    assert torch.allclose(out_x[:, :, :keep], out_y[:, :, :keep])
+    assert not torch.allclose(out_x, out_y)
+
+
+def test_causal_time_downsample_groups_pairs() -> None:
+    """Output i depends on frames <= 2i + 1 only."""
+    layer = TimeDownsample(3, causal=True, temporal_pad="replicate")
+    x = torch.randn(1, 3, 8, 2, 2)
+    y = x.clone()
+    y[:, :, 6:] += 1
+    assert torch.allclose(layer(x)[:, :, :3], layer(y)[:, :, :3])
+
+
+def test_pad_time_front_modes() -> None:
+    x = torch.arange(1.0, 4.0).view(1, 1, 3)
+    assert pad_time_front(x, 2, "zeros").flatten().tolist() == [0, 0, 1, 2, 3]
+    assert pad_time_front(x, 2, "replicate").flatten().tolist() == [1, 1, 1, 2, 3]
+
+
+def test_linear_time_upsample_keeps_the_first_group_apart() -> None:
+    up = TimeUpsample(1, causal=True, temporal_pad="replicate", mode="linear")
+    x = torch.tensor([0.0, 4.0, 8.0, 12.0]).view(1, 1, 4, 1, 1)
+    # first group of 1: frame 0 repeated; the rest interpolated on its own (edges clamped)
+    assert up.upsample(x, 1).flatten().tolist() == [0, 0, 4, 5, 7, 9, 11, 12]
+    assert up.upsample(x, 2).flatten().tolist() == [0, 1, 3, 4, 8, 9, 11, 12]
+    assert up.upsample(x, 4).flatten().tolist() == [0, 1, 3, 5, 7, 9, 11, 12]
+    nearest = TimeUpsample(1, causal=True, mode="nearest")
+    assert nearest.upsample(x, 1).flatten().tolist() == [0, 0, 4, 4, 8, 8, 12, 12]
+
+
+def test_temporal_blocks_start_as_identity() -> None:
+    block = ResnetBlock(4, 4, lambda i, o, k: time_conv(i, o, k, causal=True), zero_init=True)
+    x = torch.randn(1, 4, 5, 3, 3)
+    assert torch.equal(block(x), x)
