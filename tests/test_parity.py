@@ -64,6 +64,8 @@ def test_encode_decode_match_reference(folder: Path) -> None:
         mean, logvar = tok.regularizer.split(moments)
         assert_latents(mean, io["mean"], "posterior mean")
         assert_latents(logvar, io["logvar"], "posterior log-variance")
+        kl = tok.regularizer.kl(moments).mean()  # the original's kl_loss: summed per sample, averaged over the batch
+        assert torch.allclose(kl, io["kl_loss"].squeeze(), rtol=1e-4), (kl.item(), io["kl_loss"].item())
     assert_video(x_rec, reference_decode(tok, io["x_rec"], io["z"].shape[2]), "decode(z)")
     assert x_fwd.shape == x.shape
     if "x_rec_forward" in io:

@@ -192,3 +192,18 @@ def test_gradients_flow_and_checkpointing_matches() -> None:
         grads.append(torch.cat([p.grad.flatten() for p in tok.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_fsq_passes_gradients_straight_through() -> None:
+    from vidtok.models import FSQ
+
+    fsq = FSQ([8, 5])
+    z = torch.randn(2, 2, 3, requires_grad=True)
+    fsq(z).sum().backward()
+    bound_grad = torch.autograd.grad(_bound(fsq, z).sum(), z)[0]
+    assert torch.allclose(z.grad, bound_grad / fsq._half_width.view(1, -1, 1))
+
+
+def _bound(fsq, z: torch.Tensor) -> torch.Tensor:
+    v = lambda t: t.view(1, -1, 1)  # noqa: E731
+    return (z + v(fsq._shift)).tanh() * v(fsq._half_l) - v(fsq._offset)

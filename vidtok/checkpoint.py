@@ -81,7 +81,9 @@ def _read_torch(path: Path, kind: str) -> dict[str, Tensor]:
     if kind == "zip" and not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} looks like a PyTorch checkpoint but is truncated or corrupt (bad zip archive)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
+        # No mmap: parameters are assigned from these tensors, and a file-backed parameter would fault if
+        # the file were overwritten in place later (e.g. a run saving over the checkpoint it started from).
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         message = str(err)
         if "Unsupported global" in message or "not an allowed global" in message or "GLOBAL" in message:

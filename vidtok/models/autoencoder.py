@@ -187,8 +187,3 @@ class Decoder(_CheckpointMixin, nn.Module):
                     h = up_t.upsample(h, first_group)
                     first_group *= 2
         return self.conv_out(F.silu(self.norm_out(h)))
-
-    def last_layer_weight(self) -> Tensor:
-        """Weight of the final conv (the adaptive GAN weight is computed from its gradients)."""
-        conv = self.conv_out
-        return getattr(conv, "conv", conv).weight
