@@ -64,6 +64,12 @@ class _Layers:
         mid.block_2 = ResnetBlock(channels, channels, self.volume_conv, dropout=self.dropout)
         return mid
 
+    def level(self, cin: int, cout: int, depth: int) -> tuple[nn.Module, nn.Module]:
+        """One resolution level: ``depth`` spatial blocks (``.block``) and their temporal partners."""
+        spatial = _level(self.spatial_block(cin if j == 0 else cout, cout) for j in range(depth))
+        temporal = _level(self.temporal_block(cout) for _ in range(depth))
+        return spatial, temporal
+
     def time_downsample(self, channels: int) -> TimeDownsample:
         return TimeDownsample(channels, causal=self.causal, temporal_pad=self.pad)
 
@@ -85,6 +91,12 @@ class _CheckpointMixin:
         if self.gradient_checkpointing and self.training and args[0].requires_grad:
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
+
+    def _run_level(self, spatial: nn.Module, temporal: nn.Module, h: Tensor) -> Tensor:
+        """Alternate a level's per-frame blocks with its per-pixel temporal blocks."""
+        for block_s, block_t in zip(spatial.block, temporal.block, strict=True):
+            h = self._run(lambda t, s=block_s, tb=block_t: tb(s(t)), h)
+        return h
 
 
 def _mid_forward(mid: nn.Module, h: Tensor) -> Tensor:
@@ -110,8 +122,7 @@ class Encoder(_CheckpointMixin, nn.Module):
         block_in = ch
         for i, mult in enumerate(comp.ch_mult):
             block_out = ch * mult
-            down = _level(layers.spatial_block(block_in if j == 0 else block_out, block_out) for j in range(nrb))
-            down_t = _level(layers.temporal_block(block_out) for _ in range(nrb))
+            down, down_t = layers.level(block_in, block_out, nrb)
             if i in self.spatial_down:
                 down.downsample = SpatialDownsample(block_out)
                 if i in self.temporal_down:
@@ -127,8 +138,7 @@ class Encoder(_CheckpointMixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal, strict=True)):
-            for spatial, temporal in zip(down.block, down_t.block, strict=True):
-                h = self._run(lambda t, s=spatial, tb=temporal: tb(s(t)), h)
+            h = self._run_level(down, down_t, h)
             if i in self.spatial_down:
                 h = down.downsample(h)
                 if i in self.temporal_down:
@@ -158,8 +168,7 @@ class Decoder(_CheckpointMixin, nn.Module):
         up_t_levels: list[nn.Module] = []
         for i in reversed(range(len(comp.ch_mult))):
             block_out = ch * comp.ch_mult[i]
-            up = _level(layers.spatial_block(block_in if j == 0 else block_out, block_out) for j in range(nrb + 1))
-            up_t = _level(layers.temporal_block(block_out) for _ in range(nrb + 1))
+            up, up_t = layers.level(block_in, block_out, nrb + 1)
             if i in self.spatial_up:
                 up.upsample = SpatialUpsample(block_out)
             if i in self.temporal_up:
@@ -179,8 +188,7 @@ class Decoder(_CheckpointMixin, nn.Module):
         first_group = 1  # frames that stem from the first latent: interpolated apart in v1.1
         for i in reversed(range(len(self.up))):
             up, up_t = self.up[i], self.up_temporal[i]
-            for spatial, temporal in zip(up.block, up_t.block, strict=True):
-                h = self._run(lambda t, s=spatial, tb=temporal: tb(s(t)), h)
+            h = self._run_level(up, up_t, h)
             if i in self.spatial_up:
                 h = up.upsample(h)
                 if i in self.temporal_up:
