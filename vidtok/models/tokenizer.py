@@ -87,7 +87,7 @@ class Tokenizer(nn.Module):
         if not self.config.causal:
             return x
         f, num_frames = self.config.temporal_factor, x.shape[2]
-        back = f * math.ceil((num_frames - 1) / f) - (num_frames - 1)
+        back = f * (self.latent_frames(num_frames) - 1) - (num_frames - 1)
         x = pad_time_front(x, f - 1, "replicate")
         if back:
             x = torch.cat([x, x[:, :, -1:].expand(-1, -1, back, -1, -1)], dim=2)
