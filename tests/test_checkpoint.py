@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_video, tiny_tokenizer
 from safetensors import safe_open
 
 import vidtok
 from vidtok.checkpoint import META_CONFIG, META_NAME
 from vidtok.cli import main as cli
+
+from conftest import random_video, tiny_tokenizer
 
 NAME = "vidtok_kl_causal_488_4chn"
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_video, tiny_tokenizer
 
 import vidtok
+
+from conftest import random_video, tiny_tokenizer
 
 NAME = "vidtok_kl_causal_488_4chn"
 

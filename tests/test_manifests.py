@@ -11,9 +11,10 @@ import json
 
 import pytest
 import torch
-from conftest import MANIFESTS, needs_shared
 
 import vidtok
+
+from conftest import MANIFESTS, needs_shared
 
 pytestmark = needs_shared(MANIFESTS)
 

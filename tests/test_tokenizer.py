@@ -7,9 +7,10 @@ import math
 
 import pytest
 import torch
-from conftest import random_video, tiny_tokenizer
 
 import vidtok
+
+from conftest import random_video, tiny_tokenizer
 
 NAMES = vidtok.official_names()
 CAUSAL = [n for n in NAMES if "_noncausal_" not in n]

@@ -20,6 +20,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import TokenizerConfig
+from ..inference.streams import VideoDecoderStream, VideoEncoderStream, check_chunk
 from ..modules import pad_time_front
 from .autoencoder import Decoder, Encoder
 from .regularizers import FSQ, DiagonalGaussian
@@ -94,36 +95,55 @@ class Tokenizer(nn.Module):
         return x
 
     # ---- public API ----------------------------------------------------------------------------
-    def encode(self, x: Tensor, sample: bool = False, generator: Optional[torch.Generator] = None) -> Tensor:
+    def encode(
+        self,
+        x: Tensor,
+        sample: bool = False,
+        generator: Optional[torch.Generator] = None,
+        chunk_frames: Optional[int] = None,
+    ) -> Tensor:
         """Video (B, 3, T, H, W) in [-1, 1] -> latents (B, C, t, H/fs, W/fs).
 
         KL models return the posterior mean, or a sample with ``sample=True``; FSQ models return the
-        quantised codes (float, in [-1, 1]).
+        quantised codes (float, in [-1, 1]). Causal models can encode ``chunk_frames`` frames at a
+        time (a multiple of the temporal factor) with the same result as one pass and memory that
+        depends on the chunk, not on T.
         """
+        if self.config.is_discrete and sample:
+            raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
+        if chunk_frames is not None:
+            return self._encode_chunked(x, chunk_frames, sample=sample, generator=generator)
         moments = self._encode_moments(x)
         if self.config.is_discrete:
-            if sample:
-                raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
             return self.regularizer(moments).to(moments.dtype)
         return self.regularizer(moments, sample=sample, generator=generator)
 
-    def encode_indices(self, x: Tensor) -> Tensor:
+    def encode_indices(self, x: Tensor, chunk_frames: Optional[int] = None) -> Tensor:
         """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w)."""
         self._require_discrete("encode_indices")
+        if chunk_frames is not None:
+            return self._encode_chunked(x, chunk_frames, indices=True)
         return self.regularizer.codes_to_indices(self.regularizer(self._encode_moments(x)))
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w), T' = 1 + f*(t-1) causal, f*t otherwise."""
+    def decode(self, z: Tensor, chunk_latents: Optional[int] = None) -> Tensor:
+        """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w), T' = 1 + f*(t-1) causal, f*t otherwise.
+
+        Causal models can decode ``chunk_latents`` latents at a time with the same result as one pass.
+        """
         self._check_latents(z)
+        if chunk_latents is not None:
+            return self._decode_chunked(z, chunk_latents, indices=False)
         x = self.decoder(z.to(self._dtype()))
         if self.config.causal:
             x = x[:, :, self.config.temporal_factor - 1 :]
         return x
 
-    def decode_indices(self, indices: Tensor) -> Tensor:
+    def decode_indices(self, indices: Tensor, chunk_latents: Optional[int] = None) -> Tensor:
         """FSQ models: int code indices (B, t, h, w) -> video, as ``decode(codes)``."""
         self._require_discrete("decode_indices")
         self._check_indices(indices)
+        if chunk_latents is not None:
+            return self._decode_chunked(indices, chunk_latents, indices=True)
         return self.decode(self.regularizer.indices_to_codes(indices))
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
@@ -132,10 +152,49 @@ class Tokenizer(nn.Module):
         self._check_indices(indices)
         return self.regularizer.indices_to_codes(indices)
 
-    def forward(self, x: Tensor, sample: bool = False) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        sample: bool = False,
+        chunk_frames: Optional[int] = None,
+        chunk_latents: Optional[int] = None,
+    ) -> Tensor:
         """Encode then decode; returns exactly the T input frames."""
-        num_frames = x.shape[2] if x.ndim == 5 else 0
-        return self.decode(self.encode(x, sample=sample))[:, :, :num_frames]
+        num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
+        z = self.encode(x, sample=sample, chunk_frames=chunk_frames)
+        return self.decode(z, chunk_latents=chunk_latents)[:, :, :num_frames]
+
+    def encoder_stream(self, chunk_frames: int = 16, **kwargs) -> VideoEncoderStream:
+        """A :class:`~vidtok.inference.VideoEncoderStream` for frames that arrive over time (causal models)."""
+        return VideoEncoderStream(self, chunk_frames, **kwargs)
+
+    def decoder_stream(self, chunk_latents: int = 4, **kwargs) -> VideoDecoderStream:
+        """A :class:`~vidtok.inference.VideoDecoderStream` for latents that arrive over time (causal models)."""
+        return VideoDecoderStream(self, chunk_latents, **kwargs)
+
+    # ---- chunked passes --------------------------------------------------------------------------
+    def _encode_chunked(self, x: Tensor, chunk_frames: int, **stream_args) -> Tensor:
+        self._check_video(x)
+        check_chunk(chunk_frames, self.config.temporal_factor, "chunk_frames", self._label())
+        with VideoEncoderStream(self, chunk_frames, **stream_args) as stream:
+            parts = [stream.push(x[:, :, i : i + chunk_frames]) for i in range(0, x.shape[2], chunk_frames)]
+            parts.append(stream.finish())
+        time_dim = 1 if stream_args.get("indices") else 2
+        return torch.cat(parts, dim=time_dim)
+
+    def _decode_chunked(self, z: Tensor, chunk_latents: int, indices: bool) -> Tensor:
+        time_dim = 1 if indices else 2
+        t = z.shape[time_dim]
+        out: Optional[Tensor] = None
+        written = 0
+        with VideoDecoderStream(self, chunk_latents, indices=indices) as stream:
+            pieces = [stream.push(z.narrow(time_dim, i, min(chunk_latents, t - i))) for i in range(0, t, chunk_latents)]
+            for piece in [*pieces, stream.finish()]:
+                if out is None:
+                    out = piece.new_empty((*piece.shape[:2], self.decoded_frames(t), *piece.shape[3:]))
+                out[:, :, written : written + piece.shape[2]] = piece
+                written += piece.shape[2]
+        return out
 
     # ---- internals -----------------------------------------------------------------------------
     def _encode_moments(self, x: Tensor) -> Tensor:
@@ -152,7 +211,7 @@ class Tokenizer(nn.Module):
         if not self.config.is_discrete:
             raise TypeError(f"{what} needs an FSQ (discrete) tokenizer; {self._label()} is a KL model")
 
-    def _check_video(self, x: Tensor) -> None:
+    def _check_video(self, x: Tensor, check_frames: bool = True) -> None:
         if not isinstance(x, Tensor):
             raise InputError(f"expected a torch.Tensor video (B, 3, T, H, W), got {type(x).__name__}")
         if not x.is_floating_point():
@@ -166,7 +225,8 @@ class Tokenizer(nn.Module):
                 f"expected a video of shape (B, {c_in}, T, H, W), got shape {tuple(x.shape)}"
                 + (" (an image batch? add a time axis: x.unsqueeze(2))" if x.ndim == 4 else "")
             )
-        self._check_num_frames(x.shape[2])
+        if check_frames:
+            self._check_num_frames(x.shape[2])
         s = self.config.spatial_factor
         h, w = x.shape[3], x.shape[4]
         if h % s or w % s or h == 0 or w == 0:
@@ -174,6 +234,8 @@ class Tokenizer(nn.Module):
                 f"{self._label()} needs height and width that are positive multiples of {s}, got {h}x{w} "
                 f"(e.g. resize or crop to {max(s, h // s * s)}x{max(s, w // s * s)})"
             )
+        if x.numel() == 0:
+            return
         lo, hi = torch.aminmax(x.detach())
         lo, hi = float(lo), float(hi)
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -182,7 +244,7 @@ class Tokenizer(nn.Module):
             hint = " (looks like [0, 255] data: use x / 127.5 - 1)" if hi > 2 else ""
             raise InputError(f"expected values in [-1, 1], got [{lo:.4g}, {hi:.4g}]{hint}")
 
-    def _check_latents(self, z: Tensor) -> None:
+    def _check_latents(self, z: Tensor, allow_empty: bool = False) -> None:
         if not isinstance(z, Tensor):
             raise InputError(f"expected a torch.Tensor of latents, got {type(z).__name__}")
         c = self.config.latent_channels
@@ -191,14 +253,14 @@ class Tokenizer(nn.Module):
                 f"expected floating-point latents, got dtype {z.dtype}"
                 + (" (integer codes? use decode_indices)" if self.config.is_discrete else "")
             )
-        if z.ndim != 5 or z.shape[1] != c or z.shape[2] < 1:
+        if z.ndim != 5 or z.shape[1] != c or z.shape[2] < (0 if allow_empty else 1):
             raise InputError(f"expected latents of shape (B, {c}, t>=1, h, w), got shape {tuple(z.shape)}")
 
-    def _check_indices(self, indices: Tensor) -> None:
+    def _check_indices(self, indices: Tensor, allow_empty: bool = False) -> None:
         if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.is_complex():
             found = indices.dtype if isinstance(indices, Tensor) else type(indices).__name__
             raise InputError(f"expected an integer tensor of code indices (B, t, h, w), got {found}")
-        if indices.ndim != 4 or indices.shape[1] < 1:
+        if indices.ndim != 4 or indices.shape[1] < (0 if allow_empty else 1):
             raise InputError(f"expected code indices of shape (B, t>=1, h, w), got shape {tuple(indices.shape)}")
         if indices.numel():
             lo, hi = int(indices.min()), int(indices.max())

@@ -1,9 +1,11 @@
 """Building blocks of the VidTok encoder and decoder."""
 
 from .blocks import FrameAttention, ResnetBlock
-from .conv import CausalConv, FrameConv2d, TimeConv1d, conv3d, pad_time_back, pad_time_front, time_conv, unwrap_conv
+from .conv import CausalConv, FrameConv2d, TimeConv1d, conv3d, time_conv, unwrap_conv
 from .norm import ChannelLayerNorm
-from .resample import SpatialDownsample, SpatialUpsample, TimeDownsample, TimeUpsample
+from .padding import pad_time_back, pad_time_front
+from .resample import SpatialDownsample, SpatialUpsample, TimeDownsample, TimeUpsample, upsample_time_linear
+from .streaming import StreamState, TemporalContext, streaming
 
 __all__ = [
     "CausalConv",
@@ -13,12 +15,16 @@ __all__ = [
     "ResnetBlock",
     "SpatialDownsample",
     "SpatialUpsample",
+    "StreamState",
+    "TemporalContext",
     "TimeConv1d",
     "TimeDownsample",
     "TimeUpsample",
     "conv3d",
     "pad_time_back",
     "pad_time_front",
+    "streaming",
     "time_conv",
     "unwrap_conv",
+    "upsample_time_linear",
 ]

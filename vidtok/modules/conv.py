@@ -7,26 +7,11 @@ spatial kernel. Their parameters keep the 2-D / 1-D shapes of the official check
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def pad_time_front(x: Tensor, frames: int, mode: str) -> Tensor:
-    """Prepend ``frames`` frames along dim 2: zeros (``mode="zeros"``) or copies of the first frame."""
-    if frames == 0:
-        return x
-    shape = (*x.shape[:2], frames, *x.shape[3:])
-    pad = x.new_zeros(shape) if mode == "zeros" else x[:, :, :1].expand(shape)
-    return torch.cat([pad, x], dim=2)
-
-
-def pad_time_back(x: Tensor, frames: int) -> Tensor:
-    """Append ``frames`` zero frames along dim 2."""
-    if frames == 0:
-        return x
-    return torch.cat([x, x.new_zeros((*x.shape[:2], frames, *x.shape[3:]))], dim=2)
+from .streaming import TemporalContext
 
 
 class FrameConv2d(nn.Conv2d):
@@ -55,12 +40,13 @@ class TimeConv1d(nn.Conv1d):
         )
 
 
-class CausalConv(nn.Module):
+class CausalConv(TemporalContext, nn.Module):
     """Wraps a convolution so that it only looks at current and past frames.
 
-    The wrapped ``conv`` has no temporal padding; ``kernel - stride`` frames are prepended instead,
-    either zeros or copies of the first frame (``temporal_pad``). The wrapper exists as its own
-    module because the official checkpoints name the inner layer ``....conv``.
+    The wrapped ``conv`` has no temporal padding; ``kernel - stride`` frames are prepended instead:
+    zeros or copies of the first frame (``temporal_pad``) at the start of a video, the previous
+    chunk's last frames inside a stream. The wrapper exists as its own module because the official
+    checkpoints name the inner layer ``....conv``.
     """
 
     def __init__(self, conv: nn.Conv3d | TimeConv1d, temporal_pad: str = "zeros"):
@@ -70,7 +56,12 @@ class CausalConv(nn.Module):
         self.time_pad = conv.kernel_size[0] - conv.stride[0]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(pad_time_front(x, self.time_pad, self.temporal_pad))
+        if self.time_pad == 0:
+            return self.conv(x)
+        padded = self.with_past(x, self.time_pad, self.temporal_pad)
+        out = self.conv(padded)
+        self.keep(padded[:, :, out.shape[2] * self.conv.stride[0] :])
+        return out
 
 
 def conv3d(

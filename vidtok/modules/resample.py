@@ -6,12 +6,16 @@ The temporal layers are AlphaBlenders: a learned ``mix_factor`` blends a paramet
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .conv import FrameConv2d, conv3d, pad_time_back, pad_time_front, unwrap_conv
+from .conv import FrameConv2d, conv3d, unwrap_conv
+from .padding import pad_time_back
+from .streaming import TemporalContext
 
 
 class SpatialDownsample(nn.Module):
@@ -37,11 +41,12 @@ class SpatialUpsample(nn.Module):
         return self.conv(x)
 
 
-class TimeDownsample(nn.Module):
+class TimeDownsample(TemporalContext, nn.Module):
     """Halve T: blend a 3-frame average with a stride-2 3x3x3 conv.
 
-    Causal: one frame is prepended (zeros or a copy of the first frame), so output ``i`` sees input
-    frames ``<= 2i + 1``. Non-causal: one zero frame is appended.
+    Causal: one frame is prepended (zeros or a copy of the first frame; the previous chunk's last
+    frame inside a stream), so output ``i`` sees input frames ``<= 2i + 1``. Non-causal: one zero
+    frame is appended.
     """
 
     def __init__(self, channels: int, *, causal: bool, temporal_pad: str = "zeros", mix_factor: float = 2.0):
@@ -52,22 +57,54 @@ class TimeDownsample(nn.Module):
         self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
 
     def forward(self, x: Tensor) -> Tensor:
-        padded = pad_time_front(x, 1, self.temporal_pad) if self.causal else pad_time_back(x, 1)
+        padded = self.with_past(x, 1, self.temporal_pad) if self.causal else pad_time_back(x, 1)
         alpha = torch.sigmoid(self.mix_factor)
         pooled = F.avg_pool3d(padded, (3, 1, 1), stride=(2, 1, 1))
+        self.keep(padded[:, :, 2 * pooled.shape[2] :])
         return alpha * pooled + (1 - alpha) * unwrap_conv(self.conv)(padded)
 
 
-def upsample_time_linear(x: Tensor) -> Tensor:
-    """Double T by linear interpolation (half-pixel centres, edges clamped); computed in float32."""
-    return F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="trilinear").to(x.dtype)
+def upsample_time_linear(
+    x: Tensor, head: int, start: int = 0, prev: Optional[Tensor] = None, final: bool = True
+) -> Tensor:
+    """Double the frame rate by linear interpolation, as ``F.interpolate(..., mode="trilinear")`` does
+    along time (half-pixel centres: output ``2i`` is ``0.75 x[i] + 0.25 x[i-1]``, output ``2i+1`` is
+    ``0.75 x[i] + 0.25 x[i+1]``, neighbours clamped at the edges), with the first ``head`` frames
+    interpolated apart from the rest (they stem from the first video frame and its padding).
+
+    For chunked input, ``x`` holds frames ``start ..`` of the sequence and ``prev`` the frame before
+    them. Output ``2i+1`` needs frame ``i+1``, so unless ``final`` the last frame's second output is
+    held back, and with ``prev`` the one held back on the previous chunk comes first. Computed in
+    float32; returns ``x``'s dtype.
+    """
+    dtype, x = x.dtype, x.float()
+    n, lead = x.shape[2], int(prev is not None)
+    out = x.new_empty((*x.shape[:2], lead + 2 * n, *x.shape[3:]))
+    even, odd = out[:, :, lead::2], out[:, :, lead + 1 :: 2]
+    torch.mul(x, 0.75, out=even)
+    torch.mul(x, 0.75, out=odd)
+    even[:, :, 1:].add_(x[:, :, :-1], alpha=0.25)
+    odd[:, :, :-1].add_(x[:, :, 1:], alpha=0.25)
+    joined = prev is not None and start != head  # x[0] continues prev's group
+    even[:, :, :1].add_(prev.float() if joined else x[:, :, :1], alpha=0.25)
+    odd[:, :, -1:].add_(x[:, :, -1:], alpha=0.25)  # clamped end; replaced by the next chunk if not final
+    boundary = head - start  # local index of the first frame after the head group
+    if 1 <= boundary < n:
+        for frames, i in ((even, boundary), (odd, boundary - 1)):
+            frames[:, :, i : i + 1] = x[:, :, i : i + 1] * 0.75 + x[:, :, i : i + 1] * 0.25
+    if prev is not None:
+        p = prev.float()
+        out[:, :, :1] = p * 0.75 + (x[:, :, :1] if joined else p) * 0.25
+    return (out if final else out[:, :, :-1]).to(dtype)
 
 
-class TimeUpsample(nn.Module):
+class TimeUpsample(TemporalContext, nn.Module):
     """Double T: blend the repeated (``nearest``) or interpolated (``linear``) frames with a 3x3x3 conv.
 
     With ``linear`` the first ``first_group`` input frames (those that come from the first video
     frame and its padding) are interpolated on their own, so they never mix with later frames.
+    Linear interpolation looks one frame ahead: inside a stream the last output of each chunk waits
+    for the next chunk (or for the final one).
     """
 
     def __init__(
@@ -87,11 +124,11 @@ class TimeUpsample(nn.Module):
     def upsample(self, x: Tensor, first_group: int) -> Tensor:
         if self.mode == "nearest":
             return x.repeat_interleave(2, dim=2)
-        head, tail = x[:, :, :first_group], x[:, :, first_group:]
-        parts = [upsample_time_linear(head)]
-        if tail.shape[2] > 0:
-            parts.append(upsample_time_linear(tail))
-        return torch.cat(parts, dim=2)
+        out = upsample_time_linear(x, first_group, self._seen, self._cache, self.is_final)
+        if self.streaming:
+            self.keep(x[:, :, -1:])
+            self._seen += x.shape[2]
+        return out
 
     def forward(self, x: Tensor, first_group: int = 1) -> Tensor:
         x = self.upsample(x, first_group)

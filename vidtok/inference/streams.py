@@ -1,0 +1,246 @@
+"""Encode and decode videos chunk by chunk, with causal caches, as frames or latents arrive.
+
+A causal VidTok model never needs future frames to encode, and its decoder needs at most one latent
+of look-ahead (v1.1's linear temporal upsampling), so a video of any length can be processed in
+bounded memory with results equal to a full pass up to float rounding. The streams below hold the
+few frames each layer needs between chunks (see :mod:`vidtok.modules.streaming`) and drop them when
+finished.
+
+    with VideoEncoderStream(tok, chunk_frames=16) as enc:
+        for frames in reader:              # (B, 3, n, H, W) in [-1, 1], any n
+            latents.append(enc.push(frames))
+        latents.append(enc.finish())
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Optional
+
+import torch
+from torch import Tensor
+
+from ..modules.streaming import StreamState, streaming
+
+if TYPE_CHECKING:
+    from ..models.tokenizer import Tokenizer
+
+
+def check_chunk(value: Optional[int], factor: int, what: str, label: str) -> None:
+    """Raise a ValueError naming valid values when ``value`` is not a positive multiple of ``factor``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % factor:
+        examples = ", ".join(str(factor * k) for k in (1, 2, 4, 8))
+        raise ValueError(f"{what} must be a positive multiple of {factor} for {label} (e.g. {examples}); got {value!r}")
+
+
+class _Stream:
+    """Opens a streaming context on one network of a tokenizer for the lifetime of the stream."""
+
+    def __init__(self, tokenizer: Tokenizer, network: torch.nn.Module):
+        if not tokenizer.config.causal:
+            raise ValueError(
+                f"{tokenizer._label()} is non-causal: every output depends on the whole clip, so it cannot be "
+                "processed chunk by chunk; encode clips of a multiple of "
+                f"{tokenizer.config.temporal_factor} frames separately, or use a causal model"
+            )
+        self.tok = tokenizer
+        self._stack = ExitStack()
+        self._state: StreamState = self._stack.enter_context(streaming(network))
+        self._closed = False
+
+    def close(self) -> None:
+        """Drop all cached frames and release the model for other streams."""
+        if not self._closed:
+            self._closed = True
+            self._stack.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this stream is finished; start a new one")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoEncoderStream(_Stream):
+    """Encode frames as they arrive; returns latents (or FSQ indices) as soon as they are complete.
+
+    ``chunk_frames`` (a multiple of the temporal factor) is how many frames go through the encoder at
+    once: peak memory depends on it, not on the video length. The first frame is padded in front as
+    in a full pass; ``finish`` completes the last group with copies of the last frame.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        chunk_frames: int = 16,
+        *,
+        indices: bool = False,
+        sample: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ):
+        f = tokenizer.config.temporal_factor
+        check_chunk(chunk_frames, f, "chunk_frames", tokenizer._label())
+        if indices:
+            tokenizer._require_discrete("an index stream")
+        super().__init__(tokenizer, tokenizer.encoder)
+        self.chunk_frames = chunk_frames
+        self.indices, self.sample, self.generator = indices, sample, generator
+        self._pending: list[Tensor] = []
+        self._pending_frames = 0
+        self._last_frame: Optional[Tensor] = None
+        self._shape: Optional[tuple[int, ...]] = None
+        self.frames_in = 0
+
+    def push(self, frames: Tensor) -> Tensor:
+        """Add (B, 3, n, H, W) frames; returns the latents completed so far (possibly none)."""
+        self._check_open()
+        self.tok._check_video(frames, check_frames=False)
+        if frames.shape[2] == 0:
+            return self._empty()
+        if self._shape is None:
+            self._shape = (frames.shape[0], *frames.shape[3:])
+            head = self.tok.config.temporal_factor - 1
+            self._append(frames[:, :, :1].expand(-1, -1, head, -1, -1))
+        elif (frames.shape[0], *frames.shape[3:]) != self._shape:
+            raise ValueError(
+                f"frames of shape {tuple(frames.shape)} do not continue the stream's batch and frame size "
+                f"(B, H, W) = {self._shape}"
+            )
+        self._append(frames)
+        self._last_frame = frames[:, :, -1:]
+        self.frames_in += frames.shape[2]
+        return self._drain(final=False)
+
+    def finish(self) -> Tensor:
+        """Complete the last group of frames, encode what is left and close the stream."""
+        self._check_open()
+        try:
+            if self._shape is None:
+                raise ValueError("the stream received no frames")
+            f = self.tok.config.temporal_factor
+            missing = -self._pending_frames % f
+            if missing:
+                self._append(self._last_frame.expand(-1, -1, missing, -1, -1))
+            return self._drain(final=True)
+        finally:
+            self.close()
+
+    def _append(self, frames: Tensor) -> None:
+        self._pending.append(frames)
+        self._pending_frames += frames.shape[2]
+
+    def _take(self, count: int) -> Tensor:
+        taken, need = [], count
+        while need:
+            head = self._pending[0]
+            if head.shape[2] <= need:
+                taken.append(self._pending.pop(0))
+                need -= head.shape[2]
+            else:
+                taken.append(head[:, :, :need])
+                self._pending[0] = head[:, :, need:]
+                need = 0
+        self._pending_frames -= count
+        return taken[0] if len(taken) == 1 else torch.cat(taken, dim=2)
+
+    def _drain(self, final: bool) -> Tensor:
+        outputs = []
+        while self._pending_frames >= self.chunk_frames or (final and self._pending_frames):
+            chunk = self._take(min(self.chunk_frames, self._pending_frames))
+            outputs.append(self._encode(chunk))
+        if not outputs:
+            return self._empty()
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+    def _encode(self, chunk: Tensor) -> Tensor:
+        tok = self.tok
+        moments = tok.encoder(chunk.to(tok._dtype()))
+        if tok.config.is_discrete:
+            codes = tok.regularizer(moments)
+            return tok.regularizer.codes_to_indices(codes) if self.indices else codes.to(moments.dtype)
+        return tok.regularizer(moments, sample=self.sample, generator=self.generator)
+
+    def _empty(self) -> Tensor:
+        batch, height, width = self._shape if self._shape else (0, 0, 0)
+        s = self.tok.config.spatial_factor
+        if self.indices:
+            return torch.empty((batch, 0, height // s, width // s), dtype=torch.long)
+        return torch.empty(
+            (batch, self.tok.config.latent_channels, 0, height // s, width // s), dtype=self.tok._dtype()
+        )
+
+
+class VideoDecoderStream(_Stream):
+    """Decode latents (or FSQ indices) as they arrive; returns frames as soon as they are final.
+
+    ``chunk_latents`` latents go through the decoder at once. Because v1.1 decoders look one latent
+    ahead, a chunk is decoded once the next latent has arrived, and ``finish`` decodes the rest.
+    The f-1 leading padding frames of a causal decode are dropped, as in :meth:`Tokenizer.decode`.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, chunk_latents: int = 4, *, indices: bool = False):
+        check_chunk(chunk_latents, 1, "chunk_latents", tokenizer._label())
+        if indices:
+            tokenizer._require_discrete("an index stream")
+        super().__init__(tokenizer, tokenizer.decoder)
+        self.chunk_latents = chunk_latents
+        self.indices = indices
+        self._pending: list[Tensor] = []
+        self._pending_latents = 0
+        self._to_drop = tokenizer.config.temporal_factor - 1
+        self.frames_out = 0
+
+    def push(self, latents: Tensor) -> Tensor:
+        """Add latents (B, C, t, h, w) or indices (B, t, h, w); returns the frames decoded so far."""
+        self._check_open()
+        if self.indices:
+            self.tok._check_indices(latents, allow_empty=True)
+            latents = self.tok.regularizer.indices_to_codes(latents)
+        else:
+            self.tok._check_latents(latents, allow_empty=True)
+        if latents.shape[2]:
+            self._pending.append(latents)
+            self._pending_latents += latents.shape[2]
+        outputs = []
+        while self._pending_latents > self.chunk_latents:
+            outputs.append(self._decode(self._take(self.chunk_latents)))
+        return self._join(outputs, latents)
+
+    def finish(self) -> Tensor:
+        """Decode the remaining latents, including the frames held back for look-ahead, and close."""
+        self._check_open()
+        try:
+            if not self._pending_latents:
+                raise ValueError("the stream received no latents")
+            self._state.final = True
+            return self._decode(self._take(self._pending_latents))
+        finally:
+            self.close()
+
+    def _take(self, count: int) -> Tensor:
+        joined = torch.cat(self._pending, dim=2) if len(self._pending) > 1 else self._pending[0]
+        chunk, rest = joined[:, :, :count], joined[:, :, count:]
+        self._pending = [rest] if rest.shape[2] else []
+        self._pending_latents -= count
+        return chunk
+
+    def _decode(self, latents: Tensor) -> Tensor:
+        frames = self.tok.decoder(latents.to(self.tok._dtype()))
+        drop = min(self._to_drop, frames.shape[2])
+        self._to_drop -= drop
+        frames = frames[:, :, drop:]
+        self.frames_out += frames.shape[2]
+        return frames
+
+    def _join(self, outputs: list[Tensor], like: Tensor) -> Tensor:
+        if outputs:
+            return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        s = self.tok.config.spatial_factor
+        b, h, w = like.shape[0], like.shape[-2] * s, like.shape[-1] * s
+        return torch.empty((b, self.tok.config.model.in_channels, 0, h, w), dtype=self.tok._dtype())
