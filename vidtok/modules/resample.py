@@ -80,9 +80,10 @@ def upsample_time_linear(
     dtype, x = x.dtype, x.float()
     n, lead = x.shape[2], int(prev is not None)
     out = x.new_empty((*x.shape[:2], lead + 2 * n, *x.shape[3:]))
-    even, odd = out[:, :, lead::2], out[:, :, lead + 1 :: 2]
-    torch.mul(x, 0.75, out=even)
-    torch.mul(x, 0.75, out=odd)
+    # Filled in place through views of one buffer: half the memory of stacking, and autograd-safe.
+    pairs = out[:, :, lead:].unflatten(2, (n, 2))
+    pairs.copy_(x.unsqueeze(3).expand_as(pairs)).mul_(0.75)
+    even, odd = pairs[:, :, :, 0], pairs[:, :, :, 1]
     even[:, :, 1:].add_(x[:, :, :-1], alpha=0.25)
     odd[:, :, :-1].add_(x[:, :, 1:], alpha=0.25)
     joined = prev is not None and start != head  # x[0] continues prev's group
