@@ -96,7 +96,7 @@ def test_kl_encode_is_deterministic_and_sampling_is_opt_in() -> None:
         s1 = tok.encode(x, sample=True, generator=torch.Generator().manual_seed(1))
         s2 = tok.encode(x, sample=True, generator=torch.Generator().manual_seed(1))
         s3 = tok.encode(x, sample=True, generator=torch.Generator().manual_seed(2))
-        moments = tok._encode_moments(x)
+        moments = tok.encode_moments(x)
     assert torch.equal(mean_a, mean_b)
     assert torch.equal(mean_a, moments[:, :4])
     assert torch.equal(s1, s2) and not torch.equal(s1, s3) and not torch.equal(s1, mean_a)
@@ -146,7 +146,7 @@ def test_fsq_runs_in_float32_under_autocast() -> None:
     with torch.no_grad():
         ref = tok.encode_indices(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            codes = tok.regularizer(tok._encode_moments(x).float())
+            codes = tok.regularizer(tok.encode_moments(x).float())
     assert codes.dtype == torch.float32
     assert torch.equal(tok.regularizer.codes_to_indices(codes), ref)
 

@@ -68,7 +68,10 @@ class _Stream:
 
 
 class VideoEncoderStream(_Stream):
-    """Encode frames as they arrive; returns latents (or FSQ indices) as soon as they are complete.
+    """Encode frames as they arrive; returns latents as soon as they are complete.
+
+    ``output`` is ``"latents"`` (what :meth:`Tokenizer.encode` returns), ``"indices"`` (FSQ models)
+    or ``"moments"`` (the raw encoder output, before the regularizer).
 
     ``chunk_frames`` (a multiple of the temporal factor) is how many frames go through the encoder at
     once: peak memory depends on it, not on the video length. The first frame is padded in front as
@@ -80,17 +83,19 @@ class VideoEncoderStream(_Stream):
         tokenizer: Tokenizer,
         chunk_frames: int = 16,
         *,
-        indices: bool = False,
+        output: str = "latents",
         sample: bool = False,
         generator: Optional[torch.Generator] = None,
     ):
         f = tokenizer.config.temporal_factor
         check_chunk(chunk_frames, f, "chunk_frames", tokenizer._label())
-        if indices:
+        if output not in ("latents", "indices", "moments"):
+            raise ValueError(f"output must be 'latents', 'indices' or 'moments', got {output!r}")
+        if output == "indices":
             tokenizer._require_discrete("an index stream")
         super().__init__(tokenizer, tokenizer.encoder)
         self.chunk_frames = chunk_frames
-        self.indices, self.sample, self.generator = indices, sample, generator
+        self.output, self.sample, self.generator = output, sample, generator
         self._pending: list[Tensor] = []
         self._pending_frames = 0
         self._last_frame: Optional[Tensor] = None
@@ -161,19 +166,22 @@ class VideoEncoderStream(_Stream):
     def _encode(self, chunk: Tensor) -> Tensor:
         tok = self.tok
         moments = tok.encoder(chunk.to(tok._dtype()))
-        if tok.config.is_discrete:
-            codes = tok.regularizer(moments)
-            return tok.regularizer.codes_to_indices(codes) if self.indices else codes.to(moments.dtype)
-        return tok.regularizer(moments, sample=self.sample, generator=self.generator)
+        if self.output == "moments":
+            return moments
+        if self.output == "indices":
+            return tok.regularizer.codes_to_indices(tok.regularizer(moments))
+        return tok._regularize(moments, sample=self.sample, generator=self.generator)
 
     def _empty(self) -> Tensor:
         batch, height, width = self._shape if self._shape else (0, 0, 0)
         s = self.tok.config.spatial_factor
-        if self.indices:
-            return torch.empty((batch, 0, height // s, width // s), dtype=torch.long)
-        return torch.empty(
-            (batch, self.tok.config.latent_channels, 0, height // s, width // s), dtype=self.tok._dtype()
-        )
+        h, w = height // s, width // s
+        if self.output == "indices":
+            return torch.empty((batch, 0, h, w), dtype=torch.long)
+        c = self.tok.config.latent_channels
+        if self.output == "moments" and not self.tok.config.is_discrete:
+            c *= 2
+        return torch.empty((batch, c, 0, h, w), dtype=self.tok._dtype())
 
 
 class VideoDecoderStream(_Stream):

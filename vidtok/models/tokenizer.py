@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..config import TokenizerConfig
 from ..inference.streams import VideoDecoderStream, VideoEncoderStream, check_chunk
+from ..inference.tiling import check_tile, tiled
 from ..modules import pad_time_front
 from .autoencoder import Decoder, Encoder
 from .regularizers import FSQ, DiagonalGaussian
@@ -100,51 +101,82 @@ class Tokenizer(nn.Module):
         x: Tensor,
         sample: bool = False,
         generator: Optional[torch.Generator] = None,
+        *,
         chunk_frames: Optional[int] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
     ) -> Tensor:
         """Video (B, 3, T, H, W) in [-1, 1] -> latents (B, C, t, H/fs, W/fs).
 
         KL models return the posterior mean, or a sample with ``sample=True``; FSQ models return the
-        quantised codes (float, in [-1, 1]). Causal models can encode ``chunk_frames`` frames at a
-        time (a multiple of the temporal factor) with the same result as one pass and memory that
-        depends on the chunk, not on T.
+        quantised codes (float, in [-1, 1]).
+
+        Memory options (any combination): ``chunk_frames`` (causal models; a multiple of the temporal
+        factor) encodes that many frames at a time with the same result as one pass; ``tile`` (pixels,
+        a multiple of the spatial factor) encodes overlapping ``tile`` x ``tile`` tiles, overlapping by
+        ``tile_overlap`` pixels (default tile/4), and blends them (close to, not equal to, one pass).
         """
         if self.config.is_discrete and sample:
             raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
-        if chunk_frames is not None:
-            return self._encode_chunked(x, chunk_frames, sample=sample, generator=generator)
-        moments = self._encode_moments(x)
-        if self.config.is_discrete:
-            return self.regularizer(moments).to(moments.dtype)
-        return self.regularizer(moments, sample=sample, generator=generator)
+        self._check_video(x)
+        moments = self._moments(x.to(self._dtype()), chunk_frames, tile, tile_overlap)
+        return self._regularize(moments, sample=sample, generator=generator)
 
-    def encode_indices(self, x: Tensor, chunk_frames: Optional[int] = None) -> Tensor:
-        """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w)."""
+    def encode_moments(
+        self,
+        x: Tensor,
+        *,
+        chunk_frames: Optional[int] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
+    ) -> Tensor:
+        """The raw encoder output: KL models (B, 2C, ...) = posterior mean and log-variance; FSQ models
+        the values before quantisation. Options as :meth:`encode`."""
+        self._check_video(x)
+        return self._moments(x.to(self._dtype()), chunk_frames, tile, tile_overlap)
+
+    def encode_indices(
+        self,
+        x: Tensor,
+        *,
+        chunk_frames: Optional[int] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
+    ) -> Tensor:
+        """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w); options as :meth:`encode`."""
         self._require_discrete("encode_indices")
-        if chunk_frames is not None:
-            return self._encode_chunked(x, chunk_frames, indices=True)
-        return self.regularizer.codes_to_indices(self.regularizer(self._encode_moments(x)))
+        self._check_video(x)
+        moments = self._moments(x.to(self._dtype()), chunk_frames, tile, tile_overlap)
+        return self.regularizer.codes_to_indices(self.regularizer(moments))
 
-    def decode(self, z: Tensor, chunk_latents: Optional[int] = None) -> Tensor:
+    def decode(
+        self,
+        z: Tensor,
+        *,
+        chunk_latents: Optional[int] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
+    ) -> Tensor:
         """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w), T' = 1 + f*(t-1) causal, f*t otherwise.
 
-        Causal models can decode ``chunk_latents`` latents at a time with the same result as one pass.
+        ``chunk_latents`` (causal models) decodes that many latents at a time with the same result as
+        one pass; ``tile`` / ``tile_overlap`` are in output pixels, as for :meth:`encode`.
         """
         self._check_latents(z)
-        if chunk_latents is not None:
-            return self._decode_chunked(z, chunk_latents, indices=False)
-        x = self.decoder(z.to(self._dtype()))
-        if self.config.causal:
-            x = x[:, :, self.config.temporal_factor - 1 :]
-        return x
+        return self._frames(z.to(self._dtype()), chunk_latents, tile, tile_overlap)
 
-    def decode_indices(self, indices: Tensor, chunk_latents: Optional[int] = None) -> Tensor:
+    def decode_indices(
+        self,
+        indices: Tensor,
+        *,
+        chunk_latents: Optional[int] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
+    ) -> Tensor:
         """FSQ models: int code indices (B, t, h, w) -> video, as ``decode(codes)``."""
-        self._require_discrete("decode_indices")
-        self._check_indices(indices)
-        if chunk_latents is not None:
-            return self._decode_chunked(indices, chunk_latents, indices=True)
-        return self.decode(self.regularizer.indices_to_codes(indices))
+        return self.decode(
+            self.indices_to_latents(indices), chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap
+        )
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """FSQ models: int code indices (B, t, h, w) -> codes (B, C, t, h, w) as ``encode`` returns them."""
@@ -156,13 +188,16 @@ class Tokenizer(nn.Module):
         self,
         x: Tensor,
         sample: bool = False,
+        *,
         chunk_frames: Optional[int] = None,
         chunk_latents: Optional[int] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
     ) -> Tensor:
-        """Encode then decode; returns exactly the T input frames."""
+        """Encode then decode; returns exactly the T input frames. Options as :meth:`encode` / :meth:`decode`."""
         num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
-        z = self.encode(x, sample=sample, chunk_frames=chunk_frames)
-        return self.decode(z, chunk_latents=chunk_latents)[:, :, :num_frames]
+        z = self.encode(x, sample=sample, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap)
+        return self.decode(z, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)[:, :, :num_frames]
 
     def encoder_stream(self, chunk_frames: int = 16, **kwargs) -> VideoEncoderStream:
         """A :class:`~vidtok.inference.VideoEncoderStream` for frames that arrive over time (causal models)."""
@@ -172,23 +207,48 @@ class Tokenizer(nn.Module):
         """A :class:`~vidtok.inference.VideoDecoderStream` for latents that arrive over time (causal models)."""
         return VideoDecoderStream(self, chunk_latents, **kwargs)
 
-    # ---- chunked passes --------------------------------------------------------------------------
-    def _encode_chunked(self, x: Tensor, chunk_frames: int, **stream_args) -> Tensor:
-        self._check_video(x)
-        check_chunk(chunk_frames, self.config.temporal_factor, "chunk_frames", self._label())
-        with VideoEncoderStream(self, chunk_frames, **stream_args) as stream:
-            parts = [stream.push(x[:, :, i : i + chunk_frames]) for i in range(0, x.shape[2], chunk_frames)]
-            parts.append(stream.finish())
-        time_dim = 1 if stream_args.get("indices") else 2
-        return torch.cat(parts, dim=time_dim)
+    # ---- passes ----------------------------------------------------------------------------------
+    def _regularize(self, moments: Tensor, sample: bool = False, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Encoder output -> latents: FSQ codes, or the KL posterior mean (a sample with ``sample``)."""
+        if self.config.is_discrete:
+            return self.regularizer(moments).to(moments.dtype)
+        return self.regularizer(moments, sample=sample, generator=generator)
 
-    def _decode_chunked(self, z: Tensor, chunk_latents: int, indices: bool) -> Tensor:
-        time_dim = 1 if indices else 2
-        t = z.shape[time_dim]
+    def _moments(self, x: Tensor, chunk_frames: Optional[int], tile: Optional[int], overlap: Optional[int]) -> Tensor:
+        """Raw encoder output for a checked video, in one pass, by time chunks and/or by tiles."""
+        if tile is not None:
+            fs = self.config.spatial_factor
+            overlap = tile // 4 // fs * fs if overlap is None else overlap
+            check_tile(tile, overlap, fs, self._label())
+            return tiled(lambda part: self._moments(part, chunk_frames, None, None), x, tile, overlap, 1 / fs)
+        if chunk_frames is not None:
+            check_chunk(chunk_frames, self.config.temporal_factor, "chunk_frames", self._label())
+            with VideoEncoderStream(self, chunk_frames, output="moments") as stream:
+                parts = [stream.push(x[:, :, i : i + chunk_frames]) for i in range(0, x.shape[2], chunk_frames)]
+                parts.append(stream.finish())
+            return torch.cat(parts, dim=2)
+        return self.encoder(self._pad_frames(x))
+
+    def _frames(self, z: Tensor, chunk_latents: Optional[int], tile: Optional[int], overlap: Optional[int]) -> Tensor:
+        """Decoded frames (causal padding frames dropped) for checked latents."""
+        if tile is not None:
+            fs = self.config.spatial_factor
+            overlap = tile // 4 // fs * fs if overlap is None else overlap
+            check_tile(tile, overlap, fs, self._label())
+            return tiled(lambda part: self._frames(part, chunk_latents, None, None), z, tile // fs, overlap // fs, fs)
+        if chunk_latents is not None:
+            return self._frames_chunked(z, chunk_latents)
+        x = self.decoder(z)
+        if self.config.causal:
+            x = x[:, :, self.config.temporal_factor - 1 :]
+        return x
+
+    def _frames_chunked(self, z: Tensor, chunk_latents: int) -> Tensor:
+        t = z.shape[2]
         out: Optional[Tensor] = None
         written = 0
-        with VideoDecoderStream(self, chunk_latents, indices=indices) as stream:
-            pieces = [stream.push(z.narrow(time_dim, i, min(chunk_latents, t - i))) for i in range(0, t, chunk_latents)]
+        with VideoDecoderStream(self, chunk_latents) as stream:
+            pieces = [stream.push(z[:, :, i : i + chunk_latents]) for i in range(0, t, chunk_latents)]
             for piece in [*pieces, stream.finish()]:
                 if out is None:
                     out = piece.new_empty((*piece.shape[:2], self.decoded_frames(t), *piece.shape[3:]))
@@ -197,10 +257,6 @@ class Tokenizer(nn.Module):
         return out
 
     # ---- internals -----------------------------------------------------------------------------
-    def _encode_moments(self, x: Tensor) -> Tensor:
-        self._check_video(x)
-        return self.encoder(self._pad_frames(x.to(self._dtype())))
-
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
