@@ -26,10 +26,10 @@ def test_tile_starts_cover_the_frame_with_full_tiles() -> None:
 def test_blending_reproduces_any_function_that_commutes_with_cropping(tile: int, overlap: int) -> None:
     """Weights are normalised per pixel, so a pointwise or nearest-upsampling fn is reproduced exactly."""
     x = torch.randn(1, 2, 3, 40, 56)
-    assert torch.allclose(tiled(lambda t: t * 3, x, tile, overlap, 1.0), x * 3, atol=1e-6)
-    up = tiled(lambda t: F.interpolate(t, scale_factor=(1, 2, 2)), x, tile, overlap, 2.0)
+    assert torch.allclose(tiled(lambda t, _: t * 3, x, tile, overlap, 1.0), x * 3, atol=1e-6)
+    up = tiled(lambda t, _: F.interpolate(t, scale_factor=(1, 2, 2)), x, tile, overlap, 2.0)
     assert torch.allclose(up, F.interpolate(x, scale_factor=(1, 2, 2)), atol=1e-6)
-    down = tiled(lambda t: t[..., ::4, ::4], x, tile, overlap, 0.25)
+    down = tiled(lambda t, _: t[..., ::4, ::4], x, tile, overlap, 0.25)
     assert torch.allclose(down, x[..., ::4, ::4], atol=1e-6)
 
 

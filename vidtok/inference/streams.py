@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..modules.streaming import StreamState, streaming
+from .tiling import tiled
 
 if TYPE_CHECKING:
     from ..models.tokenizer import Tokenizer
@@ -38,7 +39,10 @@ def check_chunk(value: Optional[int], factor: int, what: str, label: str) -> Non
 class _Stream:
     """Opens a streaming context on one network of a tokenizer for the lifetime of the stream."""
 
-    def __init__(self, tokenizer: Tokenizer, network: torch.nn.Module):
+    def __init__(
+        self, tokenizer: Tokenizer, network: torch.nn.Module, tile: Optional[int], tile_overlap: Optional[int]
+    ):
+        self.tile, self.tile_overlap = tokenizer._tile_args(tile, tile_overlap)
         if not tokenizer.config.causal:
             raise ValueError(
                 f"{tokenizer._label()} is non-causal: every output depends on the whole clip, so it cannot be "
@@ -49,6 +53,19 @@ class _Stream:
         self._stack = ExitStack()
         self._state: StreamState = self._stack.enter_context(streaming(network))
         self._closed = False
+
+    def _run(self, network: torch.nn.Module, x: Tensor, scale: float, pixels_per_unit: int) -> Tensor:
+        """``network(x)``, tile by tile (one set of caches per tile) when the stream is tiled; ``x`` has
+        ``pixels_per_unit`` video pixels per element along H and W (1 for frames, fs for latents)."""
+        if self.tile is None:
+            return network(x)
+
+        def per_tile(part: Tensor, offset: tuple[int, int]) -> Tensor:
+            self._state.lane = offset
+            return network(part)
+
+        unit = pixels_per_unit
+        return tiled(per_tile, x, self.tile // unit, self.tile_overlap // unit, scale)
 
     def close(self) -> None:
         """Drop all cached frames and release the model for other streams."""
@@ -74,7 +91,8 @@ class VideoEncoderStream(_Stream):
     or ``"moments"`` (the raw encoder output, before the regularizer).
 
     ``chunk_frames`` (a multiple of the temporal factor) is how many frames go through the encoder at
-    once: peak memory depends on it, not on the video length. The first frame is padded in front as
+    once: peak memory depends on it, not on the video length. ``tile`` / ``tile_overlap`` (pixels)
+    split large frames into blended tiles, each with its own caches. The first frame is padded in front as
     in a full pass; ``finish`` completes the last group with copies of the last frame.
     """
 
@@ -86,6 +104,8 @@ class VideoEncoderStream(_Stream):
         output: str = "latents",
         sample: bool = False,
         generator: Optional[torch.Generator] = None,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
     ):
         f = tokenizer.config.temporal_factor
         check_chunk(chunk_frames, f, "chunk_frames", tokenizer._label())
@@ -93,7 +113,7 @@ class VideoEncoderStream(_Stream):
             raise ValueError(f"output must be 'latents', 'indices' or 'moments', got {output!r}")
         if output == "indices":
             tokenizer._require_discrete("an index stream")
-        super().__init__(tokenizer, tokenizer.encoder)
+        super().__init__(tokenizer, tokenizer.encoder, tile, tile_overlap)
         self.chunk_frames = chunk_frames
         self.output, self.sample, self.generator = output, sample, generator
         self._pending: list[Tensor] = []
@@ -165,7 +185,7 @@ class VideoEncoderStream(_Stream):
 
     def _encode(self, chunk: Tensor) -> Tensor:
         tok = self.tok
-        moments = tok.encoder(chunk.to(tok._dtype()))
+        moments = self._run(tok.encoder, chunk.to(tok._dtype()), 1 / tok.config.spatial_factor, 1)
         if self.output == "moments":
             return moments
         if self.output == "indices":
@@ -192,11 +212,19 @@ class VideoDecoderStream(_Stream):
     The f-1 leading padding frames of a causal decode are dropped, as in :meth:`Tokenizer.decode`.
     """
 
-    def __init__(self, tokenizer: Tokenizer, chunk_latents: int = 4, *, indices: bool = False):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        chunk_latents: int = 4,
+        *,
+        indices: bool = False,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
+    ):
         check_chunk(chunk_latents, 1, "chunk_latents", tokenizer._label())
         if indices:
             tokenizer._require_discrete("an index stream")
-        super().__init__(tokenizer, tokenizer.decoder)
+        super().__init__(tokenizer, tokenizer.decoder, tile, tile_overlap)
         self.chunk_latents = chunk_latents
         self.indices = indices
         self._pending: list[Tensor] = []
@@ -239,7 +267,8 @@ class VideoDecoderStream(_Stream):
         return chunk
 
     def _decode(self, latents: Tensor) -> Tensor:
-        frames = self.tok.decoder(latents.to(self.tok._dtype()))
+        fs = self.tok.config.spatial_factor
+        frames = self._run(self.tok.decoder, latents.to(self.tok._dtype()), fs, fs)
         drop = min(self._to_drop, frames.shape[2])
         self._to_drop -= drop
         frames = frames[:, :, drop:]

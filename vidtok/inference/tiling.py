@@ -53,23 +53,24 @@ def _ramp(length: int, start: int, size: int, overlap: int, device: torch.device
     return w
 
 
-def tiled(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, scale: float) -> Tensor:
+def tiled(fn: Callable[[Tensor, tuple[int, int]], Tensor], x: Tensor, tile: int, overlap: int, scale: float) -> Tensor:
     """Apply ``fn`` to overlapping spatial tiles of ``x`` (B, C, T, H, W) and blend the outputs.
 
-    ``tile`` and ``overlap`` are in ``x``'s pixels; ``fn`` maps a tile of h x w pixels to an output of
-    ``h * scale`` x ``w * scale`` pixels (any channels and frames, the same for every tile).
+    ``tile`` and ``overlap`` are in ``x``'s pixels; ``fn(part, (y, x))`` maps the tile at offset
+    (y, x) of h x w pixels to an output of ``h * scale`` x ``w * scale`` pixels (any channels and
+    frames, the same for every tile). The offset lets stateful callers keep one state per tile.
     """
     height, width = x.shape[-2:]
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     if len(ys) == 1 and len(xs) == 1:
-        return fn(x)
+        return fn(x, (0, 0))
     out_h, out_w = round(height * scale), round(width * scale)
     out: Tensor | None = None
     dtype = x.dtype
     weight = torch.zeros(out_h, out_w, device=x.device)
     for y in ys:
         for x0 in xs:
-            part = fn(x[..., y : y + tile, x0 : x0 + tile])
+            part = fn(x[..., y : y + tile, x0 : x0 + tile], (y, x0))
             oy, ox, th, tw = round(y * scale), round(x0 * scale), part.shape[-2], part.shape[-1]
             wy = _ramp(th, oy, out_h, round(overlap * scale), x.device)
             wx = _ramp(tw, ox, out_w, round(overlap * scale), x.device)

@@ -214,40 +214,50 @@ class Tokenizer(nn.Module):
             return self.regularizer(moments).to(moments.dtype)
         return self.regularizer(moments, sample=sample, generator=generator)
 
+    def _tile_args(self, tile: Optional[int], overlap: Optional[int]) -> tuple[Optional[int], Optional[int]]:
+        """Validated (tile, overlap) in pixels; the overlap defaults to a quarter tile."""
+        if tile is None:
+            if overlap is not None:
+                raise ValueError("tile_overlap needs tile")
+            return None, None
+        fs = self.config.spatial_factor
+        overlap = tile // 4 // fs * fs if overlap is None and isinstance(tile, int) else overlap
+        check_tile(tile, overlap, fs, self._label())
+        return tile, overlap
+
     def _moments(self, x: Tensor, chunk_frames: Optional[int], tile: Optional[int], overlap: Optional[int]) -> Tensor:
         """Raw encoder output for a checked video, in one pass, by time chunks and/or by tiles."""
-        if tile is not None:
-            fs = self.config.spatial_factor
-            overlap = tile // 4 // fs * fs if overlap is None else overlap
-            check_tile(tile, overlap, fs, self._label())
-            return tiled(lambda part: self._moments(part, chunk_frames, None, None), x, tile, overlap, 1 / fs)
+        tile, overlap = self._tile_args(tile, overlap)
         if chunk_frames is not None:
             check_chunk(chunk_frames, self.config.temporal_factor, "chunk_frames", self._label())
-            with VideoEncoderStream(self, chunk_frames, output="moments") as stream:
+            with VideoEncoderStream(self, chunk_frames, output="moments", tile=tile, tile_overlap=overlap) as stream:
                 parts = [stream.push(x[:, :, i : i + chunk_frames]) for i in range(0, x.shape[2], chunk_frames)]
                 parts.append(stream.finish())
             return torch.cat(parts, dim=2)
-        return self.encoder(self._pad_frames(x))
+        x = self._pad_frames(x)
+        if tile is not None:
+            return tiled(lambda part, _: self.encoder(part), x, tile, overlap, 1 / self.config.spatial_factor)
+        return self.encoder(x)
 
     def _frames(self, z: Tensor, chunk_latents: Optional[int], tile: Optional[int], overlap: Optional[int]) -> Tensor:
         """Decoded frames (causal padding frames dropped) for checked latents."""
-        if tile is not None:
-            fs = self.config.spatial_factor
-            overlap = tile // 4 // fs * fs if overlap is None else overlap
-            check_tile(tile, overlap, fs, self._label())
-            return tiled(lambda part: self._frames(part, chunk_latents, None, None), z, tile // fs, overlap // fs, fs)
+        tile, overlap = self._tile_args(tile, overlap)
         if chunk_latents is not None:
-            return self._frames_chunked(z, chunk_latents)
-        x = self.decoder(z)
+            return self._frames_chunked(z, chunk_latents, tile, overlap)
+        fs = self.config.spatial_factor
+        if tile is not None:
+            x = tiled(lambda part, _: self.decoder(part), z, tile // fs, overlap // fs, fs)
+        else:
+            x = self.decoder(z)
         if self.config.causal:
             x = x[:, :, self.config.temporal_factor - 1 :]
         return x
 
-    def _frames_chunked(self, z: Tensor, chunk_latents: int) -> Tensor:
+    def _frames_chunked(self, z: Tensor, chunk_latents: int, tile: Optional[int], overlap: Optional[int]) -> Tensor:
         t = z.shape[2]
         out: Optional[Tensor] = None
         written = 0
-        with VideoDecoderStream(self, chunk_latents) as stream:
+        with VideoDecoderStream(self, chunk_latents, tile=tile, tile_overlap=overlap) as stream:
             pieces = [stream.push(z[:, :, i : i + chunk_latents]) for i in range(0, t, chunk_latents)]
             for piece in [*pieces, stream.finish()]:
                 if out is None:

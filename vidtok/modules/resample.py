@@ -125,10 +125,8 @@ class TimeUpsample(TemporalContext, nn.Module):
     def upsample(self, x: Tensor, first_group: int) -> Tensor:
         if self.mode == "nearest":
             return x.repeat_interleave(2, dim=2)
-        out = upsample_time_linear(x, first_group, self._seen, self._cache, self.is_final)
-        if self.streaming:
-            self.keep(x[:, :, -1:])
-            self._seen += x.shape[2]
+        out = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
+        self.keep(x[:, :, -1:], consumed=x.shape[2])
         return out
 
     def forward(self, x: Tensor, first_group: int = 1) -> Tensor:

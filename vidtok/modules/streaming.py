@@ -9,7 +9,7 @@ drops every cached tensor; nothing outlives the call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Optional
 
@@ -19,23 +19,36 @@ from torch import Tensor, nn
 from .padding import pad_time_front
 
 
+class _Slot:
+    """What one layer remembers about one lane of a stream."""
+
+    __slots__ = ("cache", "seen")
+
+    def __init__(self) -> None:
+        self.cache: Optional[Tensor] = None
+        self.seen = 0  # input frames consumed so far
+
+
 class StreamState:
-    """Shared by the layers of one stream."""
+    """Shared by the layers of one stream; holds every layer's cached frames.
+
+    ``lane`` selects independent sets of caches within one stream, e.g. one per spatial tile.
+    """
 
     def __init__(self) -> None:
         self.final = False
+        self.lane: Hashable = 0
+        self.slots: dict[tuple[int, Hashable], _Slot] = {}
 
 
 class TemporalContext:
     """Mixin for layers that look at frames before (or, held back, after) the current chunk.
 
     Outside a stream the past is the layer's causal padding; inside one it is what ``keep`` saved
-    from the previous chunk.
+    from the previous chunk of the current lane.
     """
 
     _stream: Optional[StreamState] = None
-    _cache: Optional[Tensor] = None
-    _seen: int = 0  # frames of input consumed so far in this stream
 
     @property
     def streaming(self) -> bool:
@@ -46,16 +59,36 @@ class TemporalContext:
         """True outside a stream (the chunk is the whole sequence) or on a stream's last chunk."""
         return self._stream is None or self._stream.final
 
+    def _slot(self) -> Optional[_Slot]:
+        if self._stream is None:
+            return None
+        return self._stream.slots.setdefault((id(self), self._stream.lane), _Slot())
+
+    @property
+    def past(self) -> Optional[Tensor]:
+        """Frames kept from the previous chunk, if any."""
+        slot = self._slot()
+        return None if slot is None else slot.cache
+
+    @property
+    def seen(self) -> int:
+        """Input frames consumed before the current chunk (0 outside a stream)."""
+        slot = self._slot()
+        return 0 if slot is None else slot.seen
+
     def with_past(self, x: Tensor, frames: int, mode: str) -> Tensor:
         """``x`` preceded by ``frames`` frames of past: the cached ones, or padding at the start."""
-        if self._cache is not None:
-            return torch.cat([self._cache, x], dim=2)
+        past = self.past
+        if past is not None:
+            return torch.cat([past, x], dim=2)
         return pad_time_front(x, frames, mode)
 
-    def keep(self, frames: Tensor) -> None:
+    def keep(self, frames: Tensor, consumed: int = 0) -> None:
         """Save ``frames`` (a copy, so the chunk they come from can be freed) for the next chunk."""
-        if self._stream is not None:
-            self._cache = frames.clone()
+        slot = self._slot()
+        if slot is not None:
+            slot.cache = frames.clone()
+            slot.seen += consumed
 
 
 @contextmanager
@@ -66,9 +99,10 @@ def streaming(module: nn.Module) -> Iterator[StreamState]:
         raise RuntimeError("this model is already streaming; finish that stream first (one stream per model)")
     state = StreamState()
     for layer in layers:
-        layer._stream, layer._cache, layer._seen = state, None, 0
+        layer._stream = state
     try:
         yield state
     finally:
         for layer in layers:
-            layer._stream, layer._cache, layer._seen = None, None, 0
+            layer._stream = None
+        state.slots.clear()
