@@ -23,6 +23,8 @@ from .config import ConfigError, compose_tokenizer_config, official_names
 from .loading import load_tokenizer
 from .models import InputError
 from .synthetic import moving_shapes
+from .tokens import TokenFileError, load_tokens, save_tokens
+from .video import VideoError
 
 DEFAULT_TOKENIZER = "vidtok_kl_causal_488_4chn"
 
@@ -102,6 +104,120 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model(parser: argparse.ArgumentParser, default_from: str = "the checkpoint") -> None:
+    parser.add_argument(
+        "--tokenizer", default=None, help=f"official name or config file (default: taken from {default_from})"
+    )
+    parser.add_argument("--ckpt", type=Path, default=None, help="weights: official .ckpt or safetensors")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_overrides(parser)
+
+
+def _add_reading(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--height", type=int, default=None, help="frame height (default: the video's, cropped to fit)")
+    parser.add_argument("--width", type=int, default=None, help="frame width (default: the video's, cropped to fit)")
+    parser.add_argument("--fps", type=float, default=None, help="sample frames at this rate (default: the video's)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many (sampled) frames")
+    parser.add_argument("--chunk-frames", type=int, default=16, help="frames encoded at a time (default 16)")
+
+
+def _add_tiling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tile", type=int, default=None, help="process frames in tiles of this many pixels")
+    parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default tile/4)")
+
+
+def _load(args: argparse.Namespace, name: str | None = None):
+    name = name or args.tokenizer
+    if args.ckpt is None:
+        if name is None:
+            raise ConfigError("give --ckpt (and --tokenizer unless the checkpoint names it)")
+        print("warning: no --ckpt given, using random weights", file=sys.stderr)
+    return load_tokenizer(name, ckpt=args.ckpt, overrides=args.overrides, device=args.device)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .inference.pipeline import reconstruct_video
+
+    tok = _load(args)
+    stats = reconstruct_video(
+        tok,
+        args.input,
+        args.output,
+        height=args.height,
+        width=args.width,
+        sample_fps=args.fps,
+        max_frames=args.max_frames,
+        chunk_frames=args.chunk_frames,
+        chunk_latents=args.chunk_latents,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        side_by_side=args.side_by_side,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {args.output}: {stats['frames']} frames, {stats['height']}x{stats['width']} at "
+        f"{stats['fps']:g} fps, PSNR {stats['psnr']:.2f} dB against the input"
+    )
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .inference.pipeline import encode_video
+
+    tok = _load(args)
+    tokens = encode_video(
+        tok,
+        args.input,
+        height=args.height,
+        width=args.width,
+        sample_fps=args.fps,
+        max_frames=args.max_frames,
+        chunk_frames=args.chunk_frames,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        indices=args.indices,
+        progress=not args.quiet,
+    )
+    save_tokens(args.output, tokens)
+    print(
+        f"wrote {args.output}: {tokens.kind} {tuple(tokens.data.shape)} for {tokens.frames} frames "
+        f"{tokens.height}x{tokens.width} at {tokens.fps:g} fps"
+    )
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .inference.pipeline import decode_video
+
+    tokens = load_tokens(args.input)
+    name = args.tokenizer
+    if name is None:
+        name = tokens.tokenizer.name
+        if not args.overrides:
+            args.overrides = _overrides_for(tokens.tokenizer)
+    tok = _load(args, name)
+    n = decode_video(
+        tok,
+        tokens,
+        args.output,
+        chunk_latents=args.chunk_latents,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        progress=not args.quiet,
+    )
+    print(f"wrote {args.output}: {n} frames at {tokens.fps:g} fps")
+    return 0
+
+
+def _overrides_for(config) -> list[str]:
+    """Overrides that turn the named preset into ``config`` (e.g. a narrower test width)."""
+    if config.name is None:
+        return []
+    base = compose_tokenizer_config(config.name)
+    return [] if base.model.ch == config.model.ch else [f"model.ch={config.model.ch}"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidtok", description="VidTok video tokenizers")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="frame height and width (default 64)")
     _add_overrides(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("reconstruct", help="encode and decode a video file")
+    p.add_argument("input", type=Path, help="input video")
+    p.add_argument("output", type=Path, help="output video (.mp4)")
+    _add_model(p)
+    _add_reading(p)
+    _add_tiling(p)
+    p.add_argument("--chunk-latents", type=int, default=4, help="latents decoded at a time (default 4)")
+    p.add_argument("--side-by-side", action="store_true", help="write input | reconstruction")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="tokenize a video file into a token file")
+    p.add_argument("input", type=Path, help="input video")
+    p.add_argument("output", type=Path, help="token file (.safetensors)")
+    _add_model(p)
+    _add_reading(p)
+    _add_tiling(p)
+    p.add_argument("--indices", action="store_true", help="FSQ models: store code indices instead of codes")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a token file into a video file")
+    p.add_argument("input", type=Path, help="token file written by vidtok encode")
+    p.add_argument("output", type=Path, help="output video (.mp4)")
+    _add_model(p, default_from="the token file")
+    _add_tiling(p)
+    p.add_argument("--chunk-latents", type=int, default=4, help="latents decoded at a time (default 4)")
+    p.set_defaults(func=cmd_decode)
     return parser
 
 
@@ -139,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, InputError) as err:
+    except (ConfigError, CheckpointError, InputError, VideoError, TokenFileError) as err:
         print(f"vidtok {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..modules.streaming import StreamState, streaming
 from .tiling import tiled
 
@@ -28,12 +29,12 @@ if TYPE_CHECKING:
 
 
 def check_chunk(value: Optional[int], factor: int, what: str, label: str) -> None:
-    """Raise a ValueError naming valid values when ``value`` is not a positive multiple of ``factor``."""
+    """Raise an InputError naming valid values when ``value`` is not a positive multiple of ``factor``."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % factor:
         examples = ", ".join(str(factor * k) for k in (1, 2, 4, 8))
-        raise ValueError(f"{what} must be a positive multiple of {factor} for {label} (e.g. {examples}); got {value!r}")
+        raise InputError(f"{what} must be a positive multiple of {factor} for {label} (e.g. {examples}); got {value!r}")
 
 
 class _Stream:

@@ -20,6 +20,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import TokenizerConfig
+from ..errors import InputError
 from ..inference.streams import VideoDecoderStream, VideoEncoderStream, check_chunk
 from ..inference.tiling import check_tile, tiled
 from ..modules import pad_time_front
@@ -34,10 +35,6 @@ def _make_regularizer(config: TokenizerConfig) -> nn.Module:
     if config.is_discrete:
         return FSQ(config.regularizer.levels)
     return DiagonalGaussian(config.latent_channels)
-
-
-class InputError(ValueError):
-    """An input tensor has the wrong type, shape, frame count or range for this tokenizer."""
 
 
 class Tokenizer(nn.Module):
@@ -84,13 +81,15 @@ class Tokenizer(nn.Module):
                 f"got T={num_frames}; trim or pad the clip, or use a causal model for any length"
             )
 
-    def _pad_frames(self, x: Tensor) -> Tensor:
-        """Causal: f-1 copies of frame 0 in front, copies of the last frame to complete the last group."""
-        if not self.config.causal:
-            return x
+    def _pad_frames(self, x: Tensor, pad: bool = False) -> Tensor:
+        """Causal: f-1 copies of frame 0 in front, copies of the last frame to complete the last group.
+        Non-causal with ``pad``: copies of the last frame up to a multiple of f."""
         f, num_frames = self.config.temporal_factor, x.shape[2]
-        back = f * (self.latent_frames(num_frames) - 1) - (num_frames - 1)
-        x = pad_time_front(x, f - 1, "replicate")
+        if self.config.causal:
+            back = f * (self.latent_frames(num_frames) - 1) - (num_frames - 1)
+            x = pad_time_front(x, f - 1, "replicate")
+        else:
+            back = -num_frames % f if pad else 0
         if back:
             x = torch.cat([x, x[:, :, -1:].expand(-1, -1, back, -1, -1)], dim=2)
         return x
@@ -105,6 +104,7 @@ class Tokenizer(nn.Module):
         chunk_frames: Optional[int] = None,
         tile: Optional[int] = None,
         tile_overlap: Optional[int] = None,
+        pad: bool = False,
     ) -> Tensor:
         """Video (B, 3, T, H, W) in [-1, 1] -> latents (B, C, t, H/fs, W/fs).
 
@@ -115,11 +115,12 @@ class Tokenizer(nn.Module):
         factor) encodes that many frames at a time with the same result as one pass; ``tile`` (pixels,
         a multiple of the spatial factor) encodes overlapping ``tile`` x ``tile`` tiles, overlapping by
         ``tile_overlap`` pixels (default tile/4), and blends them (close to, not equal to, one pass).
+        Non-causal models take T a multiple of f; with ``pad=True`` other T are padded with copies of
+        the last frame (``tokenizer(x, pad=True)`` trims them again).
         """
         if self.config.is_discrete and sample:
             raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
-        self._check_video(x)
-        moments = self._moments(x.to(self._dtype()), chunk_frames, tile, tile_overlap)
+        moments = self._encode_moments(x, chunk_frames, tile, tile_overlap, pad)
         return self._regularize(moments, sample=sample, generator=generator)
 
     def encode_moments(
@@ -129,11 +130,11 @@ class Tokenizer(nn.Module):
         chunk_frames: Optional[int] = None,
         tile: Optional[int] = None,
         tile_overlap: Optional[int] = None,
+        pad: bool = False,
     ) -> Tensor:
         """The raw encoder output: KL models (B, 2C, ...) = posterior mean and log-variance; FSQ models
         the values before quantisation. Options as :meth:`encode`."""
-        self._check_video(x)
-        return self._moments(x.to(self._dtype()), chunk_frames, tile, tile_overlap)
+        return self._encode_moments(x, chunk_frames, tile, tile_overlap, pad)
 
     def encode_indices(
         self,
@@ -142,11 +143,11 @@ class Tokenizer(nn.Module):
         chunk_frames: Optional[int] = None,
         tile: Optional[int] = None,
         tile_overlap: Optional[int] = None,
+        pad: bool = False,
     ) -> Tensor:
         """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w); options as :meth:`encode`."""
         self._require_discrete("encode_indices")
-        self._check_video(x)
-        moments = self._moments(x.to(self._dtype()), chunk_frames, tile, tile_overlap)
+        moments = self._encode_moments(x, chunk_frames, tile, tile_overlap, pad)
         return self.regularizer.codes_to_indices(self.regularizer(moments))
 
     def decode(
@@ -193,10 +194,11 @@ class Tokenizer(nn.Module):
         chunk_latents: Optional[int] = None,
         tile: Optional[int] = None,
         tile_overlap: Optional[int] = None,
+        pad: bool = False,
     ) -> Tensor:
         """Encode then decode; returns exactly the T input frames. Options as :meth:`encode` / :meth:`decode`."""
         num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
-        z = self.encode(x, sample=sample, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap)
+        z = self.encode(x, sample=sample, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap, pad=pad)
         return self.decode(z, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)[:, :, :num_frames]
 
     def encoder_stream(self, chunk_frames: int = 16, **kwargs) -> VideoEncoderStream:
@@ -225,7 +227,17 @@ class Tokenizer(nn.Module):
         check_tile(tile, overlap, fs, self._label())
         return tile, overlap
 
-    def _moments(self, x: Tensor, chunk_frames: Optional[int], tile: Optional[int], overlap: Optional[int]) -> Tensor:
+    def _encode_moments(
+        self, x: Tensor, chunk_frames: Optional[int], tile: Optional[int], overlap: Optional[int], pad: bool
+    ) -> Tensor:
+        self._check_video(x, check_frames=not pad)
+        if pad and x.shape[2] < 1:
+            raise InputError(f"{self._label()} takes T >= 1 frames, got T={x.shape[2]}")
+        return self._moments(x.to(self._dtype()), chunk_frames, tile, overlap, pad)
+
+    def _moments(
+        self, x: Tensor, chunk_frames: Optional[int], tile: Optional[int], overlap: Optional[int], pad: bool = False
+    ) -> Tensor:
         """Raw encoder output for a checked video, in one pass, by time chunks and/or by tiles."""
         tile, overlap = self._tile_args(tile, overlap)
         if chunk_frames is not None:
@@ -234,7 +246,7 @@ class Tokenizer(nn.Module):
                 parts = [stream.push(x[:, :, i : i + chunk_frames]) for i in range(0, x.shape[2], chunk_frames)]
                 parts.append(stream.finish())
             return torch.cat(parts, dim=2)
-        x = self._pad_frames(x)
+        x = self._pad_frames(x, pad)
         if tile is not None:
             return tiled(lambda part, _: self.encoder(part), x, tile, overlap, 1 / self.config.spatial_factor)
         return self.encoder(x)

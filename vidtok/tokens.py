@@ -1,0 +1,124 @@
+"""Token files: latents or FSQ indices of one video plus what is needed to decode it back.
+
+A token file is a safetensors file with one tensor (``latents`` (1, C, t, h, w) or ``indices``
+(1, t, h, w)) and metadata: the tokenizer (name and full config), the frame rate, the number of
+frames the latents stand for, the processed and original frame sizes, the source path and, for
+non-causal models, the clip length the video was cut into.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .config import TokenizerConfig
+
+TOKEN_FORMAT = "vidtok-tokens-v1"
+
+
+class TokenFileError(ValueError):
+    """A token file is unreadable, not a vidtok token file, or belongs to another tokenizer."""
+
+
+@dataclass
+class TokenFile:
+    """Tokens of one video. ``kind`` is ``"latents"`` or ``"indices"``."""
+
+    kind: str
+    data: Tensor
+    tokenizer: TokenizerConfig
+    fps: float
+    frames: int
+    height: int
+    width: int
+    clip_frames: Optional[int] = None  # non-causal models: clips encoded independently
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def check_tokenizer(self, config: TokenizerConfig, path: str | os.PathLike = "token file") -> None:
+        """Refuse to decode with a tokenizer whose config differs from the one that encoded."""
+        diffs = self.tokenizer.differences(config)
+        if diffs:
+            raise TokenFileError(
+                f"{path} was encoded with tokenizer {self.tokenizer.name!r}, not {config.name!r}: " + "; ".join(diffs)
+            )
+
+
+def _index_dtype(codebook_size: int) -> torch.dtype:
+    return torch.int16 if codebook_size <= 2**15 else torch.int32
+
+
+def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
+    """Write a token file atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    if tokens.kind not in ("latents", "indices"):
+        raise ValueError(f"kind must be 'latents' or 'indices', got {tokens.kind!r}")
+    data = tokens.data.detach().cpu()
+    if tokens.kind == "indices":
+        data = data.to(_index_dtype(tokens.tokenizer.codebook_size))
+    metadata = {
+        "format": TOKEN_FORMAT,
+        "kind": tokens.kind,
+        "tokenizer": tokens.tokenizer.to_json(),
+        "tokenizer_name": tokens.tokenizer.name or "",
+        "fps": repr(float(tokens.fps)),
+        "frames": str(int(tokens.frames)),
+        "height": str(int(tokens.height)),
+        "width": str(int(tokens.width)),
+        "clip_frames": "" if tokens.clip_frames is None else str(int(tokens.clip_frames)),
+        "source": json.dumps(tokens.source),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({tokens.kind: data.contiguous()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_tokens(path: str | os.PathLike) -> TokenFile:
+    """Read a token file written by :func:`save_tokens` (clear errors for anything else)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise TokenFileError(f"token file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+            keys = list(fh.keys())
+            tensors = {k: fh.get_tensor(k) for k in keys}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise TokenFileError(f"{path} is not a readable safetensors token file: {err}") from None
+    if metadata.get("format") != TOKEN_FORMAT:
+        raise TokenFileError(
+            f"{path} is not a vidtok token file (format {metadata.get('format')!r}, expected {TOKEN_FORMAT!r})"
+        )
+    try:
+        kind = metadata["kind"]
+        clip = metadata.get("clip_frames") or None
+        return TokenFile(
+            kind=kind,
+            data=tensors[kind].long() if kind == "indices" else tensors[kind],
+            tokenizer=TokenizerConfig.from_any(metadata["tokenizer"]),
+            fps=float(metadata["fps"]),
+            frames=int(metadata["frames"]),
+            height=int(metadata["height"]),
+            width=int(metadata["width"]),
+            clip_frames=int(clip) if clip else None,
+            source=json.loads(metadata.get("source") or "{}"),
+        )
+    except (KeyError, ValueError) as err:
+        raise TokenFileError(f"{path}: incomplete or invalid token file metadata ({err})") from None

@@ -1,0 +1,236 @@
+"""Reading and writing video files (PyAV, which bundles FFmpeg), and frame <-> tensor conversion.
+
+Frames are uint8 tensors (n, H, W, 3); model tensors are float (B, 3, T, H, W) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class VideoError(ValueError):
+    """A video file is missing, unreadable, or has no video stream."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video's first video stream."""
+
+    path: str
+    fps: float
+    width: int
+    height: int
+    frames: Optional[int]  # as the container reports it; None when unknown
+    duration: Optional[float]  # seconds
+
+
+def _open(path: str | os.PathLike):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video {path} does not exist or is not a file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise VideoError(f"cannot read video {path}: {err}") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path} has no video stream")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame rate, size, frame count and duration of a video file."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise VideoError(f"{path}: the video stream has no frame rate")
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        if duration is None and container.duration:
+            duration = container.duration / 1_000_000
+        return VideoInfo(
+            path=str(path),
+            fps=float(rate),
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            frames=stream.frames or None,
+            duration=duration,
+        )
+
+
+def frame_interval(source_fps: float, sample_fps: Optional[float]) -> int:
+    """Keep every ``round(source_fps / sample_fps)``-th frame, as VidTok does (at least every frame)."""
+    if sample_fps is None:
+        return 1
+    if sample_fps <= 0:
+        raise VideoError(f"sample fps must be positive, got {sample_fps}")
+    return max(1, round(source_fps / sample_fps))
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    sample_fps: Optional[float] = None,
+    size: Optional[tuple[int, int]] = None,
+    chunk: int = 16,
+    max_frames: Optional[int] = None,
+) -> Iterator[Tensor]:
+    """Decode a video lazily, yielding uint8 frames (n <= chunk, H, W, 3).
+
+    Keeps every ``round(fps / sample_fps)``-th frame; with ``size=(H, W)`` frames are resized so they
+    cover H x W (antialiased) and centre-cropped to it. Corrupt data raises :class:`VideoError`
+    naming the file.
+    """
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        interval = frame_interval(float(stream.average_rate or stream.guessed_rate or 1), sample_fps)
+        batch: list[Tensor] = []
+        kept = 0
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index % interval:
+                    continue
+                batch.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
+                kept += 1
+                if len(batch) == chunk or kept == max_frames:
+                    yield _finish(batch, size)
+                    batch = []
+                if kept == max_frames:
+                    return
+        except av.error.FFmpegError as err:
+            raise VideoError(f"cannot decode video {path} after {kept} frames: {err}") from None
+        if batch:
+            yield _finish(batch, size)
+        if kept == 0:
+            raise VideoError(f"{path} holds no decodable frames")
+    finally:
+        container.close()
+
+
+def _finish(batch: list[Tensor], size: Optional[tuple[int, int]]) -> Tensor:
+    frames = torch.stack(batch)
+    return frames if size is None else resize_crop(frames, *size)
+
+
+def resize_crop(frames: Tensor, height: int, width: int) -> Tensor:
+    """Resize uint8 frames (n, H, W, 3) to cover ``height`` x ``width`` (antialiased bilinear, aspect
+    kept), then centre-crop. For square targets this is VidTok's short-side resize + centre crop."""
+    n, h, w, _ = frames.shape
+    if (h, w) != (height, width):
+        if height * w >= width * h:  # height is the binding side (torchvision's int(size * long / short))
+            new_h, new_w = height, max(width, int(height * w / h))
+        else:
+            new_h, new_w = max(height, int(width * h / w)), width
+        if (new_h, new_w) != (h, w):
+            x = frames.permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+            frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        top, left = (new_h - height) // 2, (new_w - width) // 2
+        frames = frames[:, top : top + height, left : left + width]
+    return frames.contiguous()
+
+
+def frames_to_tensor(frames: Tensor) -> Tensor:
+    """uint8 frames (n, H, W, 3) -> float video (1, 3, n, H, W) in [-1, 1]."""
+    return frames.permute(3, 0, 1, 2).unsqueeze(0).float().div_(127.5).sub_(1.0)
+
+
+def tensor_to_frames(video: Tensor) -> Tensor:
+    """Float video (B, 3, T, H, W) in [-1, 1] (clamped) -> uint8 frames (B*T, H, W, 3), rounded."""
+    x = video.detach().float().clamp(-1, 1).add(1).mul_(127.5).round_().to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1])
+
+
+def even_size(height: int, width: int, factor: int) -> tuple[int, int]:
+    """The largest (H, W) <= the given size that are multiples of ``factor`` (and of 2, for yuv420p)."""
+    step = math.lcm(factor, 2)
+    return max(step, height // step * step), max(step, width // step * step)
+
+
+class VideoWriter:
+    """Write uint8 frames to a video file (H.264 in MP4 by default), atomically.
+
+    Frames go to a temporary file beside the target, renamed into place on :meth:`close`; if an error
+    interrupts writing, the temporary file is removed and nothing is left half written.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, codec: str = "libx264", crf: int = 18):
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent
+        )
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._container = av.open(str(self._tmp), mode="w")
+        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self._stream.pix_fmt = "yuv420p"
+        if codec in ("libx264", "libx265"):
+            self._stream.options = {"crf": str(crf)}
+        self._size: Optional[tuple[int, int]] = None
+        self.frames_written = 0
+
+    def write(self, frames: Tensor) -> None:
+        """Append uint8 frames (n, H, W, 3); every frame must have the size of the first."""
+        import av
+
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"expected uint8 frames (n, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+        if self._size is None:
+            self._size = tuple(frames.shape[1:3])
+            self._stream.height, self._stream.width = self._size
+        elif tuple(frames.shape[1:3]) != self._size:
+            raise ValueError(f"frame size {tuple(frames.shape[1:3])} differs from the first frames' {self._size}")
+        for frame in frames.cpu().numpy():
+            packet = self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+            self._container.mux(packet)
+            self.frames_written += 1
+
+    def close(self) -> Path:
+        """Flush, close and move the file into place; returns its path."""
+        self._container.mux(self._stream.encode())
+        self._container.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary file."""
+        try:
+            self._container.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_video(path: str | os.PathLike, frames: Tensor, fps: float, **kwargs) -> Path:
+    """Write uint8 frames (n, H, W, 3) to ``path`` in one go."""
+    with VideoWriter(path, fps, **kwargs) as writer:
+        writer.write(frames)
+    return writer.path
