@@ -1,0 +1,250 @@
+"""Video I/O, token files, and the reconstruct / encode / decode commands end to end on generated mp4s."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli import vidtok_exe
+
+import vidtok
+from vidtok.checkpoint import save_tokenizer_safetensors
+from vidtok.cli import main as cli
+from vidtok.inference.pipeline import decode_frames, encode_video
+from vidtok.synthetic import moving_shapes
+from vidtok.tokens import TokenFileError, load_tokens, save_tokens
+from vidtok.video import VideoError, VideoWriter, frames_to_tensor, iter_frames, probe, resize_crop, tensor_to_frames
+
+from conftest import tiny_tokenizer
+
+
+def write_clip(path: Path, frames: int = 21, height: int = 40, width: int = 56, fps: float = 24) -> Path:
+    """A real H.264 mp4 of the built-in moving-shapes clip."""
+    video = moving_shapes(frames, height, width)
+    with VideoWriter(path, fps, crf=0) as writer:
+        writer.write(tensor_to_frames(video))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("videos") / "clip.mp4")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("weights")
+    out = {}
+    for name in ("vidtok_kl_causal_488_4chn_v1_1", "vidtok_fsq_causal_488_4096", "vidtok_kl_noncausal_488_4chn"):
+        tok = tiny_tokenizer(name, ch=8)
+        out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / f"{name}.safetensors")
+    return out
+
+
+# ---- video I/O ----------------------------------------------------------------------------------
+
+
+def test_probe_and_read_back(clip: Path) -> None:
+    info = probe(clip)
+    assert (info.width, info.height, info.fps, info.frames) == (56, 40, 24.0, 21)
+    frames = torch.cat(list(iter_frames(clip, chunk=8)))
+    assert frames.shape == (21, 40, 56, 3) and frames.dtype == torch.uint8
+    original = tensor_to_frames(moving_shapes(21, 40, 56))
+    assert (frames.float() - original.float()).abs().mean() < 8  # crf 0, but yuv420p halves the chroma
+
+
+def test_frame_sampling_and_resizing(clip: Path) -> None:
+    chunks = list(iter_frames(clip, sample_fps=8, size=(32, 32), chunk=4))
+    assert [c.shape[0] for c in chunks] == [4, 3]  # every 3rd frame of 21
+    assert chunks[0].shape[1:] == (32, 32, 3)
+    assert sum(c.shape[0] for c in iter_frames(clip, max_frames=5)) == 5
+
+
+def test_resize_crop_covers_then_crops() -> None:
+    frames = torch.arange(2 * 40 * 80 * 3, dtype=torch.int64).remainder(256).to(torch.uint8).view(2, 40, 80, 3)
+    assert resize_crop(frames, 40, 40).shape == (2, 40, 40, 3)
+    assert torch.equal(resize_crop(frames, 40, 40), frames[:, :, 20:60])  # no resampling needed: pure crop
+    assert resize_crop(frames, 64, 64).shape == (2, 64, 64, 3)
+    assert resize_crop(frames, 20, 60).shape == (2, 20, 60, 3)
+
+
+def test_tensor_frame_round_trip() -> None:
+    frames = torch.randint(0, 256, (3, 8, 8, 3), dtype=torch.uint8)
+    video = frames_to_tensor(frames)
+    assert video.shape == (1, 3, 3, 8, 8) and video.min() >= -1 and video.max() <= 1
+    assert torch.equal(tensor_to_frames(video), frames)
+
+
+def test_unreadable_videos_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="does not exist"):
+        probe(tmp_path / "missing.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        list(iter_frames(bad))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoError, match="empty.mp4"):
+        probe(empty)
+
+
+def test_writer_leaves_nothing_half_written(tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(target, 10) as writer:
+            writer.write(torch.zeros(2, 16, 16, 3, dtype=torch.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- token files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["vidtok_kl_causal_488_4chn_v1_1", "vidtok_fsq_causal_488_4096", "vidtok_kl_noncausal_488_4chn"]
+)
+def test_token_file_round_trip_equals_in_memory(name: str, clip: Path, weights, tmp_path: Path) -> None:
+    tok = vidtok.load_tokenizer(ckpt=weights[name])
+    indices = tok.config.is_discrete
+    tokens = encode_video(tok, clip, height=32, width=48, chunk_frames=8, indices=indices)
+    path = save_tokens(tmp_path / "t.safetensors", tokens)
+    loaded = load_tokens(path)
+    assert loaded.kind == tokens.kind and torch.equal(loaded.data, tokens.data)
+    assert (loaded.frames, loaded.height, loaded.width, loaded.fps) == (21, 32, 48, 24.0)
+    assert loaded.tokenizer == tok.config
+    decoded = torch.cat(list(decode_frames(tok, loaded, chunk_latents=2)))
+    assert decoded.shape == (21, 32, 48, 3)
+
+    # the same clip in memory, in one pass (non-causal: the same 8-frame clips)
+    video = frames_to_tensor(torch.cat(list(iter_frames(clip, size=(32, 48)))))
+    with torch.no_grad():
+        if tok.config.causal:
+            expected = tok(video)
+        else:
+            expected = torch.cat([tok(video[:, :, i : i + 8], pad=True) for i in range(0, 21, 8)], dim=2)
+    assert (decoded.float() - tensor_to_frames(expected).float()).abs().max() <= 1  # uint8 rounding only
+
+
+def test_token_files_from_other_tokenizers_are_refused(clip: Path, weights, tmp_path: Path) -> None:
+    kl = vidtok.load_tokenizer(ckpt=weights["vidtok_kl_causal_488_4chn_v1_1"])
+    fsq = vidtok.load_tokenizer(ckpt=weights["vidtok_fsq_causal_488_4096"])
+    tokens = encode_video(kl, clip, height=32, width=32, max_frames=9)
+    with pytest.raises(TokenFileError, match="encoded with tokenizer 'vidtok_kl_causal_488_4chn_v1_1'"):
+        list(decode_frames(fsq, tokens))
+    not_tokens = weights["vidtok_fsq_causal_488_4096"]
+    with pytest.raises(TokenFileError, match="not a vidtok token file"):
+        load_tokens(not_tokens)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+
+def test_reconstruct_command_side_by_side(clip: Path, weights, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rec.mp4"
+    ckpt = weights["vidtok_kl_causal_488_4chn_v1_1"]
+    args = [
+        "reconstruct",
+        str(clip),
+        str(out),
+        "--ckpt",
+        str(ckpt),
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--chunk-frames",
+        "8",
+        "--chunk-latents",
+        "2",
+        "--side-by-side",
+        "--quiet",
+    ]
+    assert cli(args) == 0
+    info = probe(out)
+    assert (info.frames, info.height, info.width, info.fps) == (21, 32, 96, 24.0)
+    assert "21 frames, 32x48 at 24 fps" in capsys.readouterr().out
+    left = torch.cat(list(iter_frames(out)))[:, :, :48]
+    source = torch.cat(list(iter_frames(clip, size=(32, 48))))
+    assert (left.float() - source.float()).abs().mean() < 8  # the input half is the input
+
+
+def test_reconstruct_tiled_fsq_and_non_causal(clip: Path, weights, tmp_path: Path) -> None:
+    for name, extra in (
+        ("vidtok_fsq_causal_488_4096", ["--tile", "32", "--tile-overlap", "8"]),
+        ("vidtok_kl_noncausal_488_4chn", ["--fps", "12"]),
+    ):
+        out = tmp_path / f"{name}.mp4"
+        assert (
+            cli(
+                [
+                    "reconstruct",
+                    str(clip),
+                    str(out),
+                    "--ckpt",
+                    str(weights[name]),
+                    "--height",
+                    "40",
+                    "--width",
+                    "56",
+                    "--quiet",
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        assert probe(out).frames == (21 if "causal_488_4096" in name else 11)  # 24 -> 12 fps: every 2nd frame
+
+
+def test_encode_decode_commands_through_the_console_script(clip: Path, weights, tmp_path: Path) -> None:
+    ckpt = str(weights["vidtok_fsq_causal_488_4096"])
+    tokens, video = tmp_path / "clip.tokens.safetensors", tmp_path / "decoded.mp4"
+    exe = vidtok_exe()
+    run = subprocess.run(
+        [
+            exe,
+            "encode",
+            str(clip),
+            str(tokens),
+            "--ckpt",
+            ckpt,
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--indices",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "indices (1, 6, 4, 4) for 21 frames" in run.stdout
+    run = subprocess.run(
+        [exe, "decode", str(tokens), str(video), "--ckpt", ckpt, "--quiet"], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert probe(video).frames == 21
+    # a clear error, no traceback and no output file, for bad inputs
+    bad_out = tmp_path / "never.mp4"
+    run = subprocess.run(
+        [exe, "reconstruct", str(tokens), str(bad_out), "--ckpt", ckpt], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 2 and "cannot read video" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run(
+        [exe, "reconstruct", str(clip), str(bad_out), "--ckpt", ckpt, "--chunk-frames", "6"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2 and "chunk_frames must be a positive multiple of 4" in run.stderr
+    run = subprocess.run(
+        [exe, "reconstruct", str(clip), str(bad_out), "--ckpt", ckpt, "--height", "36"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2 and "even multiples of 8" in run.stderr
+    assert not bad_out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
