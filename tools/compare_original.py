@@ -15,12 +15,10 @@ layout, multiples of f for non-causal ones). Prints one row per config and case;
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from original import Original, import_original
 
 import vidtok
 from vidtok.checkpoint import check_state_dict
@@ -28,69 +26,6 @@ from vidtok.checkpoint import check_state_dict
 LATENT_TOL = 1e-4
 REC_MAX_TOL = 5e-4
 REC_MEAN_TOL = 1e-5
-
-
-def import_original(root: Path) -> str:
-    """Import the original ``vidtok`` package under the name ``vidtok_original``."""
-    pkg_dir = root / "vidtok"
-    spec = importlib.util.spec_from_file_location(
-        "vidtok_original", pkg_dir / "__init__.py", submodule_search_locations=[str(pkg_dir)]
-    )
-    if spec is None:
-        raise SystemExit(f"{root} does not look like a VidTok checkout (no vidtok/ package)")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vidtok_original"] = module
-    if (pkg_dir / "__init__.py").exists():
-        spec.loader.exec_module(module)
-    return "vidtok_original"
-
-
-def instantiate(target: str, params: dict):
-    module_name, cls_name = target.rsplit(".", 1)
-    module = importlib.import_module(module_name.replace("vidtok.", "vidtok_original.", 1))
-    return getattr(module, cls_name)(**params)
-
-
-def config_path(root: Path, name: str) -> Path:
-    sub = "vidtok_v1_1/" if name.endswith("_v1_1") else ""
-    return root / "configs" / f"{sub}{name}.yaml"
-
-
-class Original(torch.nn.Module):
-    def __init__(self, root: Path, name: str, ch: int):
-        super().__init__()
-        cfg = OmegaConf.load(config_path(root, name))
-        OmegaConf.update(cfg, "model.params.encoder_config.params.ch", ch)
-        params = OmegaConf.to_container(cfg.model.params, resolve=True)
-        self.encoder = instantiate(params["encoder_config"]["target"], params["encoder_config"]["params"])
-        self.decoder = instantiate(params["decoder_config"]["target"], params["decoder_config"]["params"])
-        reg = params["regularizer_config"]
-        self.regularization = instantiate(reg["target"], reg.get("params", {}))
-        self.is_v1_1 = "v1_1" in params["encoder_config"]["target"]
-        self.factor = params["encoder_config"]["params"].get("time_downsample_factor", 4)
-        self.is_fsq = "FSQ" in reg["target"]
-
-    def _first_chunk(self, module: torch.nn.Module) -> None:
-        for m in module.modules():
-            if hasattr(m, "causal_cache"):
-                m.causal_cache = None
-            if hasattr(m, "is_first_chunk"):
-                m.is_first_chunk = True
-
-    def encode(self, x):
-        self._first_chunk(self.encoder)
-        moments = self.encoder(x)
-        if self.is_fsq:
-            z, log = self.regularization(moments)
-            return z, log["indices"]
-        return moments.chunk(2, dim=1)[0], None
-
-    def decode(self, z):
-        self._first_chunk(self.decoder)
-        x = self.decoder(z)
-        if self.is_v1_1:
-            x = x[:, :, self.factor - 1 :]  # v1.1 returns the f-1 padding frames too
-        return x
 
 
 def perturbed_state_dict(model: torch.nn.Module) -> dict:

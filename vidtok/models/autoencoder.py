@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
@@ -30,6 +29,7 @@ from ..modules import (
     conv3d,
     time_conv,
 )
+from ..modules.ops import channels_last, silu
 
 
 class _Layers:
@@ -136,7 +136,7 @@ class Encoder(_CheckpointMixin, nn.Module):
         self.conv_out = layers.volume_conv(block_in, out_channels, 3)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv_in(x)
+        h = channels_last(self.conv_in(channels_last(x)))  # a 3-channel input conv may not keep the layout
         for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal, strict=True)):
             h = self._run_level(down, down_t, h)
             if i in self.spatial_down:
@@ -144,7 +144,7 @@ class Encoder(_CheckpointMixin, nn.Module):
                 if i in self.temporal_down:
                     h = down_t.downsample(h)
         h = self._run(partial(_mid_forward, self.mid), h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(silu(self.norm_out(h)))
 
 
 class Decoder(_CheckpointMixin, nn.Module):
@@ -183,7 +183,7 @@ class Decoder(_CheckpointMixin, nn.Module):
         self.conv_out = layers.volume_conv(block_in, cfg.model.in_channels, 3)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.conv_in(z)
+        h = self.conv_in(channels_last(z))
         h = self._run(partial(_mid_forward, self.mid), h)
         first_group = 1  # frames that stem from the first latent: interpolated apart in v1.1
         for i in reversed(range(len(self.up))):
@@ -194,4 +194,4 @@ class Decoder(_CheckpointMixin, nn.Module):
                 if i in self.temporal_up:
                     h = up_t.upsample(h, first_group)
                     first_group *= 2
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(silu(self.norm_out(h)))

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .conv import unwrap_conv
 from .norm import ChannelLayerNorm
+from .ops import add, silu
 
 ConvFactory = Callable[[int, int, int], nn.Module]
 
@@ -45,11 +46,9 @@ class ResnetBlock(nn.Module):
             nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        if hasattr(self, "nin_shortcut"):
-            x = self.nin_shortcut(x)
-        return x + h
+        h = self.conv1(silu(self.norm1(x)))
+        h = self.conv2(self.dropout(silu(self.norm2(h))))
+        return add(h, self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x)
 
 
 class FrameAttention(nn.Module):
@@ -69,4 +68,4 @@ class FrameAttention(nn.Module):
         q, k, v = (proj(y).flatten(3).permute(0, 2, 3, 1) for proj in (self.q, self.k, self.v))  # (B, T, HW, C)
         y = F.scaled_dot_product_attention(q, k, v)
         y = y.permute(0, 3, 1, 2).reshape(b, c, t, h, w)
-        return x + self.proj_out(y)
+        return add(self.proj_out(y), x)

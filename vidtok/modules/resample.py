@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
+from .ops import blend, empty_like_layout
 from .padding import pad_time_back
 from .streaming import TemporalContext
 
@@ -58,10 +59,9 @@ class TimeDownsample(TemporalContext, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         padded = self.with_past(x, 1, self.temporal_pad) if self.causal else pad_time_back(x, 1)
-        alpha = torch.sigmoid(self.mix_factor)
         pooled = F.avg_pool3d(padded, (3, 1, 1), stride=(2, 1, 1))
         self.keep(padded[:, :, 2 * pooled.shape[2] :])
-        return alpha * pooled + (1 - alpha) * unwrap_conv(self.conv)(padded)
+        return blend(pooled, unwrap_conv(self.conv)(padded), torch.sigmoid(self.mix_factor))
 
 
 def upsample_time_linear(
@@ -79,7 +79,7 @@ def upsample_time_linear(
     """
     dtype, x = x.dtype, x.float()
     n, lead = x.shape[2], int(prev is not None)
-    out = x.new_empty((*x.shape[:2], lead + 2 * n, *x.shape[3:]))
+    out = empty_like_layout(x, (*x.shape[:2], lead + 2 * n, *x.shape[3:]))
     # Filled in place through views of one buffer: half the memory of stacking, and autograd-safe.
     pairs = out[:, :, lead:].unflatten(2, (n, 2))
     pairs.copy_(x.unsqueeze(3).expand_as(pairs)).mul_(0.75)
@@ -124,12 +124,13 @@ class TimeUpsample(TemporalContext, nn.Module):
 
     def upsample(self, x: Tensor, first_group: int) -> Tensor:
         if self.mode == "nearest":
-            return x.repeat_interleave(2, dim=2)
+            out = empty_like_layout(x, (*x.shape[:2], 2 * x.shape[2], *x.shape[3:]))
+            out.unflatten(2, (x.shape[2], 2)).copy_(x.unsqueeze(3).expand(*x.shape[:3], 2, *x.shape[3:]))
+            return out
         out = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
         self.keep(x[:, :, -1:], consumed=x.shape[2])
         return out
 
     def forward(self, x: Tensor, first_group: int = 1) -> Tensor:
         x = self.upsample(x, first_group)
-        alpha = torch.sigmoid(self.mix_factor)
-        return alpha * x + (1 - alpha) * self.conv(x)
+        return blend(x, self.conv(x), torch.sigmoid(self.mix_factor))

@@ -13,10 +13,9 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
-from .padding import pad_time_front
+from .padding import cat_time, pad_time_front
 
 
 class _Slot:
@@ -80,7 +79,7 @@ class TemporalContext:
         """``x`` preceded by ``frames`` frames of past: the cached ones, or padding at the start."""
         past = self.past
         if past is not None:
-            return torch.cat([past, x], dim=2)
+            return cat_time([past, x])
         return pad_time_front(x, frames, mode)
 
     def keep(self, frames: Tensor, consumed: int = 0) -> None:

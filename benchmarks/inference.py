@@ -1,0 +1,230 @@
+"""Inference speed and memory: vidtok (and optionally the original implementation) on one machine.
+
+    python benchmarks/inference.py --tokenizer vidtok_kl_causal_488_4chn --frames 17 --size 128
+    python benchmarks/inference.py --original /path/to/VidTok --frames 17 257 --chunk 16 4 ...
+
+Every row runs in a fresh process (full width, random weights: speed does not depend on the values),
+so peak memory is that run's alone: ``peak RSS`` is the process's peak resident memory and ``above
+weights`` subtracts what it held right after loading the model (CPU); on GPU it is the peak
+allocated memory. ``GFLOP`` counts the convolution and attention FLOPs of one encode + decode pass
+of the model (the same nominal work for both implementations); ``GFLOP/s`` divides it by the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def count_gflop(name: str, frames: int, size: int) -> float:
+    """Nominal FLOPs of one full-pass encode + decode, counted on the meta device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import vidtok
+
+    with torch.device("meta"):
+        tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name))
+        x = torch.empty(1, 3, frames, size, size)
+        with FlopCounterMode(display=False) as counter:
+            moments = tok.encoder(tok._pad_frames(x))
+            tok.decoder(tok._regularize(moments))
+    return counter.get_total_flops() / 1e9
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One measurement, in this process."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, DTYPES[args.dtype])
+    torch.manual_seed(0)
+    if args.impl == "original":
+        sys.path.insert(0, str(ROOT / "tools"))
+        from original import Original, import_original
+
+        import_original(Path(args.original))
+        model = Original(Path(args.original), args.tokenizer, 128).eval().to(device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+        def encode(x):
+            return model.encode_chunked(x, args.chunk_frames)[0] if args.chunk_frames else model.encode(x)[0]
+
+        def decode(z):
+            return model.decode_chunked(z, args.chunk_latents) if args.chunk_latents else model.decode(z)
+    else:
+        import vidtok
+
+        model = vidtok.load_tokenizer(args.tokenizer, device=device)
+
+        def encode(x):
+            return model.encode(x, chunk_frames=args.chunk_frames or None)
+
+        def decode(z):
+            return model.decode(z, chunk_latents=args.chunk_latents or None)
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+    base_rss = rss_mb()
+    x = torch.rand(1, 3, args.frames, args.size, args.size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = x.to(device)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    times = {"encode": [], "decode": []}
+    for _ in range(args.repeat):
+        with torch.inference_mode(), autocast:
+            start = time.perf_counter()
+            z = encode(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times["encode"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            y = decode(z)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times["decode"].append(time.perf_counter() - start)
+        out_frames = y.shape[2]
+        del y, z
+    result = {
+        "encode_s": min(times["encode"]),
+        "decode_s": min(times["decode"]),
+        "frames": args.frames,
+        "out_frames": out_frames,
+        "peak_rss_mb": peak_rss_mb(),
+        "above_weights_mb": peak_rss_mb() - base_rss,
+    }
+    if device.type == "cuda":
+        result["peak_rss_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["above_weights_mb"] = result["peak_rss_mb"] - base
+    return result
+
+
+def run_row(args: argparse.Namespace, impl: str, name: str, frames: int, chunk: tuple[int, int] | None) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--impl",
+        impl,
+        "--tokenizer",
+        name,
+        "--frames",
+        str(frames),
+        "--size",
+        str(args.size[0]),
+        "--dtype",
+        args.dtype[0],
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--repeat",
+        str(args.repeat),
+    ]
+    if chunk:
+        cmd += ["--chunk-frames", str(chunk[0]), "--chunk-latents", str(chunk[1])]
+    if impl == "original":
+        cmd += ["--original", args.original]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(lines[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--tokenizer", nargs="+", default=["vidtok_kl_causal_488_4chn", "vidtok_kl_causal_488_4chn_v1_1"]
+    )
+    parser.add_argument("--frames", nargs="+", type=int, default=[17])
+    parser.add_argument("--size", nargs="+", type=int, default=[128])
+    parser.add_argument("--dtype", nargs="+", default=["fp32"], choices=sorted(DTYPES))
+    parser.add_argument(
+        "--chunk",
+        nargs=2,
+        type=int,
+        default=None,
+        metavar=("FRAMES", "LATENTS"),
+        help="also run chunked: encode FRAMES frames / decode LATENTS latents at a time",
+    )
+    parser.add_argument("--original", default=None, help="checkout of microsoft/VidTok to run beside vidtok")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row; the fastest counts")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default="vidtok", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-frames", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-latents", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.tokenizer, args.frames, args.size, args.dtype = (
+            args.tokenizer[0],
+            args.frames[0],
+            args.size[0],
+            args.dtype[0],
+        )
+        print(json.dumps(worker(args)))
+        return 0
+
+    rows = []
+    header = (
+        f"{'impl':9s} {'model':32s} {'input':>11s} {'dtype':5s} {'chunk':>6s} {'encode s':>9s} {'decode s':>9s} "
+        f"{'frames/s':>9s} {'peak RSS':>9s} {'>weights':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s}"
+    )
+    print(header)
+    print("-" * len(header))
+    impls = ["vidtok"] + (["original"] if args.original else [])
+    for name in args.tokenizer:
+        for size in args.size:
+            for frames in args.frames:
+                gflop = count_gflop(name, frames, size)
+                for dtype in args.dtype:
+                    for chunk in [None] + ([tuple(args.chunk)] if args.chunk else []):
+                        for impl in impls:
+                            sub = argparse.Namespace(**{**vars(args), "size": [size], "dtype": [dtype]})
+                            r = run_row(sub, impl, name, frames, chunk)
+                            r.update(impl=impl, model=name, size=size, dtype=dtype, chunk=chunk, gflop=gflop)
+                            rows.append(r)
+                            label = f"{chunk[0]}/{chunk[1]}" if chunk else "-"
+                            inp = f"{frames}x{size}x{size}"
+                            if "error" in r:
+                                print(f"{impl:9s} {name:32s} {inp:>11s} {dtype:5s} {label:>6s} error: {r['error']}")
+                                continue
+                            total = r["encode_s"] + r["decode_s"]
+                            print(
+                                f"{impl:9s} {name:32s} {inp:>11s} {dtype:5s} {label:>6s} {r['encode_s']:9.2f} "
+                                f"{r['decode_s']:9.2f} {frames / total:9.2f} {r['peak_rss_mb']:8.0f}M "
+                                f"{r['above_weights_mb']:8.0f}M {gflop:7.0f} {gflop / total:8.1f}",
+                                flush=True,
+                            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

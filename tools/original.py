@@ -1,0 +1,107 @@
+"""Run the original microsoft/VidTok implementation from a checkout, for comparisons and benchmarks.
+
+Nothing of the original is vendored: pass the path of a checkout (and install its own dependencies:
+einops, beartype, rich, lightning). Its package is imported under the name ``vidtok_original``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+
+def import_original(root: Path) -> str:
+    """Import the original ``vidtok`` package under the name ``vidtok_original``."""
+    pkg_dir = root / "vidtok"
+    spec = importlib.util.spec_from_file_location(
+        "vidtok_original", pkg_dir / "__init__.py", submodule_search_locations=[str(pkg_dir)]
+    )
+    if spec is None:
+        raise SystemExit(f"{root} does not look like a VidTok checkout (no vidtok/ package)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vidtok_original"] = module
+    if (pkg_dir / "__init__.py").exists():
+        spec.loader.exec_module(module)
+    return "vidtok_original"
+
+
+def instantiate(target: str, params: dict):
+    module_name, cls_name = target.rsplit(".", 1)
+    module = importlib.import_module(module_name.replace("vidtok.", "vidtok_original.", 1))
+    return getattr(module, cls_name)(**params)
+
+
+def config_path(root: Path, name: str) -> Path:
+    sub = "vidtok_v1_1/" if name.endswith("_v1_1") else ""
+    return root / "configs" / f"{sub}{name}.yaml"
+
+
+class Original(torch.nn.Module):
+    def __init__(self, root: Path, name: str, ch: int):
+        super().__init__()
+        cfg = OmegaConf.load(config_path(root, name))
+        OmegaConf.update(cfg, "model.params.encoder_config.params.ch", ch)
+        params = OmegaConf.to_container(cfg.model.params, resolve=True)
+        self.encoder = instantiate(params["encoder_config"]["target"], params["encoder_config"]["params"])
+        self.decoder = instantiate(params["decoder_config"]["target"], params["decoder_config"]["params"])
+        reg = params["regularizer_config"]
+        self.regularization = instantiate(reg["target"], reg.get("params", {}))
+        self.is_v1_1 = "v1_1" in params["encoder_config"]["target"]
+        self.factor = params["encoder_config"]["params"].get("time_downsample_factor", 4)
+        self.is_fsq = "FSQ" in reg["target"]
+
+    def _first_chunk(self, module: torch.nn.Module) -> None:
+        for m in module.modules():
+            if hasattr(m, "causal_cache"):
+                m.causal_cache = None
+            if hasattr(m, "is_first_chunk"):
+                m.is_first_chunk = True
+
+    def encode(self, x):
+        self._first_chunk(self.encoder)
+        moments = self.encoder(x)
+        if self.is_fsq:
+            z, log = self.regularization(moments)
+            return z, log["indices"]
+        return moments.chunk(2, dim=1)[0], None
+
+    def decode(self, z):
+        self._first_chunk(self.decoder)
+        x = self.decoder(z)
+        if self.is_v1_1:
+            x = x[:, :, self.factor - 1 :]  # v1.1 returns the f-1 padding frames too
+        return x
+
+    def encode_chunked(self, x, chunk_frames: int):
+        """The original v1.1 chunk schedule: the first frame alone, then ``chunk_frames`` at a time."""
+        bounds = [(0, 1)] + [(s, min(s + chunk_frames, x.shape[2])) for s in range(1, x.shape[2], chunk_frames)]
+        self._first_chunk(self.encoder)
+        out = []
+        for i, (s, e) in enumerate(bounds):
+            self._set_first(self.encoder, i == 0)
+            out.append(self.encoder(x[:, :, s:e]))
+        moments = torch.cat(out, dim=2)
+        return (self.regularization(moments)[0] if self.is_fsq else moments.chunk(2, dim=1)[0]), None
+
+    def decode_chunked(self, z, chunk_latents: int):
+        """The original v1.1 chunk schedule: the first latent alone, then ``chunk_latents`` at a time."""
+        t = z.shape[2]
+        bounds = [(0, 1)] + [(s, min(s + chunk_latents, t)) for s in range(1, t, chunk_latents)]
+        self._first_chunk(self.decoder)
+        out = []
+        for i, (s, e) in enumerate(bounds):
+            self._set_first(self.decoder, i == 0)
+            out.append(self.decoder(z[:, :, s:e]))
+        x = torch.cat(out, dim=2)
+        return x[:, :, self.factor - 1 :] if self.is_v1_1 else x
+
+    @staticmethod
+    def _set_first(module: torch.nn.Module, first: bool) -> None:
+        for m in module.modules():
+            if hasattr(m, "is_first_chunk"):
+                m.is_first_chunk = first
