@@ -65,7 +65,12 @@ class FrameAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, t, h, w = x.shape
         y = self.norm(x)
-        q, k, v = (proj(y).flatten(3).permute(0, 2, 3, 1) for proj in (self.q, self.k, self.v))  # (B, T, HW, C)
-        y = F.scaled_dot_product_attention(q, k, v)
+
+        def tokens(proj: nn.Module) -> Tensor:  # (B, C, T, H, W) -> (B, T, HW, C)
+            # contiguous: free in the channels-last layout, and torch.compile (2.14) mis-shapes the
+            # CPU attention of inputs whose last dim is strided
+            return proj(y).flatten(3).permute(0, 2, 3, 1).contiguous()
+
+        y = F.scaled_dot_product_attention(tokens(self.q), tokens(self.k), tokens(self.v))
         y = y.permute(0, 3, 1, 2).reshape(b, c, t, h, w)
         return add(self.proj_out(y), x)
