@@ -15,6 +15,7 @@ from vidtok.modules import (
     conv3d,
     pad_time_front,
     time_conv,
+    upsample_time_linear,
 )
 
 torch.manual_seed(0)
@@ -73,14 +74,23 @@ def test_pad_time_front_modes() -> None:
 
 
 def test_linear_time_upsample_keeps_the_first_group_apart() -> None:
-    up = TimeUpsample(1, causal=True, temporal_pad="replicate", mode="linear")
     x = torch.tensor([0.0, 4.0, 8.0, 12.0]).view(1, 1, 4, 1, 1)
     # first group of 1: frame 0 repeated; the rest interpolated on its own (edges clamped)
-    assert up.upsample(x, 1).flatten().tolist() == [0, 0, 4, 5, 7, 9, 11, 12]
-    assert up.upsample(x, 2).flatten().tolist() == [0, 1, 3, 4, 8, 9, 11, 12]
-    assert up.upsample(x, 4).flatten().tolist() == [0, 1, 3, 5, 7, 9, 11, 12]
-    nearest = TimeUpsample(1, causal=True, mode="nearest")
-    assert nearest.upsample(x, 1).flatten().tolist() == [0, 0, 4, 4, 8, 8, 12, 12]
+    assert upsample_time_linear(x, 1).flatten().tolist() == [0, 0, 4, 5, 7, 9, 11, 12]
+    assert upsample_time_linear(x, 2).flatten().tolist() == [0, 1, 3, 4, 8, 9, 11, 12]
+    assert upsample_time_linear(x, 4).flatten().tolist() == [0, 1, 3, 5, 7, 9, 11, 12]
+
+
+@pytest.mark.parametrize("causal, pad", [(True, "zeros"), (True, "replicate"), (False, "zeros")])
+def test_nearest_time_upsample_equals_repeat_then_conv(causal: bool, pad: str) -> None:
+    """The folded 2-tap computation is the original's repeat-every-frame-then-3x3x3-conv."""
+    up = TimeUpsample(4, causal=causal, temporal_pad=pad, mode="nearest")
+    torch.nn.init.normal_(up.mix_factor)
+    x = torch.randn(2, 4, 5, 6, 7)
+    repeated = x.repeat_interleave(2, dim=2)
+    alpha = torch.sigmoid(up.mix_factor)
+    expected = alpha * repeated + (1 - alpha) * up.conv(repeated)
+    assert torch.allclose(up(x), expected, atol=1e-5)
 
 
 def test_temporal_blocks_start_as_identity() -> None:

@@ -7,10 +7,13 @@ spatial kernel. Their parameters keep the 2-D / 1-D shapes of the official check
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .ops import channels_last, empty_like_layout, inference
+from .padding import cat_time
 from .streaming import TemporalContext
 
 
@@ -39,6 +42,32 @@ class TimeConv1d(nn.Conv1d):
             padding=(self.padding[0], 0, 0),
         )
 
+    def causal(self, x: Tensor, past: Tensor) -> Tensor:
+        """Output for ``x`` given the ``kernel - 1`` frames before it, without building the padded
+        input: during inference each tap is one matrix product over channels, accumulated in place."""
+        if not (inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype):
+            return self(cat_time([past, x]))
+        if torch.is_autocast_enabled(x.device.type):
+            return self(cat_time([past, x]))
+        x, past = channels_last(x), channels_last(past.to(x.dtype))
+        b, c, t, h, w = x.shape
+        n, lag = h * w, past.shape[2]
+        taps = self.weight.permute(2, 1, 0)  # (kernel, C_in, C_out); the last tap is the current frame
+        out = empty_like_layout(x, (b, taps.shape[2], t, h, w))
+        for i in range(b):
+            frames = x[i].permute(1, 2, 3, 0).reshape(t * n, c)  # views: channels-last is (T, H, W, C)
+            before = past[i].permute(1, 2, 3, 0).reshape(lag * n, c)
+            result = out[i].permute(1, 2, 3, 0).reshape(t * n, -1)
+            torch.addmm(self.bias, frames, taps[lag], out=result)
+            for j in range(lag):  # tap j looks back lag - j frames
+                back = lag - j
+                if t > back:
+                    result[back * n :].addmm_(frames[: (t - back) * n], taps[j])
+                for frame in range(min(back, t)):  # early frames reach into the past
+                    src = before[(frame + j) * n : (frame + j + 1) * n]
+                    result[frame * n : (frame + 1) * n].addmm_(src, taps[j])
+        return out
+
 
 class CausalConv(TemporalContext, nn.Module):
     """Wraps a convolution so that it only looks at current and past frames.
@@ -58,6 +87,12 @@ class CausalConv(TemporalContext, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.time_pad == 0:
             return self.conv(x)
+        if isinstance(self.conv, TimeConv1d):
+            past = self.past_frames(x, self.time_pad, self.temporal_pad)
+            if self.streaming:
+                lag = self.time_pad
+                self.keep(x[:, :, -lag:] if x.shape[2] >= lag else cat_time([past, x])[:, :, -lag:])
+            return self.conv.causal(x, past)
         padded = self.with_past(x, self.time_pad, self.temporal_pad)
         out = self.conv(padded)
         self.keep(padded[:, :, out.shape[2] * self.conv.stride[0] :])

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
 from .ops import blend, empty_like_layout
-from .padding import pad_time_back
+from .padding import pad_time_back, pad_time_front
 from .streaming import TemporalContext
 
 
@@ -106,6 +106,10 @@ class TimeUpsample(TemporalContext, nn.Module):
     frame and its padding) are interpolated on their own, so they never mix with later frames.
     Linear interpolation looks one frame ahead: inside a stream the last output of each chunk waits
     for the next chunk (or for the final one).
+
+    With ``nearest`` the repeated frames are never built: a 3-tap conv over a sequence of pairs is a
+    2-tap conv over the original frames with summed taps, computed once for the first and once for
+    the second frame of each pair (a third less work, and no double-length input in memory).
     """
 
     def __init__(
@@ -119,18 +123,34 @@ class TimeUpsample(TemporalContext, nn.Module):
     ):
         super().__init__()
         self.mode = mode
+        self.causal = causal
+        self.temporal_pad = temporal_pad
         self.conv = conv3d(channels, channels, 3, causal=causal, temporal_pad=temporal_pad)
         self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
 
-    def upsample(self, x: Tensor, first_group: int) -> Tensor:
-        if self.mode == "nearest":
-            out = empty_like_layout(x, (*x.shape[:2], 2 * x.shape[2], *x.shape[3:]))
-            out.unflatten(2, (x.shape[2], 2)).copy_(x.unsqueeze(3).expand(*x.shape[:3], 2, *x.shape[3:]))
-            return out
-        out = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
-        self.keep(x[:, :, -1:], consumed=x.shape[2])
-        return out
-
     def forward(self, x: Tensor, first_group: int = 1) -> Tensor:
-        x = self.upsample(x, first_group)
-        return blend(x, self.conv(x), torch.sigmoid(self.mix_factor))
+        alpha = torch.sigmoid(self.mix_factor)
+        if self.mode == "nearest":
+            return self._nearest(x, alpha)
+        up = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
+        self.keep(x[:, :, -1:], consumed=x.shape[2])
+        return blend(up, self.conv(up), alpha)
+
+    def _nearest(self, x: Tensor, alpha: Tensor) -> Tensor:
+        conv = unwrap_conv(self.conv)
+        w0, w1, w2 = conv.weight.unbind(2)
+        t = x.shape[2]
+        if self.causal:
+            # pair i sees frames (i-1, i): first copy (w0+w1, w2), second copy (w0, w1+w2)
+            padded = self.with_past(x, 1, self.temporal_pad)
+            self.keep(padded[:, :, -1:])
+            windows = ((padded, (w0 + w1, w2)), (padded, (w0, w1 + w2)))
+        else:
+            # first copy sees (i-1, i) with taps (w0, w1+w2), second copy (i, i+1) with (w0+w1, w2)
+            padded = pad_time_back(pad_time_front(x, 1, "zeros"), 1)
+            windows = ((padded[:, :, : t + 1], (w0, w1 + w2)), (padded[:, :, 1:], (w0 + w1, w2)))
+        out = empty_like_layout(x, (*x.shape[:2], 2 * t, *x.shape[3:]))
+        for phase, (frames, taps) in enumerate(windows):
+            y = F.conv3d(frames, torch.stack(taps, dim=2), conv.bias, padding=(0, 1, 1))
+            out[:, :, phase::2] = blend(x, y, alpha)
+        return out

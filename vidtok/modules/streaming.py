@@ -75,6 +75,14 @@ class TemporalContext:
         slot = self._slot()
         return 0 if slot is None else slot.seen
 
+    def past_frames(self, x: Tensor, frames: int, mode: str) -> Tensor:
+        """The ``frames`` frames before ``x``: the cached ones, or padding (zeros or the first frame)."""
+        past = self.past
+        if past is not None:
+            return past
+        shape = (*x.shape[:2], frames, *x.shape[3:])
+        return x.new_zeros(shape) if mode == "zeros" else x[:, :, :1].expand(shape)
+
     def with_past(self, x: Tensor, frames: int, mode: str) -> Tensor:
         """``x`` preceded by ``frames`` frames of past: the cached ones, or padding at the start."""
         past = self.past
