@@ -8,8 +8,10 @@ so peak memory is that run's alone: ``peak RSS`` is the process's peak resident 
 weights`` subtracts what it held right after loading the model (CPU); on GPU it is the peak
 allocated memory. Both implementations run with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's allocator on
 transparent huge pages, which vidtok sets by default) and the fastest of ``--repeat`` runs counts,
-as this 2-core VM's timings move by +-10% between runs. ``GFLOP`` counts the convolution and attention FLOPs of one encode + decode pass
-of the model (the same nominal work for both implementations); ``GFLOP/s`` divides it by the time.
+as this 2-core VM's timings move by +-10% between runs. ``GFLOP`` counts the convolution, matrix
+and attention FLOPs that each implementation performs for one full-pass encode + decode (counted on
+the meta device; vidtok folds v1.0's repeated frames into its convs, so it does less work for the
+same result); ``GFLOP/s`` divides that by the time.
 """
 
 from __future__ import annotations
@@ -36,19 +38,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def count_gflop(name: str, frames: int, size: int) -> float:
-    """Nominal FLOPs of one full-pass encode + decode, counted on the meta device."""
+def count_gflop(name: str, frames: int, size: int, original: str | None = None) -> float:
+    """FLOPs of one full-pass encode + decode, counted on the meta device."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     import vidtok
 
-    with torch.device("meta"):
-        tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name))
-        x = torch.empty(1, 3, frames, size, size)
+    x = torch.empty(1, 3, frames, size, size, device="meta")
+    if original:
+        sys.path.insert(0, str(ROOT / "tools"))
+        from original import Original, import_original
+
+        import_original(Path(original))
+        model = Original(Path(original), name, 128).to("meta")  # built on CPU: it makes CPU tensors itself
         with FlopCounterMode(display=False) as counter:
-            moments = tok.encoder(tok._pad_frames(x))
-            tok.decoder(tok._regularize(moments))
+            model.decoder(model.encode(x)[0])
+    else:
+        with torch.device("meta"):
+            tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name))
+        # with autograd on, temporal convs take their conv path (the same FLOPs as the in-place
+        # matrix products of inference, which the counter does not see)
+        with FlopCounterMode(display=False) as counter:
+            tok.decoder(tok._regularize(tok.encoder(tok._pad_frames(x))))
     return counter.get_total_flops() / 1e9
 
 
@@ -204,12 +216,16 @@ def main() -> int:
     for name in args.tokenizer:
         for size in args.size:
             for frames in args.frames:
-                gflop = count_gflop(name, frames, size)
+                gflops = {
+                    impl: count_gflop(name, frames, size, args.original if impl == "original" else None)
+                    for impl in impls
+                }
                 for dtype in args.dtype:
                     for chunk in [None] + ([tuple(args.chunk)] if args.chunk else []):
                         for impl in impls:
                             sub = argparse.Namespace(**{**vars(args), "size": [size], "dtype": [dtype]})
                             r = run_row(sub, impl, name, frames, chunk)
+                            gflop = gflops[impl]
                             r.update(impl=impl, model=name, size=size, dtype=dtype, chunk=chunk, gflop=gflop)
                             rows.append(r)
                             label = f"{chunk[0]}/{chunk[1]}" if chunk else "-"

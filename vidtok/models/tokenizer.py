@@ -201,6 +201,16 @@ class Tokenizer(nn.Module):
         z = self.encode(x, sample=sample, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap, pad=pad)
         return self.decode(z, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)[:, :, :num_frames]
 
+    def compile(self, **kwargs) -> Tokenizer:
+        """Compile the encoder and decoder with ``torch.compile`` (in place: state-dict keys do not change).
+
+        Full passes of a fixed shape benefit; chunked and streamed passes recompile per chunk shape.
+        Keyword arguments go to ``torch.compile``. Returns self.
+        """
+        self.encoder.compile(**kwargs)
+        self.decoder.compile(**kwargs)
+        return self
+
     def encoder_stream(self, chunk_frames: int = 16, **kwargs) -> VideoEncoderStream:
         """A :class:`~vidtok.inference.VideoEncoderStream` for frames that arrive over time (causal models)."""
         return VideoEncoderStream(self, chunk_frames, **kwargs)

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops import channels_last, empty_like_layout, inference
+from .ops import autocast_enabled, channels_last, empty_like_layout, inference
 from .padding import cat_time
 from .streaming import TemporalContext
 
@@ -45,9 +45,8 @@ class TimeConv1d(nn.Conv1d):
     def causal(self, x: Tensor, past: Tensor) -> Tensor:
         """Output for ``x`` given the ``kernel - 1`` frames before it, without building the padded
         input: during inference each tap is one matrix product over channels, accumulated in place."""
-        if not (inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype):
-            return self(cat_time([past, x]))
-        if torch.is_autocast_enabled(x.device.type):
+        fast = inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype
+        if not fast or autocast_enabled(x.device.type):
             return self(cat_time([past, x]))
         x, past = channels_last(x), channels_last(past.to(x.dtype))
         b, c, t, h, w = x.shape

@@ -19,6 +19,14 @@ def inference() -> bool:
     return not torch.is_grad_enabled()
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for this device type (False for types without autocast, like meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def channels_last(x: Tensor) -> Tensor:
     """``x`` (B, C, T, H, W) in the channels-last layout (a no-op when it already is)."""
     return x.contiguous(memory_format=CHANNELS_LAST)
@@ -35,11 +43,18 @@ def silu(x: Tensor) -> Tensor:
     return F.silu(x, inplace=inference())
 
 
+def _in_place(out: Tensor, other: Tensor) -> bool:
+    # Under autocast a bf16 conv output meets a float32 residual: promote like the original does.
+    return inference() and out.dtype == other.dtype
+
+
 def add(x: Tensor, residual: Tensor) -> Tensor:
     """``x + residual``, written into ``x`` during inference (``x`` must be a fresh result)."""
-    return x.add_(residual) if inference() else x + residual
+    return x.add_(residual) if _in_place(x, residual) else x + residual
 
 
 def blend(fixed: Tensor, learned: Tensor, alpha: Tensor) -> Tensor:
     """``alpha * fixed + (1 - alpha) * learned`` (AlphaBlender), written into ``learned`` during inference."""
-    return learned.lerp_(fixed, alpha) if inference() else torch.lerp(learned, fixed, alpha)
+    if _in_place(learned, fixed):
+        return learned.lerp_(fixed, alpha.to(learned.dtype))
+    return alpha * fixed + (1 - alpha) * learned
