@@ -1,0 +1,83 @@
+"""Seam quality of spatial tiling: tiled against untiled reconstructions of frames that fit in memory.
+
+    python benchmarks/tiling.py --tokenizer vidtok_kl_causal_488_4chn --ckpt vidtok_kl_causal_488_4chn.ckpt \
+        --video clip.mp4 --size 256 --tiles 128:32 192:64
+
+For each tile/overlap it reports the PSNR of the tiled reconstruction against the untiled one (higher
+is closer; identical is infinite), the largest pixel difference, and how much larger the error is in
+8-pixel bands around tile borders than elsewhere (``seam ratio``; 1 means no visible seams). Without
+``--ckpt`` the weights are random, which exaggerates differences (random attention mixes the whole
+frame); without ``--video`` the built-in moving-shapes clip is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+import vidtok
+from vidtok.inference.tiling import tile_starts
+from vidtok.synthetic import moving_shapes
+from vidtok.video import frames_to_tensor, iter_frames
+
+
+def border_mask(size: int, tile: int, overlap: int, band: int = 8) -> torch.Tensor:
+    """True within ``band`` pixels of any tile edge that lies inside the frame (1-D)."""
+    mask = torch.zeros(size, dtype=torch.bool)
+    for start in tile_starts(size, tile, overlap):
+        for edge in (start, start + tile):
+            if 0 < edge < size:
+                mask[max(0, edge - band) : edge + band] = True
+    return mask
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", default="vidtok_kl_causal_488_4chn")
+    parser.add_argument("--ckpt", default=None)
+    parser.add_argument("-o", "--override", dest="overrides", action="append", default=[])
+    parser.add_argument("--video", default=None, help="a video file (default: the built-in clip)")
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--tiles", nargs="+", default=["64:0", "64:16", "64:32", "96:32"], metavar="TILE:OVERLAP")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    tok = vidtok.load_tokenizer(args.tokenizer, ckpt=args.ckpt, overrides=args.overrides)
+    if args.video:
+        frames = torch.cat(list(iter_frames(args.video, size=(args.size, args.size), max_frames=args.frames)))
+        x = frames_to_tensor(frames)
+    else:
+        x = moving_shapes(args.frames, args.size, args.size)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        reference = tok(x)
+        untiled_s = time.perf_counter() - start
+        print(f"{tok.config.name}, {'weights ' + args.ckpt if args.ckpt else 'random weights'}, "
+              f"input {tuple(x.shape)}; untiled {untiled_s:.1f} s, PSNR vs input {psnr(reference, x):.2f} dB")
+        print(f"{'tile':>5s} {'overlap':>7s} {'PSNR vs untiled':>16s} {'max diff':>9s} {'seam ratio':>10s} {'time s':>7s}")
+        for spec in args.tiles:
+            tile, overlap = (int(v) for v in spec.split(":"))
+            start = time.perf_counter()
+            tiled = tok(x, tile=tile, tile_overlap=overlap)
+            seconds = time.perf_counter() - start
+            err = (tiled - reference).abs().mean(dim=(0, 1, 2))  # (H, W)
+            rows, cols = border_mask(args.size, tile, overlap), border_mask(args.size, tile, overlap)
+            seam = rows[:, None] | cols[None, :]
+            ratio = (err[seam].mean() / err[~seam].mean()).item() if seam.any() and (~seam).any() else float("nan")
+            print(f"{tile:5d} {overlap:7d} {psnr(tiled, reference):16.2f} {(tiled - reference).abs().max():9.4f} "
+                  f"{ratio:10.2f} {seconds:7.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
