@@ -62,9 +62,13 @@ def main() -> int:
         start = time.perf_counter()
         reference = tok(x)
         untiled_s = time.perf_counter() - start
-        print(f"{tok.config.name}, {'weights ' + args.ckpt if args.ckpt else 'random weights'}, "
-              f"input {tuple(x.shape)}; untiled {untiled_s:.1f} s, PSNR vs input {psnr(reference, x):.2f} dB")
-        print(f"{'tile':>5s} {'overlap':>7s} {'PSNR vs untiled':>16s} {'max diff':>9s} {'seam ratio':>10s} {'time s':>7s}")
+        print(
+            f"{tok.config.name}, {'weights ' + args.ckpt if args.ckpt else 'random weights'}, "
+            f"input {tuple(x.shape)}; untiled {untiled_s:.1f} s, PSNR vs input {psnr(reference, x):.2f} dB"
+        )
+        print(
+            f"{'tile':>5s} {'overlap':>7s} {'PSNR vs untiled':>16s} {'max diff':>9s} {'seam ratio':>10s} {'time s':>7s}"
+        )
         for spec in args.tiles:
             tile, overlap = (int(v) for v in spec.split(":"))
             start = time.perf_counter()
@@ -74,8 +78,10 @@ def main() -> int:
             rows, cols = border_mask(args.size, tile, overlap), border_mask(args.size, tile, overlap)
             seam = rows[:, None] | cols[None, :]
             ratio = (err[seam].mean() / err[~seam].mean()).item() if seam.any() and (~seam).any() else float("nan")
-            print(f"{tile:5d} {overlap:7d} {psnr(tiled, reference):16.2f} {(tiled - reference).abs().max():9.4f} "
-                  f"{ratio:10.2f} {seconds:7.1f}")
+            print(
+                f"{tile:5d} {overlap:7d} {psnr(tiled, reference):16.2f} {(tiled - reference).abs().max():9.4f} "
+                f"{ratio:10.2f} {seconds:7.1f}"
+            )
     return 0
 
 

@@ -15,6 +15,7 @@ finished.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from functools import partial
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -118,7 +119,9 @@ class VideoEncoderStream(_Stream):
         self.chunk_frames = chunk_frames
         self.output, self.sample, self.generator = output, sample, generator
         self._pending: list[Tensor] = []
-        self._pending_frames = 0
+        self._pending_frames = 0  # counts the f-1 leading copies of frame 0 even when they stay implicit
+        self._implicit = 0  # of which not materialised (the encoder collapses the first group)
+        self._first_chunk = True
         self._last_frame: Optional[Tensor] = None
         self._shape: Optional[tuple[int, ...]] = None
         self.frames_in = 0
@@ -132,7 +135,10 @@ class VideoEncoderStream(_Stream):
         if self._shape is None:
             self._shape = (frames.shape[0], *frames.shape[3:])
             head = self.tok.config.temporal_factor - 1
-            self._append(frames[:, :, :1].expand(-1, -1, head, -1, -1))
+            if self.tok.encoder.collapse_head:
+                self._implicit, self._pending_frames = head, head
+            else:
+                self._append(frames[:, :, :1].expand(-1, -1, head, -1, -1))
         elif (frames.shape[0], *frames.shape[3:]) != self._shape:
             raise ValueError(
                 f"frames of shape {tuple(frames.shape)} do not continue the stream's batch and frame size "
@@ -162,7 +168,9 @@ class VideoEncoderStream(_Stream):
         self._pending_frames += frames.shape[2]
 
     def _take(self, count: int) -> Tensor:
-        taken, need = [], count
+        implicit = min(self._implicit, count)
+        self._implicit -= implicit
+        taken, need = [], count - implicit
         while need:
             head = self._pending[0]
             if head.shape[2] <= need:
@@ -186,7 +194,9 @@ class VideoEncoderStream(_Stream):
 
     def _encode(self, chunk: Tensor) -> Tensor:
         tok = self.tok
-        moments = self._run(tok.encoder, chunk.to(tok._dtype()), 1 / tok.config.spatial_factor, 1)
+        encoder = partial(tok.encoder, first_chunk=self._first_chunk)
+        self._first_chunk = False
+        moments = self._run(encoder, chunk.to(tok._dtype()), 1 / tok.config.spatial_factor, 1)
         if self.output == "moments":
             return moments
         if self.output == "indices":
@@ -230,7 +240,8 @@ class VideoDecoderStream(_Stream):
         self.indices = indices
         self._pending: list[Tensor] = []
         self._pending_latents = 0
-        self._to_drop = tokenizer.config.temporal_factor - 1
+        self._to_drop = 0 if tokenizer.decoder.collapse_head else tokenizer.config.temporal_factor - 1
+        self._first_chunk = True
         self.frames_out = 0
 
     def push(self, latents: Tensor) -> Tensor:
@@ -269,7 +280,9 @@ class VideoDecoderStream(_Stream):
 
     def _decode(self, latents: Tensor) -> Tensor:
         fs = self.tok.config.spatial_factor
-        frames = self._run(self.tok.decoder, latents.to(self.tok._dtype()), fs, fs)
+        decoder = partial(self.tok.decoder, first_chunk=self._first_chunk)
+        self._first_chunk = False
+        frames = self._run(decoder, latents.to(self.tok._dtype()), fs, fs)
         drop = min(self._to_drop, frames.shape[2])
         self._to_drop -= drop
         frames = frames[:, :, drop:]

@@ -103,8 +103,25 @@ def _mid_forward(mid: nn.Module, h: Tensor) -> Tensor:
     return mid.block_2(mid.attn_1(mid.block_1(h)))
 
 
+def collapses_first_group(cfg: TokenizerConfig) -> bool:
+    """Whether the first frame group can be carried as a single frame.
+
+    A causal model whose temporal padding repeats the first frame (v1.1) sees the f-1 copies of
+    frame 0 that lead a video as f identical frames, and they stay identical through every layer
+    (replicate-padded causal convs, per-frame blocks, pooling and interpolation of equal frames). Such
+    models run on sequences whose frame 0 stands for that whole group: the encoder doubles it where
+    time is halved, the decoder keeps one frame where time is doubled. Same results (up to float
+    rounding), (f-1)/(T+f-1) less work, and nothing to trim.
+    """
+    return cfg.model.causal and cfg.model.temporal_pad == "replicate"
+
+
 class Encoder(_CheckpointMixin, nn.Module):
-    """Video (B, 3, T, H, W) -> moments (B, 2*C or C, T/ft, H/fs, W/fs) for a padded T (see Tokenizer)."""
+    """Video (B, 3, T, H, W) -> moments (B, 2*C or C, t, H/fs, W/fs), for T padded as the Tokenizer does.
+
+    ``first_chunk`` says that ``x`` starts at the video's first frame (always, outside a stream); with a
+    collapsed first group (:func:`collapses_first_group`) that frame stands for the whole group.
+    """
 
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
@@ -115,6 +132,7 @@ class Encoder(_CheckpointMixin, nn.Module):
         self.gradient_checkpointing = cfg.model.gradient_checkpointing
         self.spatial_down = set(comp.spatial_down)
         self.temporal_down = set(comp.temporal_down)
+        self.collapse_head = collapses_first_group(cfg)
 
         self.conv_in = layers.volume_conv(cfg.model.in_channels, ch, 3)
         self.down = nn.ModuleList()
@@ -135,20 +153,26 @@ class Encoder(_CheckpointMixin, nn.Module):
         self.norm_out = ChannelLayerNorm(block_in)
         self.conv_out = layers.volume_conv(block_in, out_channels, 3)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, first_chunk: bool = True) -> Tensor:
+        head = self.collapse_head and first_chunk
         h = channels_last(self.conv_in(channels_last(x)))  # a 3-channel input conv may not keep the layout
         for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal, strict=True)):
             h = self._run_level(down, down_t, h)
             if i in self.spatial_down:
                 h = down.downsample(h)
                 if i in self.temporal_down:
-                    h = down_t.downsample(h)
+                    h = down_t.downsample(h, collapsed_head=head)
         h = self._run(partial(_mid_forward, self.mid), h)
         return self.conv_out(silu(self.norm_out(h)))
 
 
 class Decoder(_CheckpointMixin, nn.Module):
-    """Latents (B, C, t, h, w) -> video (B, 3, ft*t, fs*h, fs*w); the Tokenizer trims causal padding frames."""
+    """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w).
+
+    T' is f*t, of which a causal model's first f-1 frames are padding that the Tokenizer drops; with a
+    collapsed first group (:func:`collapses_first_group`) T' is 1 + f*(t-1) and nothing is dropped.
+    ``first_chunk`` says that ``z`` starts at the first latent (always, outside a stream).
+    """
 
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
@@ -158,7 +182,7 @@ class Decoder(_CheckpointMixin, nn.Module):
         self.gradient_checkpointing = cfg.model.gradient_checkpointing
         self.spatial_up = set(comp.spatial_up)
         self.temporal_up = set(comp.temporal_up)
-        self.linear_time_upsample = cfg.model.temporal_upsample == "linear"
+        self.collapse_head = collapses_first_group(cfg)
 
         block_in = ch * comp.ch_mult[-1]
         self.conv_in = layers.volume_conv(cfg.latent_channels, block_in, 3)
@@ -182,7 +206,8 @@ class Decoder(_CheckpointMixin, nn.Module):
         self.norm_out = ChannelLayerNorm(block_in)
         self.conv_out = layers.volume_conv(block_in, cfg.model.in_channels, 3)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, first_chunk: bool = True) -> Tensor:
+        head = self.collapse_head and first_chunk
         h = self.conv_in(channels_last(z))
         h = self._run(partial(_mid_forward, self.mid), h)
         first_group = 1  # frames that stem from the first latent: interpolated apart in v1.1
@@ -192,6 +217,9 @@ class Decoder(_CheckpointMixin, nn.Module):
             if i in self.spatial_up:
                 h = up.upsample(h)
                 if i in self.temporal_up:
-                    h = up_t.upsample(h, first_group)
-                    first_group *= 2
+                    if self.collapse_head:  # the first group is one frame at every level
+                        h = up_t.upsample(h, 1, collapsed_head=head)
+                    else:
+                        h = up_t.upsample(h, first_group)
+                        first_group *= 2
         return self.conv_out(silu(self.norm_out(h)))

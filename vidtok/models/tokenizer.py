@@ -82,12 +82,14 @@ class Tokenizer(nn.Module):
             )
 
     def _pad_frames(self, x: Tensor, pad: bool = False) -> Tensor:
-        """Causal: f-1 copies of frame 0 in front, copies of the last frame to complete the last group.
-        Non-causal with ``pad``: copies of the last frame up to a multiple of f."""
+        """Causal: f-1 copies of frame 0 in front (implicit when the encoder collapses the first group),
+        copies of the last frame to complete the last group. Non-causal with ``pad``: copies of the last
+        frame up to a multiple of f."""
         f, num_frames = self.config.temporal_factor, x.shape[2]
         if self.config.causal:
             back = f * (self.latent_frames(num_frames) - 1) - (num_frames - 1)
-            x = pad_time_front(x, f - 1, "replicate")
+            if not self.encoder.collapse_head:
+                x = pad_time_front(x, f - 1, "replicate")
         else:
             back = -num_frames % f if pad else 0
         if back:
@@ -271,7 +273,7 @@ class Tokenizer(nn.Module):
             x = tiled(lambda part, _: self.decoder(part), z, tile // fs, overlap // fs, fs)
         else:
             x = self.decoder(z)
-        if self.config.causal:
+        if self.config.causal and not self.decoder.collapse_head:
             x = x[:, :, self.config.temporal_factor - 1 :]
         return x
 

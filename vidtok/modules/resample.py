@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
 from .ops import blend, empty_like_layout
-from .padding import pad_time_back, pad_time_front
+from .padding import cat_time, pad_time_back, pad_time_front
 from .streaming import TemporalContext
 
 
@@ -57,7 +57,10 @@ class TimeDownsample(TemporalContext, nn.Module):
         self.conv = conv3d(channels, channels, 3, causal=causal, temporal_pad=temporal_pad, time_stride=2)
         self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, collapsed_head: bool = False) -> Tensor:
+        """``collapsed_head``: frame 0 stands for a pair of identical frames (see :class:`~vidtok.models.Encoder`)."""
+        if collapsed_head:
+            x = cat_time([x[:, :, :1], x])
         padded = self.with_past(x, 1, self.temporal_pad) if self.causal else pad_time_back(x, 1)
         pooled = F.avg_pool3d(padded, (3, 1, 1), stride=(2, 1, 1))
         self.keep(padded[:, :, 2 * pooled.shape[2] :])
@@ -73,12 +76,15 @@ def upsample_time_linear(
     interpolated apart from the rest (they stem from the first video frame and its padding).
 
     For chunked input, ``x`` holds frames ``start ..`` of the sequence and ``prev`` the frame before
-    them. Output ``2i+1`` needs frame ``i+1``, so unless ``final`` the last frame's second output is
-    held back, and with ``prev`` the one held back on the previous chunk comes first. Computed in
-    float32; returns ``x``'s dtype.
+    them. Output ``2i+1`` needs frame ``i+1``, so unless ``final`` (or the last frame ends the head
+    group) the last frame's second output is held back, and the one held back on the previous chunk
+    comes first. Computed in float32; returns ``x``'s dtype.
     """
     dtype, x = x.dtype, x.float()
-    n, lead = x.shape[2], int(prev is not None)
+    n = x.shape[2]
+    joined = prev is not None and start != head  # x[0] continues prev's group; prev's 2nd output is pending
+    lead = int(joined)
+    hold_back = not final and start + n != head
     out = empty_like_layout(x, (*x.shape[:2], lead + 2 * n, *x.shape[3:]))
     # Filled in place through views of one buffer: half the memory of stacking, and autograd-safe.
     pairs = out[:, :, lead:].unflatten(2, (n, 2))
@@ -86,17 +92,16 @@ def upsample_time_linear(
     even, odd = pairs[:, :, :, 0], pairs[:, :, :, 1]
     even[:, :, 1:].add_(x[:, :, :-1], alpha=0.25)
     odd[:, :, :-1].add_(x[:, :, 1:], alpha=0.25)
-    joined = prev is not None and start != head  # x[0] continues prev's group
     even[:, :, :1].add_(prev.float() if joined else x[:, :, :1], alpha=0.25)
-    odd[:, :, -1:].add_(x[:, :, -1:], alpha=0.25)  # clamped end; replaced by the next chunk if not final
+    odd[:, :, -1:].add_(x[:, :, -1:], alpha=0.25)  # clamped end; held back (and redone) if more follows
     boundary = head - start  # local index of the first frame after the head group
     if 1 <= boundary < n:
         for frames, i in ((even, boundary), (odd, boundary - 1)):
             frames[:, :, i : i + 1] = x[:, :, i : i + 1] * 0.75 + x[:, :, i : i + 1] * 0.25
-    if prev is not None:
+    if joined:
         p = prev.float()
-        out[:, :, :1] = p * 0.75 + (x[:, :, :1] if joined else p) * 0.25
-    return (out if final else out[:, :, :-1]).to(dtype)
+        out[:, :, :1] = p * 0.75 + x[:, :, :1] * 0.25
+    return (out[:, :, :-1] if hold_back else out).to(dtype)
 
 
 class TimeUpsample(TemporalContext, nn.Module):
@@ -128,13 +133,17 @@ class TimeUpsample(TemporalContext, nn.Module):
         self.conv = conv3d(channels, channels, 3, causal=causal, temporal_pad=temporal_pad)
         self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
 
-    def forward(self, x: Tensor, first_group: int = 1) -> Tensor:
+    def forward(self, x: Tensor, first_group: int = 1, collapsed_head: bool = False) -> Tensor:
+        """``collapsed_head``: frame 0 stands for a group of identical frames and so does output frame 0
+        (see :class:`~vidtok.models.Decoder`)."""
         alpha = torch.sigmoid(self.mix_factor)
         if self.mode == "nearest":
-            return self._nearest(x, alpha)
-        up = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
-        self.keep(x[:, :, -1:], consumed=x.shape[2])
-        return blend(up, self.conv(up), alpha)
+            out = self._nearest(x, alpha)
+        else:
+            up = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
+            self.keep(x[:, :, -1:], consumed=x.shape[2])
+            out = blend(up, self.conv(up), alpha)
+        return out[:, :, 1:] if collapsed_head else out  # the head's two outputs are one frame
 
     def _nearest(self, x: Tensor, alpha: Tensor) -> Tensor:
         conv = unwrap_conv(self.conv)
