@@ -6,8 +6,9 @@
 Every row runs in a fresh process (full width, random weights: speed does not depend on the values),
 so peak memory is that run's alone: ``peak RSS`` is the process's peak resident memory and ``above
 weights`` subtracts what it held right after loading the model (CPU); on GPU it is the peak
-allocated memory. Both implementations run with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's allocator on
-transparent huge pages, which vidtok sets by default) and the fastest of ``--repeat`` runs counts,
+allocated memory. Both implementations run with the same ``THP_MEM_ALLOC_ENABLE`` (``--thp``: PyTorch's
+allocator on transparent huge pages; vidtok turns it on by default, the original does not) and the
+fastest of ``--repeat`` runs counts,
 as this 2-core VM's timings move by +-10% between runs. ``GFLOP`` counts the convolution, matrix
 and attention FLOPs that each implementation performs for one full-pass encode + decode (counted on
 the meta device; vidtok folds v1.0's repeated frames into its convs, so it does less work for the
@@ -161,7 +162,7 @@ def run_row(args: argparse.Namespace, impl: str, name: str, frames: int, chunk: 
     if impl == "original":
         cmd += ["--original", args.original]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # the same allocator setting for both implementations
+    env["THP_MEM_ALLOC_ENABLE"] = "1" if args.thp == "on" else "0"  # the same for both implementations
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
@@ -187,6 +188,12 @@ def main() -> int:
     )
     parser.add_argument("--original", default=None, help="checkout of microsoft/VidTok to run beside vidtok")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--thp",
+        choices=["on", "off"],
+        default="on",
+        help="THP_MEM_ALLOC_ENABLE for both implementations (vidtok's default: on)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=2, help="runs per row; the fastest counts (default 2)")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
@@ -223,6 +230,8 @@ def main() -> int:
                 for dtype in args.dtype:
                     for chunk in [None] + ([tuple(args.chunk)] if args.chunk else []):
                         for impl in impls:
+                            if chunk and impl == "original" and not name.endswith("_v1_1"):
+                                continue  # the original chunks only its v1.1 models
                             sub = argparse.Namespace(**{**vars(args), "size": [size], "dtype": [dtype]})
                             r = run_row(sub, impl, name, frames, chunk)
                             gflop = gflops[impl]
