@@ -135,6 +135,38 @@ def worker(args: argparse.Namespace) -> dict:
     return result
 
 
+def stream_worker(args: argparse.Namespace) -> dict:
+    """Stream a video through encoder and decoder streams, frames made chunk by chunk, outputs dropped:
+    what ``vidtok reconstruct`` does, so memory must not depend on the length."""
+    import torch
+
+    import vidtok
+
+    torch.set_num_threads(args.threads)
+    tok = vidtok.load_tokenizer(args.tokenizer, device=args.device)
+    base_rss = rss_mb()
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    out_frames = 0
+    with torch.inference_mode():
+        enc = tok.encoder_stream(args.chunk_frames)
+        with enc, tok.decoder_stream(args.chunk_latents) as dec:
+            for first in range(0, args.frames, args.chunk_frames):
+                n = min(args.chunk_frames, args.frames - first)
+                frames = torch.rand(1, 3, n, args.size, args.size, generator=gen).to(args.device) * 2 - 1
+                out_frames += dec.push(enc.push(frames)).shape[2]
+            out_frames += dec.push(enc.finish()).shape[2]
+            out_frames += dec.finish().shape[2]
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "frames": args.frames,
+        "out_frames": out_frames,
+        "peak_rss_mb": peak_rss_mb(),
+        "above_weights_mb": peak_rss_mb() - base_rss,
+    }
+
+
 def run_row(args: argparse.Namespace, impl: str, name: str, frames: int, chunk: tuple[int, int] | None) -> dict:
     cmd = [
         sys.executable,
@@ -159,6 +191,8 @@ def run_row(args: argparse.Namespace, impl: str, name: str, frames: int, chunk: 
     ]
     if chunk:
         cmd += ["--chunk-frames", str(chunk[0]), "--chunk-latents", str(chunk[1])]
+    if args.stream:
+        cmd.append("--stream")
     if impl == "original":
         cmd += ["--original", args.original]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -197,6 +231,11 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=2, help="runs per row; the fastest counts (default 2)")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream each video through encoder/decoder streams (--chunk sizes) and report memory",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="vidtok", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-frames", type=int, default=0, help=argparse.SUPPRESS)
@@ -209,8 +248,11 @@ def main() -> int:
             args.size[0],
             args.dtype[0],
         )
-        print(json.dumps(worker(args)))
+        print(json.dumps(stream_worker(args) if args.stream else worker(args)))
         return 0
+
+    if args.stream:
+        return stream_table(args)
 
     rows = []
     header = (
@@ -251,6 +293,28 @@ def main() -> int:
                             )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def stream_table(args: argparse.Namespace) -> int:
+    chunk = tuple(args.chunk or (16, 4))
+    print(
+        f"{'model':32s} {'input':>12s} {'chunk':>6s} {'total s':>8s} {'frames/s':>9s} {'peak RSS':>9s} {'>weights':>9s}"
+    )
+    for name in args.tokenizer:
+        for size in args.size:
+            for frames in args.frames:
+                sub = argparse.Namespace(**{**vars(args), "size": [size]})
+                r = run_row(sub, "vidtok", name, frames, chunk)
+                inp = f"{frames}x{size}x{size}"
+                if "error" in r:
+                    print(f"{name:32s} {inp:>12s} error: {r['error']}")
+                    continue
+                print(
+                    f"{name:32s} {inp:>12s} {chunk[0]}/{chunk[1]:<4d} {r['seconds']:8.1f} "
+                    f"{frames / r['seconds']:9.2f} {r['peak_rss_mb']:8.0f}M {r['above_weights_mb']:8.0f}M",
+                    flush=True,
+                )
     return 0
 
 
