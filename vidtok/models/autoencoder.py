@@ -9,7 +9,7 @@ the two. Module names follow the official checkpoints (``down``, ``down_temporal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from functools import partial
 
 import torch.nn as nn
@@ -84,23 +84,30 @@ def _level(blocks: Iterable[nn.Module]) -> nn.Module:
 
 
 class _CheckpointMixin:
+    """Per-block gradient checkpointing.
+
+    The forward passes loop over blocks inline, rebinding ``h``: a helper taking a whole level's input as
+    an argument would keep that activation alive until the level ends (hundreds of MB at full width).
+    """
+
     gradient_checkpointing: bool = False
 
-    def _run(self, fn: Callable[..., Tensor], *args) -> Tensor:
-        """Call ``fn``, recomputing its activations in backward when gradient checkpointing is on."""
-        if self.gradient_checkpointing and self.training and args[0].requires_grad:
-            return checkpoint(fn, *args, use_reentrant=False)
-        return fn(*args)
-
-    def _run_level(self, spatial: nn.Module, temporal: nn.Module, h: Tensor) -> Tensor:
-        """Alternate a level's per-frame blocks with its per-pixel temporal blocks."""
-        for block_s, block_t in zip(spatial.block, temporal.block, strict=True):
-            h = self._run(lambda t, s=block_s, tb=block_t: tb(s(t)), h)
-        return h
+    def _run(self, block: nn.Module, x: Tensor) -> Tensor:
+        """``block(x)``, recomputing its activations in backward when gradient checkpointing is on."""
+        if self.gradient_checkpointing and self.training and x.requires_grad:
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
 
 
-def _mid_forward(mid: nn.Module, h: Tensor) -> Tensor:
-    return mid.block_2(mid.attn_1(mid.block_1(h)))
+def _interleaved(spatial: nn.Module, temporal: nn.Module) -> Iterator[nn.Module]:
+    """A level's per-frame blocks alternating with its per-pixel temporal blocks."""
+    for block_s, block_t in zip(spatial.block, temporal.block, strict=True):
+        yield block_s
+        yield block_t
+
+
+def _mid(mid: nn.Module) -> tuple[nn.Module, ...]:
+    return (mid.block_1, mid.attn_1, mid.block_2)
 
 
 def collapses_first_group(cfg: TokenizerConfig) -> bool:
@@ -157,12 +164,14 @@ class Encoder(_CheckpointMixin, nn.Module):
         head = self.collapse_head and first_chunk
         h = channels_last(self.conv_in(channels_last(x)))  # a 3-channel input conv may not keep the layout
         for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal, strict=True)):
-            h = self._run_level(down, down_t, h)
+            for block in _interleaved(down, down_t):
+                h = self._run(block, h)
             if i in self.spatial_down:
                 h = down.downsample(h)
                 if i in self.temporal_down:
                     h = down_t.downsample(h, collapsed_head=head)
-        h = self._run(partial(_mid_forward, self.mid), h)
+        for block in _mid(self.mid):
+            h = self._run(block, h)
         return self.conv_out(silu(self.norm_out(h)))
 
 
@@ -209,11 +218,13 @@ class Decoder(_CheckpointMixin, nn.Module):
     def forward(self, z: Tensor, first_chunk: bool = True) -> Tensor:
         head = self.collapse_head and first_chunk
         h = self.conv_in(channels_last(z))
-        h = self._run(partial(_mid_forward, self.mid), h)
+        for block in _mid(self.mid):
+            h = self._run(block, h)
         first_group = 1  # frames that stem from the first latent: interpolated apart in v1.1
         for i in reversed(range(len(self.up))):
             up, up_t = self.up[i], self.up_temporal[i]
-            h = self._run_level(up, up_t, h)
+            for block in _interleaved(up, up_t):
+                h = self._run(block, h)
             if i in self.spatial_up:
                 h = up.upsample(h)
                 if i in self.temporal_up:
