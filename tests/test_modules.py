@@ -12,6 +12,7 @@ from vidtok.modules import (
     TimeConv1d,
     TimeDownsample,
     TimeUpsample,
+    VolumeConv,
     conv3d,
     pad_time_front,
     time_conv,
@@ -36,6 +37,32 @@ def test_time_conv_equals_conv1d_on_each_pixel() -> None:
     series = x.permute(0, 3, 4, 1, 2).reshape(30, 4, 7)
     ref = F.conv1d(series, conv.weight, conv.bias, padding=1).reshape(2, 3, 5, 6, 7).permute(0, 3, 4, 1, 2)
     assert torch.allclose(conv(x), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels, bias, padding", [(3, True, (0, 1, 1)), (4, False, (1, 1, 1)), (8, True, (0, 1, 1))])
+@pytest.mark.parametrize("buffer", [1 << 23, 1])  # one block of frames, or one frame at a time
+def test_volume_conv_inference_equals_conv3d(channels, bias, padding, buffer, monkeypatch) -> None:
+    monkeypatch.setattr("vidtok.modules.conv.PATCH_BUFFER_ELEMENTS", buffer)
+    conv = VolumeConv(channels, 5, 3, padding=padding, bias=bias)  # <= 4 channels: patch product path
+    x = torch.randn(2, channels, 6, 7, 9)
+    ref = F.conv3d(x, conv.weight, conv.bias, padding=padding)
+    with torch.inference_mode():
+        out = conv(x)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) or channels > 4
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 3, 7, 8, 12])  # both sides of FUSED_TIME_CONV_MIN_FRAMES
+@pytest.mark.parametrize("batch", [1, 2])
+def test_causal_time_conv_inference_equals_padded_conv(frames: int, batch: int) -> None:
+    conv = TimeConv1d(4, 6, 3)
+    x = torch.randn(batch, 4, frames, 3, 5).contiguous(memory_format=torch.channels_last_3d)
+    past = torch.randn(batch, 4, 2, 3, 5)
+    ref = conv(torch.cat([past, x], 2))
+    with torch.inference_mode():
+        out = conv.causal(x, past)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("pad", ["zeros", "replicate"])

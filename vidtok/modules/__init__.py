@@ -1,7 +1,7 @@
 """Building blocks of the VidTok encoder and decoder."""
 
 from .blocks import FrameAttention, ResnetBlock
-from .conv import CausalConv, FrameConv2d, TimeConv1d, conv3d, time_conv, unwrap_conv
+from .conv import CausalConv, FrameConv2d, TimeConv1d, VolumeConv, conv3d, time_conv, unwrap_conv
 from .norm import ChannelLayerNorm
 from .padding import pad_time_back, pad_time_front
 from .resample import SpatialDownsample, SpatialUpsample, TimeDownsample, TimeUpsample, upsample_time_linear
@@ -20,6 +20,7 @@ __all__ = [
     "TimeConv1d",
     "TimeDownsample",
     "TimeUpsample",
+    "VolumeConv",
     "conv3d",
     "pad_time_back",
     "pad_time_front",

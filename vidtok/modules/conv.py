@@ -12,9 +12,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops import autocast_enabled, channels_last, empty_like_layout, inference
+from .ops import CHANNELS_LAST, autocast_enabled, channels_last, empty_like_layout, inference
 from .padding import cat_time
 from .streaming import TemporalContext
+
+# Chunks at least this long run causal temporal convs as one oneDNN conv (see TimeConv1d.causal).
+FUSED_TIME_CONV_MIN_FRAMES = 8
+# Patches gathered at a time by VolumeConv's inference path (32 MB in float32).
+PATCH_BUFFER_ELEMENTS = 1 << 23
 
 
 class FrameConv2d(nn.Conv2d):
@@ -30,6 +35,42 @@ class FrameConv2d(nn.Conv2d):
         )
 
 
+class VolumeConv(nn.Conv3d):
+    """A 3-D convolution; during inference, one with few input channels (the RGB or latent input) runs
+    as a single matrix product over gathered patches, written straight into the channels-last layout
+    (several times faster than the direct CPU kernel, which has no fast path for 3 channels)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        plain = self.groups == 1 and self.stride == (1, 1, 1) and self.dilation == (1, 1, 1)
+        if plain and self.in_channels <= 4 and inference() and not autocast_enabled(x.device.type):
+            return self._patch_product(x)
+        return super().forward(x)
+
+    def _patch_product(self, x: Tensor) -> Tensor:
+        (pt, ph, pw), (kt, kh, kw) = self.padding, self.kernel_size
+        x = F.pad(x.contiguous(), (pw, pw, ph, ph, pt, pt))
+        b, c, t, h, w = x.shape
+        t, h, w = t - kt + 1, h - kh + 1, w - kw + 1
+        out = torch.empty((b, self.out_channels, t, h, w), dtype=x.dtype, device=x.device, memory_format=CHANNELS_LAST)
+        weight = self.weight.reshape(self.out_channels, -1).t()
+        step = max(1, PATCH_BUFFER_ELEMENTS // (c * kt * kh * kw * h * w))  # frames per block
+        for i in range(b):
+            rows = out[i].permute(1, 2, 3, 0).reshape(t, h * w, -1)  # a view: (T, H, W, C) in memory
+            for t0 in range(0, t, step):
+                n = min(step, t - t0)
+                patches = x.new_empty((c, kt, kh, kw, n, h, w))
+                for dt in range(kt):
+                    for dh in range(kh):
+                        for dw in range(kw):
+                            patches[:, dt, dh, dw] = x[i, :, t0 + dt : t0 + dt + n, dh : dh + h, dw : dw + w]
+                cols, result = patches.view(c * kt * kh * kw, -1).t(), rows[t0 : t0 + n].view(n * h * w, -1)
+                if self.bias is None:
+                    torch.mm(cols, weight, out=result)
+                else:
+                    torch.addmm(self.bias, cols, weight, out=result)
+        return out
+
+
 class TimeConv1d(nn.Conv1d):
     """A 1-D convolution over time applied at every pixel of a (B, C, T, H, W) tensor."""
 
@@ -43,8 +84,11 @@ class TimeConv1d(nn.Conv1d):
         )
 
     def causal(self, x: Tensor, past: Tensor) -> Tensor:
-        """Output for ``x`` given the ``kernel - 1`` frames before it, without building the padded
-        input: during inference each tap is one matrix product over channels, accumulated in place."""
+        """Output for ``x`` given the ``kernel - 1`` frames before it, without building the padded input.
+
+        During inference the zero-padded causal conv runs first and the past frames' share of the
+        first outputs is then added, one matrix product per tap and frame.
+        """
         fast = inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype
         if not fast or autocast_enabled(x.device.type):
             return self(cat_time([past, x]))
@@ -52,17 +96,24 @@ class TimeConv1d(nn.Conv1d):
         b, c, t, h, w = x.shape
         n, lag = h * w, past.shape[2]
         taps = self.weight.permute(2, 1, 0)  # (kernel, C_in, C_out); the last tap is the current frame
-        out = empty_like_layout(x, (b, taps.shape[2], t, h, w))
+        if t >= FUSED_TIME_CONV_MIN_FRAMES:
+            # oneDNN runs all taps in one pass over memory (10-25% faster than a matrix product per tap
+            # here) but also computes ``lag`` outputs past the end, too costly for short chunks.
+            out = F.conv3d(x, self.weight[..., None, None], self.bias, padding=(lag, 0, 0))
+            out = channels_last(out[:, :, :t])
+        else:
+            out = empty_like_layout(x, (b, taps.shape[2], t, h, w))
         for i in range(b):
             frames = x[i].permute(1, 2, 3, 0).reshape(t * n, c)  # views: channels-last is (T, H, W, C)
             before = past[i].permute(1, 2, 3, 0).reshape(lag * n, c)
             result = out[i].permute(1, 2, 3, 0).reshape(t * n, -1)
-            torch.addmm(self.bias, frames, taps[lag], out=result)
-            for j in range(lag):  # tap j looks back lag - j frames
-                back = lag - j
-                if t > back:
-                    result[back * n :].addmm_(frames[: (t - back) * n], taps[j])
-                for frame in range(min(back, t)):  # early frames reach into the past
+            if t < FUSED_TIME_CONV_MIN_FRAMES:
+                torch.addmm(self.bias, frames, taps[lag], out=result)
+                for j in range(lag):  # tap j looks back lag - j frames
+                    if t > lag - j:
+                        result[(lag - j) * n :].addmm_(frames[: (t - lag + j) * n], taps[j])
+            for j in range(lag):  # early frames reach into the past
+                for frame in range(min(lag - j, t)):
                     src = before[(frame + j) * n : (frame + j + 1) * n]
                     result[frame * n : (frame + 1) * n].addmm_(src, taps[j])
         return out
@@ -77,7 +128,7 @@ class CausalConv(TemporalContext, nn.Module):
     checkpoints name the inner layer ``....conv``.
     """
 
-    def __init__(self, conv: nn.Conv3d | TimeConv1d, temporal_pad: str = "zeros"):
+    def __init__(self, conv: VolumeConv | TimeConv1d, temporal_pad: str = "zeros"):
         super().__init__()
         self.conv = conv
         self.temporal_pad = temporal_pad
@@ -110,10 +161,10 @@ def conv3d(
     """A cubic-kernel 3-D conv that keeps H and W; causal in time or centred (zero padded)."""
     spatial = kernel // 2
     if causal:
-        inner = nn.Conv3d(cin, cout, kernel, stride=(time_stride, 1, 1), padding=(0, spatial, spatial))
+        inner = VolumeConv(cin, cout, kernel, stride=(time_stride, 1, 1), padding=(0, spatial, spatial))
         return CausalConv(inner, temporal_pad)
     time_padding = 0 if time_stride > 1 else kernel // 2
-    return nn.Conv3d(cin, cout, kernel, stride=(time_stride, 1, 1), padding=(time_padding, spatial, spatial))
+    return VolumeConv(cin, cout, kernel, stride=(time_stride, 1, 1), padding=(time_padding, spatial, spatial))
 
 
 def time_conv(cin: int, cout: int, kernel: int, *, causal: bool, temporal_pad: str = "zeros") -> nn.Module:

@@ -58,3 +58,11 @@ def blend(fixed: Tensor, learned: Tensor, alpha: Tensor) -> Tensor:
     if _in_place(learned, fixed):
         return learned.lerp_(fixed, alpha.to(learned.dtype))
     return alpha * fixed + (1 - alpha) * learned
+
+
+def blend_into(out: Tensor, fixed: Tensor, learned: Tensor, alpha: Tensor) -> None:
+    """Write ``blend(fixed, learned, alpha)`` into the view ``out`` (in one pass during inference)."""
+    if _in_place(learned, fixed) and out.dtype == learned.dtype:
+        torch.lerp(learned, fixed, alpha.to(learned.dtype), out=out)
+    else:
+        out.copy_(blend(fixed, learned, alpha))

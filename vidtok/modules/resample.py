@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
-from .ops import blend, empty_like_layout
+from .ops import blend, blend_into, empty_like_layout
 from .padding import cat_time, pad_time_back, pad_time_front
 from .streaming import TemporalContext
 
@@ -161,5 +161,5 @@ class TimeUpsample(TemporalContext, nn.Module):
         out = empty_like_layout(x, (*x.shape[:2], 2 * t, *x.shape[3:]))
         for phase, (frames, taps) in enumerate(windows):
             y = F.conv3d(frames, torch.stack(taps, dim=2), conv.bias, padding=(0, 1, 1))
-            out[:, :, phase::2] = blend(x, y, alpha)
+            blend_into(out[:, :, phase::2], x, y, alpha)
         return out
