@@ -109,15 +109,31 @@ def test_linear_time_upsample_keeps_the_first_group_apart() -> None:
 
 
 @pytest.mark.parametrize("causal, pad", [(True, "zeros"), (True, "replicate"), (False, "zeros")])
-def test_nearest_time_upsample_equals_repeat_then_conv(causal: bool, pad: str) -> None:
-    """The folded 2-tap computation is the original's repeat-every-frame-then-3x3x3-conv."""
+@pytest.mark.parametrize("frames, chunk", [(5, 1 << 24), (5, 1), (1, 1 << 24), (2, 1)])
+@pytest.mark.parametrize("grad", [True, False])
+def test_nearest_time_upsample_equals_repeat_then_conv(causal, pad, frames, chunk, grad, monkeypatch) -> None:
+    """The folded 2-tap computation is the original's repeat-every-frame-then-3x3x3-conv, whole or
+    a frame at a time (``chunk``), with autograd or in place."""
+    monkeypatch.setattr("vidtok.modules.resample.UPSAMPLE_CHUNK_ELEMENTS", chunk)
     up = TimeUpsample(4, causal=causal, temporal_pad=pad, mode="nearest")
     torch.nn.init.normal_(up.mix_factor)
-    x = torch.randn(2, 4, 5, 6, 7)
+    x = torch.randn(2, 4, frames, 6, 7)
     repeated = x.repeat_interleave(2, dim=2)
     alpha = torch.sigmoid(up.mix_factor)
     expected = alpha * repeated + (1 - alpha) * up.conv(repeated)
-    assert torch.allclose(up(x), expected, atol=1e-5)
+    with torch.set_grad_enabled(grad):
+        assert torch.allclose(up(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cin, cout", [(4, 4), (4, 6)])
+def test_per_frame_block_in_chunks_equals_whole(cin: int, cout: int, monkeypatch) -> None:
+    block = ResnetBlock(cin, cout, lambda i, o, k: FrameConv2d(i, o, k, padding=k // 2), per_frame=True)
+    x = torch.randn(2, cin, 7, 5, 6)
+    whole = block(x)  # autograd on: never chunked
+    monkeypatch.setattr("vidtok.modules.blocks.BLOCK_CHUNK_ELEMENTS", 2 * cin * 5 * 6)  # two frames at a time
+    with torch.inference_mode():
+        chunked = block(x)
+    assert torch.allclose(chunked, whole, atol=1e-5)
 
 
 def test_temporal_blocks_start_as_identity() -> None:

@@ -52,7 +52,7 @@ class _Layers:
         return time_conv(cin, cout, kernel, causal=self.causal, temporal_pad=self.pad)
 
     def spatial_block(self, cin: int, cout: int) -> ResnetBlock:
-        return ResnetBlock(cin, cout, self.frame_conv, dropout=self.dropout)
+        return ResnetBlock(cin, cout, self.frame_conv, dropout=self.dropout, per_frame=True)
 
     def temporal_block(self, channels: int) -> ResnetBlock:
         return ResnetBlock(channels, channels, self.time_conv, dropout=self.dropout, zero_init=True)

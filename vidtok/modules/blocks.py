@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from .conv import unwrap_conv
 from .norm import ChannelLayerNorm
-from .ops import add, silu
+from .ops import add, empty_like_layout, inference, silu
 
 ConvFactory = Callable[[int, int, int], nn.Module]
+
+# Input elements a per-frame block takes at a time during inference (64 MB in float32).
+BLOCK_CHUNK_ELEMENTS = 1 << 24
 
 
 class ResnetBlock(nn.Module):
@@ -20,7 +24,8 @@ class ResnetBlock(nn.Module):
 
     ``make_conv(cin, cout, kernel)`` decides what the block convolves over: every frame (2-D), every
     pixel's time series (1-D) or the whole volume (3-D). ``zero_init`` starts the block as an identity
-    (VidTok's temporal blocks do).
+    (VidTok's temporal blocks do). A ``per_frame`` block (2-D convs) works on frames independently, so
+    during inference a long input runs a few frames at a time: its intermediates stay bounded.
     """
 
     def __init__(
@@ -31,8 +36,10 @@ class ResnetBlock(nn.Module):
         *,
         dropout: float = 0.0,
         zero_init: bool = False,
+        per_frame: bool = False,
     ):
         super().__init__()
+        self.per_frame = per_frame
         self.norm1 = ChannelLayerNorm(in_channels)
         self.conv1 = make_conv(in_channels, out_channels, 3)
         self.norm2 = ChannelLayerNorm(out_channels)
@@ -46,9 +53,20 @@ class ResnetBlock(nn.Module):
             nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        step = max(1, BLOCK_CHUNK_ELEMENTS // x[0, :, 0].numel())
+        if not (self.per_frame and inference() and x.shape[2] > step):
+            return self._residual(x)
+        out = empty_like_layout(x, (x.shape[0], unwrap_conv(self.conv2).out_channels, *x.shape[2:]))
+        for a in range(0, x.shape[2], step):
+            self._residual(x[:, :, a : a + step], out=out[:, :, a : a + step])
+        return out
+
+    def _residual(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         h = self.conv1(silu(self.norm1(x)))
-        h = self.conv2(self.dropout(silu(self.norm2(h))))
-        return add(h, self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x)
+        h = self.norm2(h)  # its own statement: conv1's output is freed before conv2 allocates
+        h = self.conv2(self.dropout(silu(h)))
+        shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
+        return add(h, shortcut) if out is None else torch.add(h, shortcut, out=out)
 
 
 class FrameAttention(nn.Module):

@@ -15,8 +15,11 @@ from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
 from .ops import blend, blend_into, empty_like_layout
-from .padding import cat_time, pad_time_back, pad_time_front
+from .padding import cat_time, pad_time_back
 from .streaming import TemporalContext
+
+# Elements of conv output computed at a time by nearest time upsampling (64 MB in float32).
+UPSAMPLE_CHUNK_ELEMENTS = 1 << 24
 
 
 class SpatialDownsample(nn.Module):
@@ -151,15 +154,29 @@ class TimeUpsample(TemporalContext, nn.Module):
         t = x.shape[2]
         if self.causal:
             # pair i sees frames (i-1, i): first copy (w0+w1, w2), second copy (w0, w1+w2)
-            padded = self.with_past(x, 1, self.temporal_pad)
-            self.keep(padded[:, :, -1:])
-            windows = ((padded, (w0 + w1, w2)), (padded, (w0, w1 + w2)))
+            edge_frame = self.past_frames(x, 1, self.temporal_pad)
+            self.keep(x[:, :, -1:])
+            phases = ((w0 + w1, w2, True), (w0, w1 + w2, True))
         else:
             # first copy sees (i-1, i) with taps (w0, w1+w2), second copy (i, i+1) with (w0+w1, w2)
-            padded = pad_time_back(pad_time_front(x, 1, "zeros"), 1)
-            windows = ((padded[:, :, : t + 1], (w0, w1 + w2)), (padded[:, :, 1:], (w0 + w1, w2)))
+            edge_frame = x.new_zeros((*x.shape[:2], 1, *x.shape[3:]))
+            phases = ((w0, w1 + w2, True), (w0 + w1, w2, False))
         out = empty_like_layout(x, (*x.shape[:2], 2 * t, *x.shape[3:]))
-        for phase, (frames, taps) in enumerate(windows):
-            y = F.conv3d(frames, torch.stack(taps, dim=2), conv.bias, padding=(0, 1, 1))
-            blend_into(out[:, :, phase::2], x, y, alpha)
+        step = max(1, UPSAMPLE_CHUNK_ELEMENTS // x[0, :, 0].numel())
+        for phase, (tap_a, tap_b, looks_back) in enumerate(phases):
+            weight = torch.stack((tap_a, tap_b), dim=2)
+            targets = out[:, :, phase::2]
+            # The pair of one output reaches past the edge of x (built with a padding frame); the
+            # others are views of x, convolved a few frames at a time to bound the conv's output.
+            if looks_back:
+                edge, pair, inner = 0, [edge_frame, x[:, :, :1]], (1, t)
+            else:
+                edge, pair, inner = t - 1, [x[:, :, -1:], edge_frame], (0, t - 1)
+            y = F.conv3d(cat_time(pair), weight, conv.bias, padding=(0, 1, 1))
+            blend_into(targets[:, :, edge : edge + 1], x[:, :, edge : edge + 1], y, alpha)
+            shift = -1 if looks_back else 0
+            for a in range(inner[0], inner[1], step):
+                b = min(a + step, inner[1])
+                y = F.conv3d(x[:, :, a + shift : b + shift + 1], weight, conv.bias, padding=(0, 1, 1))
+                blend_into(targets[:, :, a:b], x[:, :, a:b], y, alpha)
         return out
