@@ -16,6 +16,7 @@ from vidtok.modules import (
     conv3d,
     pad_time_front,
     time_conv,
+    unwrap_conv,
     upsample_time_linear,
 )
 
@@ -134,6 +135,24 @@ def test_per_frame_block_in_chunks_equals_whole(cin: int, cout: int, monkeypatch
     with torch.inference_mode():
         chunked = block(x)
     assert torch.allclose(chunked, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "mode, causal, pad", [("linear", True, "replicate"), ("nearest", True, "zeros"), ("nearest", False, "zeros")]
+)
+@pytest.mark.parametrize("frames, first_group", [(1, 1), (2, 1), (5, 1), (4, 2), (5, 3)])
+def test_time_upsample_inference_equals_autograd_path(mode, causal, pad, frames, first_group) -> None:
+    """Inference convolves each input frame once per tap and combines the results; the autograd path
+    convolves the resampled sequence. Float64: equal up to rounding of the reordered sums."""
+    up = TimeUpsample(4, causal=causal, temporal_pad=pad, mode=mode).double()
+    torch.nn.init.normal_(up.mix_factor)
+    torch.nn.init.normal_(unwrap_conv(up.conv).bias)
+    x = torch.randn(2, 4, frames, 3, 5, dtype=torch.float64)
+    expected = up(x, first_group=first_group)
+    with torch.inference_mode():
+        out = up(x, first_group=first_group)
+    assert out.shape == expected.shape
+    assert (out - expected).abs().max() < 1e-12
 
 
 def test_temporal_blocks_start_as_identity() -> None:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
-from .ops import blend, blend_into, empty_like_layout
+from .ops import autocast_enabled, blend, blend_into, channels_last, empty_like_layout, inference
 from .padding import cat_time, pad_time_back
 from .streaming import TemporalContext
 
@@ -81,9 +81,11 @@ def upsample_time_linear(
     For chunked input, ``x`` holds frames ``start ..`` of the sequence and ``prev`` the frame before
     them. Output ``2i+1`` needs frame ``i+1``, so unless ``final`` (or the last frame ends the head
     group) the last frame's second output is held back, and the one held back on the previous chunk
-    comes first. Computed in float32; returns ``x``'s dtype.
+    comes first. Computed in float32 (float64 stays float64); returns ``x``'s dtype.
     """
-    dtype, x = x.dtype, x.float()
+    dtype = x.dtype
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    x = x.to(work)
     n = x.shape[2]
     joined = prev is not None and start != head  # x[0] continues prev's group; prev's 2nd output is pending
     lead = int(joined)
@@ -95,14 +97,14 @@ def upsample_time_linear(
     even, odd = pairs[:, :, :, 0], pairs[:, :, :, 1]
     even[:, :, 1:].add_(x[:, :, :-1], alpha=0.25)
     odd[:, :, :-1].add_(x[:, :, 1:], alpha=0.25)
-    even[:, :, :1].add_(prev.float() if joined else x[:, :, :1], alpha=0.25)
+    even[:, :, :1].add_(prev.to(work) if joined else x[:, :, :1], alpha=0.25)
     odd[:, :, -1:].add_(x[:, :, -1:], alpha=0.25)  # clamped end; held back (and redone) if more follows
     boundary = head - start  # local index of the first frame after the head group
     if 1 <= boundary < n:
         for frames, i in ((even, boundary), (odd, boundary - 1)):
             frames[:, :, i : i + 1] = x[:, :, i : i + 1] * 0.75 + x[:, :, i : i + 1] * 0.25
     if joined:
-        p = prev.float()
+        p = prev.to(work)
         out[:, :, :1] = p * 0.75 + x[:, :, :1] * 0.25
     return (out[:, :, :-1] if hold_back else out).to(dtype)
 
@@ -140,7 +142,12 @@ class TimeUpsample(TemporalContext, nn.Module):
         """``collapsed_head``: frame 0 stands for a group of identical frames and so does output frame 0
         (see :class:`~vidtok.models.Decoder`)."""
         alpha = torch.sigmoid(self.mix_factor)
-        if self.mode == "nearest":
+        fused = inference() and not autocast_enabled(x.device.type) and x.dtype == self.mix_factor.dtype
+        if fused and self.mode == "nearest":
+            out = self._nearest_fused(x, alpha)
+        elif fused and not self.streaming:
+            out = self._resampled_conv(x, None, self._linear_rows(x.shape[2], first_group), alpha)
+        elif self.mode == "nearest":
             out = self._nearest(x, alpha)
         else:
             up = upsample_time_linear(x, first_group, self.seen, self.past, self.is_final)
@@ -179,4 +186,77 @@ class TimeUpsample(TemporalContext, nn.Module):
                 b = min(a + step, inner[1])
                 y = F.conv3d(x[:, :, a + shift : b + shift + 1], weight, conv.bias, padding=(0, 1, 1))
                 blend_into(targets[:, :, a:b], x[:, :, a:b], y, alpha)
+        return out
+
+    # Inference: the conv of a resampled sequence is a resampling of per-tap convs. Every frame the
+    # conv sees is a linear combination of input frames (``rows``), so each of its 3 taps is applied
+    # once per input frame and the outputs are weighted sums of those results: half the conv work of
+    # convolving the double-length sequence for linear upsampling, a quarter less than the folded
+    # 2-tap form for nearest, and only one tap's result in memory at a time.
+
+    def _linear_rows(self, frames: int, first_group: int) -> Tensor:
+        """The conv's input frames (2 padding frames, then the upsampled ones) in terms of ``x``'s frames."""
+        basis = torch.eye(frames, dtype=torch.float32).view(1, frames, frames, 1, 1)
+        up = upsample_time_linear(basis, first_group)[0, :, :, 0, 0].t()
+        pad = up[:1].expand(2, -1) if self.temporal_pad == "replicate" else up.new_zeros(2, frames)
+        return torch.cat([pad, up])
+
+    def _nearest_fused(self, x: Tensor, alpha: Tensor) -> Tensor:
+        t = x.shape[2]
+        up = torch.eye(t, dtype=torch.float32).repeat_interleave(2, dim=0)
+        if not self.causal:  # zero padding on both ends
+            return self._resampled_conv(x, None, torch.cat([up.new_zeros(1, t), up, up.new_zeros(1, t)]), alpha)
+        # causal: both padding frames are the frame before x (the last one of the previous chunk, or
+        # the padding: zeros, or a copy of the first frame)
+        lead, streaming = None, self.past is not None
+        if streaming:
+            lead = self.past
+        self.keep(x[:, :, -1:])
+        if streaming:
+            rows = torch.zeros(2 * t + 2, t + 1)
+            rows[:2, 0] = 1
+            rows[2:, 1:] = up
+        else:
+            pad = up[:1].expand(2, -1) if self.temporal_pad == "replicate" else up.new_zeros(2, t)
+            rows = torch.cat([pad, up])
+        return self._resampled_conv(x, lead, rows, alpha)
+
+    def _resampled_conv(self, x: Tensor, lead: Optional[Tensor], rows: Tensor, alpha: Tensor) -> Tensor:
+        """``blend(up, conv(up))`` where the conv's input frames are ``rows @ [lead, x frames]`` (with
+        ``lead``, one frame before ``x``, only when given): 2 padding frames (causal: both in front;
+        otherwise one on each end) then the ``up`` frames."""
+        conv = unwrap_conv(self.conv)
+        b, c, t, h, w = x.shape
+        n = rows.shape[0] - 2
+        first_up = 2 if self.causal else 1
+        rows = rows.to(x)
+        alpha = alpha.to(x.dtype)
+        x = channels_last(x)
+        lead = None if lead is None else channels_last(lead.to(x.dtype))
+        out = empty_like_layout(x, (b, conv.out_channels, n, h, w))
+        flat = [out[i].permute(1, 2, 3, 0).reshape(n, -1) for i in range(b)]  # views: (T, H*W*C)
+        terms = [(k, (1 - alpha) * rows[k : k + n]) for k in range(3)]
+        terms.append((None, alpha * rows[first_up : first_up + n]))  # the blend's share of ``up`` itself
+        bias = None if conv.bias is None else ((1 - alpha) * conv.bias).repeat(h * w)
+        started = False
+        for k, coef in terms:
+            if k is None:
+                frames, before = x, lead
+            else:
+                tap = conv.weight[:, :, k : k + 1]
+                frames = F.conv3d(x, tap, None, padding=(0, 1, 1))
+                before = None if lead is None else F.conv3d(lead, tap, None, padding=(0, 1, 1))
+            offset = 0 if lead is None else 1
+            for i in range(b):
+                src = frames[i].permute(1, 2, 3, 0).reshape(t, -1)
+                if started:
+                    flat[i].addmm_(coef[:, offset:], src)
+                elif bias is None:
+                    torch.mm(coef[:, offset:], src, out=flat[i])
+                else:
+                    torch.addmm(bias, coef[:, offset:], src, out=flat[i])
+                if before is not None:
+                    flat[i].addmm_(coef[:, :1], before[i].permute(1, 2, 3, 0).reshape(1, -1))
+            started = True
+            del frames, before
         return out
