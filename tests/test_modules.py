@@ -55,13 +55,14 @@ def test_volume_conv_inference_equals_conv3d(channels, bias, padding, buffer, mo
 
 @pytest.mark.parametrize("frames", [1, 3, 7, 8, 12])  # both sides of FUSED_TIME_CONV_MIN_FRAMES
 @pytest.mark.parametrize("batch", [1, 2])
-def test_causal_time_conv_inference_equals_padded_conv(frames: int, batch: int) -> None:
+@pytest.mark.parametrize("zero_past", [False, True])
+def test_causal_time_conv_inference_equals_padded_conv(frames: int, batch: int, zero_past: bool) -> None:
     conv = TimeConv1d(4, 6, 3)
     x = torch.randn(batch, 4, frames, 3, 5).contiguous(memory_format=torch.channels_last_3d)
-    past = torch.randn(batch, 4, 2, 3, 5)
+    past = torch.zeros(batch, 4, 2, 3, 5) if zero_past else torch.randn(batch, 4, 2, 3, 5)
     ref = conv(torch.cat([past, x], 2))
     with torch.inference_mode():
-        out = conv.causal(x, past)
+        out = conv.causal(x, None if zero_past else past)
     assert out.shape == ref.shape
     assert torch.allclose(out, ref, atol=1e-5)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .ops import CHANNELS_LAST, autocast_enabled, channels_last, empty_like_layout, inference
-from .padding import cat_time
+from .padding import cat_time, pad_time_front
 from .streaming import TemporalContext
 
 # Chunks at least this long run causal temporal convs as one oneDNN conv (see TimeConv1d.causal).
@@ -83,18 +83,20 @@ class TimeConv1d(nn.Conv1d):
             padding=(self.padding[0], 0, 0),
         )
 
-    def causal(self, x: Tensor, past: Tensor) -> Tensor:
-        """Output for ``x`` given the ``kernel - 1`` frames before it, without building the padded input.
+    def causal(self, x: Tensor, past: Tensor | None) -> Tensor:
+        """Output for ``x`` given the ``kernel - 1`` frames before it (None: zeros), without building the
+        padded input.
 
         During inference the zero-padded causal conv runs first and the past frames' share of the
         first outputs is then added, one matrix product per tap and frame.
         """
+        lag = self.kernel_size[0] - 1
         fast = inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype
         if not fast or autocast_enabled(x.device.type):
-            return self(cat_time([past, x]))
-        x, past = channels_last(x), channels_last(past.to(x.dtype))
+            return self(pad_time_front(x, lag, "zeros") if past is None else cat_time([past, x]))
+        x = channels_last(x)
         b, c, t, h, w = x.shape
-        n, lag = h * w, past.shape[2]
+        n = h * w
         taps = self.weight.permute(2, 1, 0)  # (kernel, C_in, C_out); the last tap is the current frame
         if t >= FUSED_TIME_CONV_MIN_FRAMES:
             # oneDNN runs all taps in one pass over memory (10-25% faster than a matrix product per tap
@@ -103,15 +105,18 @@ class TimeConv1d(nn.Conv1d):
             out = channels_last(out[:, :, :t])
         else:
             out = empty_like_layout(x, (b, taps.shape[2], t, h, w))
+        past = None if past is None else channels_last(past.to(x.dtype))
         for i in range(b):
             frames = x[i].permute(1, 2, 3, 0).reshape(t * n, c)  # views: channels-last is (T, H, W, C)
-            before = past[i].permute(1, 2, 3, 0).reshape(lag * n, c)
             result = out[i].permute(1, 2, 3, 0).reshape(t * n, -1)
             if t < FUSED_TIME_CONV_MIN_FRAMES:
                 torch.addmm(self.bias, frames, taps[lag], out=result)
                 for j in range(lag):  # tap j looks back lag - j frames
                     if t > lag - j:
                         result[(lag - j) * n :].addmm_(frames[: (t - lag + j) * n], taps[j])
+            if past is None:
+                continue
+            before = past[i].permute(1, 2, 3, 0).reshape(lag * n, c)
             for j in range(lag):  # early frames reach into the past
                 for frame in range(min(lag - j, t)):
                     src = before[(frame + j) * n : (frame + j + 1) * n]
@@ -139,9 +144,12 @@ class CausalConv(TemporalContext, nn.Module):
             return self.conv(x)
         if isinstance(self.conv, TimeConv1d):
             past = self.past_frames(x, self.time_pad, self.temporal_pad)
+            if self.past is None and self.temporal_pad == "zeros":
+                past = None  # zero padding: nothing to add
             if self.streaming:
                 lag = self.time_pad
-                self.keep(x[:, :, -lag:] if x.shape[2] >= lag else cat_time([past, x])[:, :, -lag:])
+                recent = x if x.shape[2] >= lag else self.with_past(x, lag, self.temporal_pad)
+                self.keep(recent[:, :, -lag:])
             return self.conv.causal(x, past)
         padded = self.with_past(x, self.time_pad, self.temporal_pad)
         out = self.conv(padded)

@@ -229,34 +229,37 @@ class TimeUpsample(TemporalContext, nn.Module):
         b, c, t, h, w = x.shape
         n = rows.shape[0] - 2
         first_up = 2 if self.causal else 1
-        rows = rows.to(x)
-        alpha = alpha.to(x.dtype)
+        rows, alpha = rows.to(x), alpha.to(x.dtype)
         x = channels_last(x)
-        lead = None if lead is None else channels_last(lead.to(x.dtype))
+        sources = [x] if lead is None else [channels_last(lead.to(x.dtype)), x]  # frame ranges of ``rows``' columns
         out = empty_like_layout(x, (b, conv.out_channels, n, h, w))
         flat = [out[i].permute(1, 2, 3, 0).reshape(n, -1) for i in range(b)]  # views: (T, H*W*C)
-        terms = [(k, (1 - alpha) * rows[k : k + n]) for k in range(3)]
-        terms.append((None, alpha * rows[first_up : first_up + n]))  # the blend's share of ``up`` itself
-        bias = None if conv.bias is None else ((1 - alpha) * conv.bias).repeat(h * w)
-        started = False
-        for k, coef in terms:
-            if k is None:
-                frames, before = x, lead
-            else:
-                tap = conv.weight[:, :, k : k + 1]
-                frames = F.conv3d(x, tap, None, padding=(0, 1, 1))
-                before = None if lead is None else F.conv3d(lead, tap, None, padding=(0, 1, 1))
-            offset = 0 if lead is None else 1
-            for i in range(b):
-                src = frames[i].permute(1, 2, 3, 0).reshape(t, -1)
-                if started:
-                    flat[i].addmm_(coef[:, offset:], src)
-                elif bias is None:
-                    torch.mm(coef[:, offset:], src, out=flat[i])
+        for i in range(b):  # the blend's share of ``up`` itself, plus the conv's bias
+            start = 0
+            for src in sources:
+                frames = src[i].permute(1, 2, 3, 0).reshape(src.shape[2], -1)
+                coef = alpha * rows[first_up : first_up + n, start : start + src.shape[2]]
+                if start == 0:
+                    torch.mm(coef, frames, out=flat[i])
                 else:
-                    torch.addmm(bias, coef[:, offset:], src, out=flat[i])
-                if before is not None:
-                    flat[i].addmm_(coef[:, :1], before[i].permute(1, 2, 3, 0).reshape(1, -1))
-            started = True
-            del frames, before
+                    flat[i].addmm_(coef, frames)
+                start += src.shape[2]
+            if conv.bias is not None:
+                flat[i].addmm_(rows.new_ones(n, 1), ((1 - alpha) * conv.bias).repeat(h * w)[None])
+        step = max(1, UPSAMPLE_CHUNK_ELEMENTS // x[0, :, 0].numel())
+        for k in range(3):
+            coef_k = (1 - alpha) * rows[k : k + n]
+            tap = conv.weight[:, :, k : k + 1]
+            start = 0
+            for src in sources:  # a few frames at a time: one bounded conv result in memory
+                for a in range(0, src.shape[2], step):
+                    coef = coef_k[:, start + a : start + min(a + step, src.shape[2])]
+                    used = coef.abs().sum(1).nonzero()  # output frames these input frames reach
+                    if len(used) == 0:  # e.g. zero padding
+                        continue
+                    r0, r1 = int(used[0]), int(used[-1]) + 1
+                    y = F.conv3d(src[:, :, a : a + step], tap, None, padding=(0, 1, 1))
+                    for i in range(b):
+                        flat[i][r0:r1].addmm_(coef[r0:r1], y[i].permute(1, 2, 3, 0).reshape(y.shape[2], -1))
+                start += src.shape[2]
         return out
