@@ -58,9 +58,8 @@ def count_gflop(name: str, frames: int, size: int, original: str | None = None) 
     else:
         with torch.device("meta"):
             tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name))
-        # with autograd on, temporal convs take their conv path (the same FLOPs as the in-place
-        # matrix products of inference, which the counter does not see)
-        with FlopCounterMode(display=False) as counter:
+        # inference mode: the paths that encode/decode take (fused time upsampling does less work)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             tok.decoder(tok._regularize(tok.encoder(tok._pad_frames(x))))
     return counter.get_total_flops() / 1e9
 

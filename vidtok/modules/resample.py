@@ -229,6 +229,7 @@ class TimeUpsample(TemporalContext, nn.Module):
         b, c, t, h, w = x.shape
         n = rows.shape[0] - 2
         first_up = 2 if self.causal else 1
+        reach = rows.cpu() != 0  # which output frames each input frame reaches (host side: works on meta)
         rows, alpha = rows.to(x), alpha.to(x.dtype)
         x = channels_last(x)
         sources = [x] if lead is None else [channels_last(lead.to(x.dtype)), x]  # frame ranges of ``rows``' columns
@@ -253,8 +254,9 @@ class TimeUpsample(TemporalContext, nn.Module):
             start = 0
             for src in sources:  # a few frames at a time: one bounded conv result in memory
                 for a in range(0, src.shape[2], step):
-                    coef = coef_k[:, start + a : start + min(a + step, src.shape[2])]
-                    used = coef.abs().sum(1).nonzero()  # output frames these input frames reach
+                    cols = slice(start + a, start + min(a + step, src.shape[2]))
+                    coef = coef_k[:, cols]
+                    used = reach[k : k + n, cols].any(1).nonzero()  # output frames these input frames reach
                     if len(used) == 0:  # e.g. zero padding
                         continue
                     r0, r1 = int(used[0]), int(used[-1]) + 1
