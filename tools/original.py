@@ -79,26 +79,24 @@ class Original(torch.nn.Module):
 
     def encode_chunked(self, x, chunk_frames: int):
         """The original v1.1 chunk schedule: the first frame alone, then ``chunk_frames`` at a time."""
-        bounds = [(0, 1)] + [(s, min(s + chunk_frames, x.shape[2])) for s in range(1, x.shape[2], chunk_frames)]
-        self._first_chunk(self.encoder)
-        out = []
-        for i, (s, e) in enumerate(bounds):
-            self._set_first(self.encoder, i == 0)
-            out.append(self.encoder(x[:, :, s:e]))
-        moments = torch.cat(out, dim=2)
+        moments = self._chunked(self.encoder, x, chunk_frames)
         return (self.regularization(moments)[0] if self.is_fsq else moments.chunk(2, dim=1)[0]), None
 
     def decode_chunked(self, z, chunk_latents: int):
         """The original v1.1 chunk schedule: the first latent alone, then ``chunk_latents`` at a time."""
-        t = z.shape[2]
-        bounds = [(0, 1)] + [(s, min(s + chunk_latents, t)) for s in range(1, t, chunk_latents)]
-        self._first_chunk(self.decoder)
+        x = self._chunked(self.decoder, z, chunk_latents)
+        return x[:, :, self.factor - 1 :] if self.is_v1_1 else x
+
+    def _chunked(self, module, x, chunk: int):
+        """``module`` over the first frame alone, then ``chunk`` frames at a time, with its causal cache."""
+        t = x.shape[2]
+        bounds = [(0, 1)] + [(s, min(s + chunk, t)) for s in range(1, t, chunk)]
+        self._first_chunk(module)
         out = []
         for i, (s, e) in enumerate(bounds):
-            self._set_first(self.decoder, i == 0)
-            out.append(self.decoder(z[:, :, s:e]))
-        x = torch.cat(out, dim=2)
-        return x[:, :, self.factor - 1 :] if self.is_v1_1 else x
+            self._set_first(module, i == 0)
+            out.append(module(x[:, :, s:e]))
+        return torch.cat(out, dim=2)
 
     @staticmethod
     def _set_first(module: torch.nn.Module, first: bool) -> None:

@@ -143,9 +143,8 @@ class CausalConv(TemporalContext, nn.Module):
         if self.time_pad == 0:
             return self.conv(x)
         if isinstance(self.conv, TimeConv1d):
-            past = self.past_frames(x, self.time_pad, self.temporal_pad)
-            if self.past is None and self.temporal_pad == "zeros":
-                past = None  # zero padding: nothing to add
+            zero_start = self.past is None and self.temporal_pad == "zeros"  # nothing to add for the past
+            past = None if zero_start else self.past_frames(x, self.time_pad, self.temporal_pad)
             if self.streaming:
                 lag = self.time_pad
                 recent = x if x.shape[2] >= lag else self.with_past(x, lag, self.temporal_pad)

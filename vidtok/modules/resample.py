@@ -146,7 +146,7 @@ class TimeUpsample(TemporalContext, nn.Module):
         if fused and self.mode == "nearest":
             out = self._nearest_fused(x, alpha)
         elif fused and not self.streaming:
-            out = self._resampled_conv(x, None, self._linear_rows(x.shape[2], first_group), alpha)
+            out = self._linear_fused(x, first_group, alpha)
         elif self.mode == "nearest":
             out = self._nearest(x, alpha)
         else:
@@ -194,32 +194,35 @@ class TimeUpsample(TemporalContext, nn.Module):
     # convolving the double-length sequence for linear upsampling, a quarter less than the folded
     # 2-tap form for nearest, and only one tap's result in memory at a time.
 
-    def _linear_rows(self, frames: int, first_group: int) -> Tensor:
-        """The conv's input frames (2 padding frames, then the upsampled ones) in terms of ``x``'s frames."""
-        basis = torch.eye(frames, dtype=torch.float32).view(1, frames, frames, 1, 1)
-        up = upsample_time_linear(basis, first_group)[0, :, :, 0, 0].t()
-        pad = up[:1].expand(2, -1) if self.temporal_pad == "replicate" else up.new_zeros(2, frames)
-        return torch.cat([pad, up])
-
-    def _nearest_fused(self, x: Tensor, alpha: Tensor) -> Tensor:
-        t = x.shape[2]
-        up = torch.eye(t, dtype=torch.float32).repeat_interleave(2, dim=0)
+    def _conv_rows(self, up: Tensor, lead: bool = False) -> Tensor:
+        """The conv's input frames in terms of the source frames, given ``up`` (the upsampled frames in
+        terms of ``x``'s): its padding frames, then ``up``. With ``lead`` the sources start with the
+        frame before ``x`` (a stream's previous chunk), which is then both causal padding frames."""
+        n, t = up.shape
         if not self.causal:  # zero padding on both ends
-            return self._resampled_conv(x, None, torch.cat([up.new_zeros(1, t), up, up.new_zeros(1, t)]), alpha)
-        # causal: both padding frames are the frame before x (the last one of the previous chunk, or
-        # the padding: zeros, or a copy of the first frame)
-        lead, streaming = None, self.past is not None
-        if streaming:
-            lead = self.past
-        self.keep(x[:, :, -1:])
-        if streaming:
-            rows = torch.zeros(2 * t + 2, t + 1)
+            return torch.cat([up.new_zeros(1, t), up, up.new_zeros(1, t)])
+        if lead:
+            rows = up.new_zeros(n + 2, t + 1)
             rows[:2, 0] = 1
             rows[2:, 1:] = up
-        else:
-            pad = up[:1].expand(2, -1) if self.temporal_pad == "replicate" else up.new_zeros(2, t)
-            rows = torch.cat([pad, up])
-        return self._resampled_conv(x, lead, rows, alpha)
+            return rows
+        pad = up[:1].expand(2, -1) if self.temporal_pad == "replicate" else up.new_zeros(2, t)
+        return torch.cat([pad, up])
+
+    def _linear_fused(self, x: Tensor, first_group: int, alpha: Tensor) -> Tensor:
+        t = x.shape[2]
+        basis = torch.eye(t, dtype=torch.float32).view(1, t, t, 1, 1)
+        up = upsample_time_linear(basis, first_group)[0, :, :, 0, 0].t()
+        return self._resampled_conv(x, None, self._conv_rows(up), alpha)
+
+    def _nearest_fused(self, x: Tensor, alpha: Tensor) -> Tensor:
+        up = torch.eye(x.shape[2], dtype=torch.float32).repeat_interleave(2, dim=0)
+        # causal: both padding frames are the frame before x (the previous chunk's last frame inside a
+        # stream, otherwise zeros or a copy of the first frame)
+        lead = self.past if self.causal else None
+        if self.causal:
+            self.keep(x[:, :, -1:])
+        return self._resampled_conv(x, lead, self._conv_rows(up, lead is not None), alpha)
 
     def _resampled_conv(self, x: Tensor, lead: Optional[Tensor], rows: Tensor, alpha: Tensor) -> Tensor:
         """``blend(up, conv(up))`` where the conv's input frames are ``rows @ [lead, x frames]`` (with
