@@ -15,7 +15,15 @@ from vidtok.cli import main as cli
 from vidtok.inference.pipeline import decode_frames, encode_video
 from vidtok.synthetic import moving_shapes
 from vidtok.tokens import TokenFileError, load_tokens, save_tokens
-from vidtok.video import VideoError, VideoWriter, frames_to_tensor, iter_frames, probe, resize_crop, tensor_to_frames
+from vidtok.video import (
+    VideoError,
+    VideoWriter,
+    frames_to_tensor,
+    iter_frames,
+    read_info,
+    resize_crop,
+    tensor_to_frames,
+)
 
 from conftest import tiny_tokenizer
 
@@ -47,7 +55,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_probe_and_read_back(clip: Path) -> None:
-    info = probe(clip)
+    info = read_info(clip)
     assert (info.width, info.height, info.fps, info.frames) == (56, 40, 24.0, 21)
     frames = torch.cat(list(iter_frames(clip, chunk=8)))
     assert frames.shape == (21, 40, 56, 3) and frames.dtype == torch.uint8
@@ -79,7 +87,7 @@ def test_tensor_frame_round_trip() -> None:
 
 def test_unreadable_videos_get_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="does not exist"):
-        probe(tmp_path / "missing.mp4")
+        read_info(tmp_path / "missing.mp4")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     with pytest.raises(VideoError, match="bad.mp4"):
@@ -87,7 +95,7 @@ def test_unreadable_videos_get_clear_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     with pytest.raises(VideoError, match="empty.mp4"):
-        probe(empty)
+        read_info(empty)
 
 
 def test_writer_leaves_nothing_half_written(tmp_path: Path) -> None:
@@ -162,7 +170,7 @@ def test_reconstruct_command_side_by_side(clip: Path, weights, tmp_path: Path, c
         "--quiet",
     ]
     assert cli(args) == 0
-    info = probe(out)
+    info = read_info(out)
     assert (info.frames, info.height, info.width, info.fps) == (21, 32, 96, 24.0)
     assert "21 frames, 32x48 at 24 fps" in capsys.readouterr().out
     left = torch.cat(list(iter_frames(out)))[:, :, :48]
@@ -194,7 +202,7 @@ def test_reconstruct_tiled_fsq_and_non_causal(clip: Path, weights, tmp_path: Pat
             )
             == 0
         )
-        assert probe(out).frames == (21 if "causal_488_4096" in name else 11)  # 24 -> 12 fps: every 2nd frame
+        assert read_info(out).frames == (21 if "causal_488_4096" in name else 11)  # 24 -> 12 fps: every 2nd frame
 
 
 def test_encode_decode_commands_through_the_console_script(clip: Path, weights, tmp_path: Path) -> None:
@@ -226,7 +234,7 @@ def test_encode_decode_commands_through_the_console_script(clip: Path, weights, 
         [exe, "decode", str(tokens), str(video), "--ckpt", ckpt, "--quiet"], capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr
-    assert probe(video).frames == 21
+    assert read_info(video).frames == 21
     # a clear error, no traceback and no output file, for bad inputs
     bad_out = tmp_path / "never.mp4"
     run = subprocess.run(

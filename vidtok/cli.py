@@ -20,6 +20,8 @@ from omegaconf import OmegaConf
 
 from .checkpoint import CheckpointError, save_tokenizer_safetensors
 from .config import ConfigError, compose_tokenizer_config, official_names
+from .data.shards import ShardWriterError
+from .data.sources import DataSourceError
 from .loading import load_tokenizer
 from .models import InputError
 from .synthetic import moving_shapes
@@ -210,6 +212,34 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shards(args: argparse.Namespace) -> int:
+    import logging
+
+    from .data import csv_records, folder_records, write_shards
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    source = Path(args.input)
+    if source.is_file():
+        records = csv_records(args.data_dir or source.parent, source, column=args.column)
+    else:
+        records = folder_records(source)
+    summary = write_shards(
+        records,
+        args.output,
+        max_count=args.max_count,
+        max_bytes=int(args.max_size_mb * 2**20),
+        resize=args.resize,
+        manifest=args.manifest,
+        progress=not args.quiet,
+    )
+    resumed = f" (resumed after {summary.resumed_from} inputs)" if summary.resumed_from else ""
+    print(
+        f"wrote {summary.samples} videos into {len(summary.shards)} shards{resumed}; "
+        f"{len(summary.failed)} unreadable inputs skipped (listed in the manifest)"
+    )
+    return 0
+
+
 def _overrides_for(config) -> list[str]:
     """Overrides that turn the named preset into ``config`` (e.g. a narrower test width)."""
     if config.name is None:
@@ -275,14 +305,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiling(p)
     p.add_argument("--chunk-latents", type=int, default=4, help="latents decoded at a time (default 4)")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("shards", help="pack videos into WebDataset tar shards (resumable)")
+    p.add_argument("input", help="a folder of videos (searched recursively) or a CSV of relative paths")
+    p.add_argument("output", help="shard path pattern with one integer field, e.g. out/train-%%06d.tar")
+    p.add_argument("--data-dir", default=None, help="CSV input: folder the paths are relative to (default: its own)")
+    p.add_argument("--column", default="videos", help="CSV input: the column of paths (default videos)")
+    p.add_argument("--max-count", type=int, default=1000, help="videos per shard at most (default 1000)")
+    p.add_argument("--max-size-mb", type=float, default=1024, help="shard size limit in MiB (default 1024)")
+    p.add_argument("--resize", type=int, default=None, help="re-encode with this short side (default: keep bytes)")
+    p.add_argument("--manifest", default=None, help="manifest path (default: manifest.json beside the shards)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_shards)
     return parser
+
+
+# Bad input named in one line, not a traceback.
+USER_ERRORS = (ConfigError, CheckpointError, InputError, VideoError, TokenFileError, DataSourceError, ShardWriterError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, InputError, VideoError, TokenFileError) as err:
+    except USER_ERRORS as err:
         print(f"vidtok {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -5,6 +5,7 @@ Frames are uint8 tensors (n, H, W, 3); model tensors are float (B, 3, T, H, W) i
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,42 +32,79 @@ class VideoInfo:
     fps: float
     width: int
     height: int
-    frames: Optional[int]  # as the container reports it; None when unknown
+    frames: Optional[int]  # as the container reports it (or counted, see read_info)
     duration: Optional[float]  # seconds
 
 
-def _open(path: str | os.PathLike):
+VideoSource = Union[str, os.PathLike, bytes]
+
+
+def source_name(source: VideoSource, name: Optional[str] = None) -> str:
+    """How messages name a source: the given name, the path, or ``<N bytes>``."""
+    if name:
+        return name
+    return f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source)
+
+
+def open_video(source: VideoSource, name: Optional[str] = None):
+    """An open PyAV container (a file path or the file's bytes) with a video stream; errors name the source."""
     import av
 
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"video {path} does not exist or is not a file")
+    label = source_name(source, name)
+    if isinstance(source, bytes):
+        if not source:
+            raise VideoError(f"video {label} is empty (0 bytes)")
+        target = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise VideoError(f"video {label} does not exist or is not a file")
+        if path.stat().st_size == 0:
+            raise VideoError(f"video {label} is empty (0 bytes)")
+        target = str(path)
     try:
-        container = av.open(str(path))
+        container = av.open(target)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise VideoError(f"cannot read video {path}: {err}") from None
+        raise VideoError(f"cannot read video {label}: {err}") from None
     if not container.streams.video:
         container.close()
-        raise VideoError(f"{path} has no video stream")
+        raise VideoError(f"{label} has no video stream")
     return container
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame rate, size, frame count and duration of a video file."""
-    with _open(path) as container:
+def stream_fps(stream, label: str) -> float:
+    """A video stream's average (else guessed) frame rate."""
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        raise VideoError(f"{label}: the video stream has no frame rate")
+    return float(rate)
+
+
+def read_info(source: VideoSource, name: Optional[str] = None, *, count: bool = False) -> VideoInfo:
+    """Frame rate, size, frame count and duration of a video file (or its bytes). The count is the
+    container's; with ``count=True``, or where the container has none, packets are counted (the file is
+    read, nothing is decoded)."""
+    import av
+
+    label = source_name(source, name)
+    with open_video(source, name) as container:
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate:
-            raise VideoError(f"{path}: the video stream has no frame rate")
+        fps = stream_fps(stream, label)
         duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         if duration is None and container.duration:
             duration = container.duration / 1_000_000
+        frames = stream.frames or None
+        if count or frames is None:
+            try:
+                frames = sum(1 for packet in container.demux(stream) if packet.size)
+            except av.error.FFmpegError as err:
+                raise VideoError(f"cannot read video {label}: {err}") from None
         return VideoInfo(
-            path=str(path),
-            fps=float(rate),
+            path=label,
+            fps=fps,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
-            frames=stream.frames or None,
+            frames=frames,
             duration=duration,
         )
 
@@ -96,7 +134,7 @@ def iter_frames(
     """
     import av
 
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -129,22 +167,25 @@ def _finish(batch: list[Tensor], size: Optional[tuple[int, int]]) -> Tensor:
     return frames if size is None else resize_crop(frames, *size)
 
 
+def cover_size(height: int, width: int, target_h: int, target_w: int) -> tuple[int, int]:
+    """The size (aspect kept) whose sides both cover ``target_h x target_w``, by torchvision's rounding
+    (the long side becomes ``int(short_target * long / short)``)."""
+    if target_h * width >= target_w * height:  # the height binds
+        return target_h, max(target_w, int(target_h * width / height))
+    return max(target_h, int(target_w * height / width)), target_w
+
+
 def resize_crop(frames: Tensor, height: int, width: int) -> Tensor:
     """Resize uint8 frames (n, H, W, 3) to cover ``height`` x ``width`` (antialiased bilinear, aspect
     kept), then centre-crop. For square targets this is VidTok's short-side resize + centre crop."""
     n, h, w, _ = frames.shape
-    if (h, w) != (height, width):
-        if height * w >= width * h:  # height is the binding side (torchvision's int(size * long / short))
-            new_h, new_w = height, max(width, int(height * w / h))
-        else:
-            new_h, new_w = max(height, int(width * h / w)), width
-        if (new_h, new_w) != (h, w):
-            x = frames.permute(0, 3, 1, 2).float()
-            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-            frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        top, left = (new_h - height) // 2, (new_w - width) // 2
-        frames = frames[:, top : top + height, left : left + width]
-    return frames.contiguous()
+    new_h, new_w = cover_size(h, w, height, width)
+    if (new_h, new_w) != (h, w):
+        x = frames.permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return frames[:, top : top + height, left : left + width].contiguous()
 
 
 def frames_to_tensor(frames: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from ..video import (
     frame_interval,
     frames_to_tensor,
     iter_frames,
-    probe,
+    read_info,
     tensor_to_frames,
 )
 
@@ -58,7 +58,7 @@ def plan_read(
 ) -> ReadPlan:
     """Probe ``path`` and decide the processed size (default: the source size cropped to a multiple of
     the spatial factor) and frame rate (default: the source's); sizes that do not fit are refused."""
-    info = probe(path)
+    info = read_info(path)
     fs = tok.config.spatial_factor
     if height is None or width is None:
         h, w = even_size(info.height, info.width, fs)

@@ -1,0 +1,38 @@
+"""Video data: decoding, frame sampling, transforms, CSV / folder / WebDataset sources, a shard writer.
+
+from vidtok.data import VideoClipDataset, folder_records, collate_clips
+ds = VideoClipDataset(folder_records("videos/"), num_frames=17, size=(256, 256), sample_fps=30, train=False)
+loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_clips)
+"""
+
+from ..video import read_info
+from .dataset import DataError, VideoClipDataset, collate_clips
+from .decode import read_clip
+from .sampling import ShortVideoError, clip_indices, clip_span, eval_clips, frame_interval
+from .shards import ShardSummary, ShardWriterError, write_shards
+from .sources import DataSourceError, Failure, Record, csv_records, expand_urls, folder_records, shard_records
+from .transforms import frames_to_clip
+
+__all__ = [
+    "DataError",
+    "DataSourceError",
+    "Failure",
+    "Record",
+    "ShardSummary",
+    "ShardWriterError",
+    "ShortVideoError",
+    "VideoClipDataset",
+    "clip_indices",
+    "clip_span",
+    "collate_clips",
+    "csv_records",
+    "eval_clips",
+    "expand_urls",
+    "folder_records",
+    "frame_interval",
+    "frames_to_clip",
+    "read_clip",
+    "read_info",
+    "shard_records",
+    "write_shards",
+]

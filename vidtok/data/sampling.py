@@ -1,0 +1,66 @@
+"""Which frames a clip takes: every ``round(fps / sample_fps)``-th frame, from a random or fixed start.
+
+The original samples training clips with ``np.linspace(start, start + span, n).astype(int)``, which
+stretches the step by ``1/(n-1)`` of a frame (17 frames at interval 1 come out as 0, 1, ..., 15, 17);
+here a clip is exactly ``start, start + interval, ...``. Evaluation clips (:func:`eval_clips`) are the
+original's validation protocol: the sampled frames cut into consecutive clips, the last one completed
+with copies of its final frame (or dropped).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..video import VideoError, frame_interval
+
+__all__ = ["ShortVideoError", "clip_span", "clip_indices", "eval_clips", "frame_interval"]
+
+
+class ShortVideoError(VideoError):
+    """A video holds fewer frames than one clip needs."""
+
+
+def clip_span(num_frames: int, interval: int) -> int:
+    """Frames of the source that a clip of ``num_frames`` sampled every ``interval`` frames covers."""
+    return (num_frames - 1) * interval + 1
+
+
+def clip_indices(start: int, num_frames: int, interval: int) -> list[int]:
+    return list(range(start, start + clip_span(num_frames, interval), interval))
+
+
+def padded_indices(total: int, start: int, num_frames: int, interval: int) -> list[int]:
+    """Like :func:`clip_indices`, with indices past the end replaced by the last frame the clip reaches."""
+    indices = [i for i in clip_indices(start, num_frames, interval) if i < total]
+    if not indices:
+        raise ShortVideoError(f"clip start {start} is past the end of a {total}-frame video")
+    return indices + [indices[-1]] * (num_frames - len(indices))
+
+
+def eval_clips(total: int, num_frames: int, interval: int, last: str = "repeat") -> list[list[int]]:
+    """Every frame sampled at ``interval``, cut into consecutive clips of ``num_frames``; a shorter last
+    clip is completed with copies of its final frame (``last="repeat"``) or dropped (``"drop"``)."""
+    if last not in ("repeat", "drop"):
+        raise ValueError(f"last must be 'repeat' or 'drop', got {last!r}")
+    sampled = list(range(0, total, interval))
+    clips = []
+    for first in range(0, len(sampled), num_frames):
+        clip = sampled[first : first + num_frames]
+        if len(clip) < num_frames:
+            if last == "drop":
+                break
+            clip = clip + [clip[-1]] * (num_frames - len(clip))
+        clips.append(clip)
+    return clips
+
+
+def check_length(total: Optional[int], num_frames: int, interval: int, name: str) -> None:
+    if total is not None and total < clip_span(num_frames, interval):
+        raise ShortVideoError(_short(name, total, num_frames, interval))
+
+
+def _short(name: str, total: int, num_frames: int, interval: int) -> str:
+    return (
+        f"{name} has {total} frames; a clip of {num_frames} frames every {interval} needs "
+        f"{clip_span(num_frames, interval)}"
+    )
