@@ -19,6 +19,7 @@ from vidtok.modules import (
     unwrap_conv,
     upsample_time_linear,
 )
+from vidtok.modules.streaming import streaming
 
 torch.manual_seed(0)
 
@@ -125,6 +126,26 @@ def test_nearest_time_upsample_equals_repeat_then_conv(causal, pad, frames, chun
     expected = alpha * repeated + (1 - alpha) * up.conv(repeated)
     with torch.set_grad_enabled(grad):
         assert torch.allclose(up(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("pieces", [(7,), (1, 1, 1, 1, 1, 1, 1), (2, 3, 2), (1, 4, 2), (3, 1, 3)])
+@pytest.mark.parametrize("head", [1, 2])
+def test_linear_time_upsample_in_a_stream_equals_one_pass(pieces: tuple[int, ...], head: int, monkeypatch) -> None:
+    """The fused inference path, fed chunk by chunk (the conv's cache and the held-back output carried
+    between chunks), equals the autograd path on the whole sequence."""
+    monkeypatch.setattr("vidtok.modules.resample.UPSAMPLE_CHUNK_ELEMENTS", 1)  # bounded pieces inside, too
+    up = TimeUpsample(4, causal=True, temporal_pad="replicate", mode="linear")
+    torch.nn.init.normal_(up.mix_factor)
+    torch.nn.init.normal_(unwrap_conv(up.conv).weight, std=0.3)
+    x = torch.randn(2, 4, sum(pieces), 5, 6)
+    expected = up(x, first_group=head)  # autograd: interpolate, then the causal conv
+    outs, start = [], 0
+    with torch.no_grad(), streaming(up) as state:
+        for i, n in enumerate(pieces):
+            state.final = i == len(pieces) - 1
+            outs.append(up(x[:, :, start : start + n], first_group=head))
+            start += n
+    assert torch.allclose(torch.cat(outs, dim=2), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("cin, cout", [(4, 4), (4, 6)])

@@ -109,6 +109,21 @@ def upsample_time_linear(
     return (out[:, :, :-1] if hold_back else out).to(dtype)
 
 
+def _combine(rows: Tensor, sources: list[Tensor]) -> Tensor:
+    """Frames ``rows @ sources`` (B, C, len(rows), H, W), where the sources' frames are taken in order;
+    only the frames with a nonzero coefficient are read."""
+    used = rows.cpu().ne(0).any(0).nonzero().flatten().tolist()
+    ref = sources[-1]
+    if not used:
+        return ref.new_zeros((*ref.shape[:2], rows.shape[0], *ref.shape[3:]))
+    picked, start = [], 0
+    for src in sources:
+        picked += [src[:, :, j - start : j - start + 1] for j in used if start <= j < start + src.shape[2]]
+        start += src.shape[2]
+    frames = cat_time([f.to(ref.dtype) for f in picked])
+    return torch.einsum("rt,bcthw->bcrhw", rows[:, used].to(ref), frames)
+
+
 class TimeUpsample(TemporalContext, nn.Module):
     """Double T: blend the repeated (``nearest``) or interpolated (``linear``) frames with a 3x3x3 conv.
 
@@ -145,7 +160,7 @@ class TimeUpsample(TemporalContext, nn.Module):
         fused = inference() and not autocast_enabled(x.device.type) and x.dtype == self.mix_factor.dtype
         if fused and self.mode == "nearest":
             out = self._nearest_fused(x, alpha)
-        elif fused and not self.streaming:
+        elif fused:
             out = self._linear_fused(x, first_group, alpha)
         elif self.mode == "nearest":
             out = self._nearest(x, alpha)
@@ -196,8 +211,9 @@ class TimeUpsample(TemporalContext, nn.Module):
 
     def _conv_rows(self, up: Tensor, lead: bool = False) -> Tensor:
         """The conv's input frames in terms of the source frames, given ``up`` (the upsampled frames in
-        terms of ``x``'s): its padding frames, then ``up``. With ``lead`` the sources start with the
-        frame before ``x`` (a stream's previous chunk), which is then both causal padding frames."""
+        terms of the sources) at the start of a sequence: its padding frames, then ``up``. With ``lead``
+        the sources start with the frame before ``x`` (a stream's previous chunk), which is then both
+        causal padding frames."""
         n, t = up.shape
         if not self.causal:  # zero padding on both ends
             return torch.cat([up.new_zeros(1, t), up, up.new_zeros(1, t)])
@@ -210,10 +226,22 @@ class TimeUpsample(TemporalContext, nn.Module):
         return torch.cat([pad, up])
 
     def _linear_fused(self, x: Tensor, first_group: int, alpha: Tensor) -> Tensor:
-        t = x.shape[2]
-        basis = torch.eye(t, dtype=torch.float32).view(1, t, t, 1, 1)
-        up = upsample_time_linear(basis, first_group)[0, :, :, 0, 0].t()
-        return self._resampled_conv(x, None, self._conv_rows(up), alpha)
+        # Sources: inside a stream, the conv's two previous input frames (its causal cache) and the
+        # previous chunk's last frame (interpolation looks back one frame), then x.
+        conv_past = self.conv.past if self.streaming else None
+        prev = self.past if self.streaming else None
+        sources = [s for s in (conv_past, prev, x) if s is not None]
+        n_pad = 0 if conv_past is None else conv_past.shape[2]
+        total = sum(s.shape[2] for s in sources)
+        basis = torch.eye(total, dtype=torch.float32)
+        x_basis = basis[:, total - x.shape[2] :].reshape(1, total, x.shape[2], 1, 1)
+        prev_basis = None if prev is None else basis[:, n_pad : n_pad + 1].reshape(1, total, 1, 1, 1)
+        up = upsample_time_linear(x_basis, first_group, self.seen, prev_basis, self.is_final)[0, :, :, 0, 0].t()
+        rows = self._conv_rows(up) if conv_past is None else torch.cat([basis[:n_pad], up])
+        if self.streaming:
+            self.keep(x[:, :, -1:], consumed=x.shape[2])
+            self.conv.keep(_combine(rows[-2:], sources))  # the conv's last two input frames
+        return self._resampled_conv(sources, rows, alpha)
 
     def _nearest_fused(self, x: Tensor, alpha: Tensor) -> Tensor:
         up = torch.eye(x.shape[2], dtype=torch.float32).repeat_interleave(2, dim=0)
@@ -222,20 +250,21 @@ class TimeUpsample(TemporalContext, nn.Module):
         lead = self.past if self.causal else None
         if self.causal:
             self.keep(x[:, :, -1:])
-        return self._resampled_conv(x, lead, self._conv_rows(up, lead is not None), alpha)
+        sources = [x] if lead is None else [lead, x]
+        return self._resampled_conv(sources, self._conv_rows(up, lead is not None), alpha)
 
-    def _resampled_conv(self, x: Tensor, lead: Optional[Tensor], rows: Tensor, alpha: Tensor) -> Tensor:
-        """``blend(up, conv(up))`` where the conv's input frames are ``rows @ [lead, x frames]`` (with
-        ``lead``, one frame before ``x``, only when given): 2 padding frames (causal: both in front;
+    def _resampled_conv(self, sources: list[Tensor], rows: Tensor, alpha: Tensor) -> Tensor:
+        """``blend(up, conv(up))`` where the conv's input frames are ``rows @ sources`` (the sources'
+        frames in order; the last source is the chunk ``x``): 2 padding frames (causal: both in front;
         otherwise one on each end) then the ``up`` frames."""
         conv = unwrap_conv(self.conv)
+        x = channels_last(sources[-1])
         b, c, t, h, w = x.shape
         n = rows.shape[0] - 2
         first_up = 2 if self.causal else 1
         reach = rows.cpu() != 0  # which output frames each input frame reaches (host side: works on meta)
         rows, alpha = rows.to(x), alpha.to(x.dtype)
-        x = channels_last(x)
-        sources = [x] if lead is None else [channels_last(lead.to(x.dtype)), x]  # frame ranges of ``rows``' columns
+        sources = [channels_last(src.to(x.dtype)) for src in sources[:-1]] + [x]  # column ranges of ``rows``
         out = empty_like_layout(x, (b, conv.out_channels, n, h, w))
         flat = [out[i].permute(1, 2, 3, 0).reshape(n, -1) for i in range(b)]  # views: (T, H*W*C)
         for i in range(b):  # the blend's share of ``up`` itself, plus the conv's bias
