@@ -110,6 +110,16 @@ def test_seeking_agrees_with_full_decoding_across_frame_rates(tmp_path: Path, fp
         assert frame_ids(read_clip(path, indices)) == indices
 
 
+@pytest.mark.parametrize(
+    ("suffix", "codec"), [("mkv", "libx264"), ("webm", "libvpx-vp9"), ("avi", "mpeg4"), ("mov", "libx264")]
+)
+def test_other_containers_decode_and_seek(tmp_path: Path, suffix: str, codec: str) -> None:
+    path = write_indexed_video(tmp_path / f"v.{suffix}", 70, fps=25, gop=10, codec=codec)
+    assert read_info(path).frames == 70  # from the header, or counted where the container has none
+    for indices in ([0, 1, 2], list(range(40, 57, 2)), [69]):
+        assert frame_ids(read_clip(path, indices)) == indices
+
+
 def test_bytes_and_paths_decode_alike(long_video: Path) -> None:
     data = long_video.read_bytes()
     assert torch.equal(read_clip(data, [30, 31, 60]), read_clip(long_video, [30, 31, 60]))

@@ -39,16 +39,22 @@ def write_indexed_video(
     width: int = 48,
     gop: int = 12,
     faststart: bool = False,
+    codec: str = "libx264",
 ) -> Path:
-    """An H.264 mp4 (B-frames on, a key frame every ``gop`` frames) of :func:`indexed_frames`."""
+    """A video of :func:`indexed_frames`, a key frame every ``gop`` frames; the container follows the
+    file's suffix. H.264 (the default) has B-frames on."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), mode="w", options=options) as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width, stream.pix_fmt = height, width, "yuv420p"
-        stream.options = {"crf": "10", "g": str(gop), "bf": "2", "sc_threshold": "0"}
+        if codec == "libx264":
+            stream.options = {"crf": "10", "g": str(gop), "bf": "2", "sc_threshold": "0"}
+        else:
+            stream.options = {"g": str(gop)}
+            stream.bit_rate = 2_000_000
         for frame in indexed_frames(frames, height, width).numpy():
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

@@ -18,6 +18,8 @@ from ..video import VideoError, VideoSource, open_video, source_name, stream_fps
 
 # Seeking costs a reopen of the decoder; decoding forward is cheaper for clips that start early.
 SEEK_MIN_FRAMES = 24
+# Containers whose timestamps map to frame indices reliably; others (AVI, MPEG-TS, ...) decode from the start.
+SEEKABLE_FORMATS = {"mov", "mp4", "matroska", "webm"}
 
 
 def read_clip(source: VideoSource, indices: Sequence[int], name: Optional[str] = None) -> Tensor:
@@ -48,6 +50,7 @@ def _decode(source: VideoSource, wanted: set[int], label: str, seek: bool) -> Op
 
     first, last = min(wanted), max(wanted)
     found: dict[int, Tensor] = {}
+    previous = -1
     with open_video(source, label) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -55,7 +58,7 @@ def _decode(source: VideoSource, wanted: set[int], label: str, seek: bool) -> Op
         base = stream.time_base
         start_pts = stream.start_time or 0
         if seek:
-            if base is None:
+            if base is None or not SEEKABLE_FORMATS & set(container.format.name.split(",")):
                 return None
             try:
                 container.seek(start_pts + int(first / fps / base), stream=stream, backward=True, any_frame=False)
@@ -67,8 +70,9 @@ def _decode(source: VideoSource, wanted: set[int], label: str, seek: bool) -> Op
                     if frame.pts is None:
                         return None
                     index = round(float((frame.pts - start_pts) * base) * fps)
-                    if position == 0 and index > first:
-                        return None
+                    if (position == 0 and index > first) or (position > 0 and index <= previous):
+                        return None  # landed past the clip, or timestamps that are not frame positions
+                    previous = index
                 else:
                     index = position
                 if index in wanted:
