@@ -43,7 +43,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def fit(tok: vidtok.Tokenizer, x: torch.Tensor, steps: int, crop: int, frames: int, lr: float = 1e-3) -> float:
+def fit(tok: vidtok.Tokenizer, x: torch.Tensor, steps: int, crop: int, frames: int, lr: float = 3e-4) -> float:
     """Fit ``tok`` to random ``frames x crop x crop`` crops of ``x`` with an L1 loss; returns the last loss."""
     gen = torch.Generator().manual_seed(0)
     tok.train().requires_grad_(True)
@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--fit", type=int, default=0, metavar="STEPS", help="first fit the weights to the clip")
     parser.add_argument("--fit-crop", type=int, default=64, help="crop size of the fitting steps")
     parser.add_argument("--fit-frames", type=int, default=9, help="frames per fitting step")
+    parser.add_argument("--fit-lr", type=float, default=3e-4, help="Adam learning rate of the fitting steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -90,7 +91,7 @@ def main() -> int:
         x = moving_shapes(args.frames, args.size, args.size)
     if args.fit:
         start = time.perf_counter()
-        fit(tok, x, args.fit, args.fit_crop, args.fit_frames)
+        fit(tok, x, args.fit, args.fit_crop, args.fit_frames, args.fit_lr)
         print(f"fitted {args.fit} steps in {time.perf_counter() - start:.0f} s")
     weights = (
         f"weights {args.ckpt}"

@@ -108,6 +108,7 @@ class VideoClipDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.max_consecutive_failures = max_consecutive_failures
         self.epoch = 0
+        self._lengths: dict[str, tuple[int, float]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random stream of training (e.g. on resume, so a restarted run sees new clips)."""
@@ -201,12 +202,18 @@ class VideoClipDataset(IterableDataset):
     # -- shared --------------------------------------------------------------------------------------
 
     def _length(self, record: Record) -> tuple[int, float]:
-        """(frame count, fps): from the shard's metadata when it has them, else from the container."""
+        """(frame count, fps): from the shard's metadata when it has them, else from the container
+        (remembered per file: training draws the same files again and again)."""
         frames, fps = record.meta.get("frames"), record.meta.get("fps")
-        if not frames or not fps:
-            info = read_info(record.source, record.name)
-            frames, fps = info.frames, info.fps
-        return int(frames), float(fps)
+        if frames and fps:
+            return int(frames), float(fps)
+        if isinstance(record.source, str) and record.source in self._lengths:
+            return self._lengths[record.source]
+        info = read_info(record.source, record.name)
+        length = int(info.frames), float(info.fps)
+        if isinstance(record.source, str):
+            self._lengths[record.source] = length
+        return length
 
     def _indices(self, record: Record, total: int, interval: int, rng: Optional[random.Random]) -> list[int]:
         """A random start in training (``rng``), the first frame in evaluation; short videos are
