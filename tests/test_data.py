@@ -263,8 +263,10 @@ def test_eval_all_clips_covers_every_sampled_frame(video_dir: Path) -> None:
 def test_csv_layout_and_short_video_padding(video_dir: Path) -> None:
     (video_dir / "list.csv").write_text("videos\nbad/short.mp4\na/v1.mp4\n")
     records = csv_records(video_dir, video_dir / "list.csv")
-    skipped = list(VideoClipDataset(records, num_frames=9, size=(16, 16), train=False))
+    dataset = VideoClipDataset(records, num_frames=9, size=(16, 16), train=False)
+    skipped = list(dataset)
     assert skipped[0]["video"] is None and "has 4 frames" in skipped[0]["skipped"][0][1]
+    assert dataset.skipped_count == 1
     padded = list(VideoClipDataset(records, num_frames=9, size=(16, 16), train=False, short="pad"))
     assert padded[0]["frames"] == [0, 1, 2, 3, 3, 3, 3, 3, 3] and padded[0]["video"].shape == (3, 9, 16, 16)
 

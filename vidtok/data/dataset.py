@@ -109,6 +109,7 @@ class VideoClipDataset(IterableDataset):
         self.max_consecutive_failures = max_consecutive_failures
         self.epoch = 0
         self._lengths: dict[str, tuple[int, float]] = {}
+        self.skipped_count = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random stream of training (e.g. on resume, so a restarted run sees new clips)."""
@@ -233,7 +234,8 @@ class VideoClipDataset(IterableDataset):
         return {"video": clip, "key": record.key, "clip": index, "frames": frames, "fps": fps, "skipped": skipped}
 
     def _warn(self, name: str, reason: str) -> tuple[str, str]:
-        log.warning("skipping %s: %s", name, reason)
+        self.skipped_count += 1  # per process (each DataLoader worker has its own copy)
+        log.warning("skipping %s: %s (%d skipped by this reader so far)", name, reason, self.skipped_count)
         return name, reason
 
     def _failure(self, name: str, reason: str, key: str) -> dict:
