@@ -127,10 +127,9 @@ def _encode(record: Record, resize: Optional[int]) -> tuple[bytes, dict]:
     """The bytes to store and their metadata (frames counted, not taken from the header)."""
     if resize is None:
         data = Path(record.source).read_bytes() if isinstance(record.source, str) else record.source
-        info = read_info(data, record.name, count=True)
     else:
         data = _resized_copy(record, resize)
-        info = read_info(data, record.name, count=True)
+    info = read_info(data, record.name, count=True)
     if not info.frames:
         raise VideoError(f"{record.name} holds no video frames")
     meta = {
