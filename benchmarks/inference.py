@@ -147,6 +147,7 @@ def stream_worker(args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     out_frames = 0
+    cached = 0
     with torch.inference_mode():
         enc = tok.encoder_stream(args.chunk_frames)
         with enc, tok.decoder_stream(args.chunk_latents) as dec:
@@ -154,6 +155,7 @@ def stream_worker(args: argparse.Namespace) -> dict:
                 n = min(args.chunk_frames, args.frames - first)
                 frames = torch.rand(1, 3, n, args.size, args.size, generator=gen).to(args.device) * 2 - 1
                 out_frames += dec.push(enc.push(frames)).shape[2]
+                cached = max(cached, enc.cache_bytes + dec.cache_bytes)
             out_frames += dec.push(enc.finish()).shape[2]
             out_frames += dec.finish().shape[2]
     seconds = time.perf_counter() - start
@@ -163,6 +165,7 @@ def stream_worker(args: argparse.Namespace) -> dict:
         "out_frames": out_frames,
         "peak_rss_mb": peak_rss_mb(),
         "above_weights_mb": peak_rss_mb() - base_rss,
+        "cache_mb": cached / 2**20,
     }
 
 
@@ -299,6 +302,7 @@ def stream_table(args: argparse.Namespace) -> int:
     chunk = tuple(args.chunk or (16, 4))
     print(
         f"{'model':32s} {'input':>12s} {'chunk':>6s} {'total s':>8s} {'frames/s':>9s} {'peak RSS':>9s} {'>weights':>9s}"
+        f" {'caches':>8s}"
     )
     for name in args.tokenizer:
         for size in args.size:
@@ -311,7 +315,8 @@ def stream_table(args: argparse.Namespace) -> int:
                     continue
                 print(
                     f"{name:32s} {inp:>12s} {chunk[0]}/{chunk[1]:<4d} {r['seconds']:8.1f} "
-                    f"{frames / r['seconds']:9.2f} {r['peak_rss_mb']:8.0f}M {r['above_weights_mb']:8.0f}M",
+                    f"{frames / r['seconds']:9.2f} {r['peak_rss_mb']:8.0f}M {r['above_weights_mb']:8.0f}M "
+                    f"{r['cache_mb']:7.0f}M",
                     flush=True,
                 )
     return 0

@@ -88,6 +88,18 @@ def test_streams_take_any_piece_sizes(name: str) -> None:
     assert no_state_left(tok)
 
 
+def test_stream_caches_do_not_grow_with_the_video() -> None:
+    tok = tiny_tokenizer("vidtok_kl_causal_488_4chn_v1_1", ch=16)
+    held = []
+    with torch.no_grad(), tok.encoder_stream(8) as enc, tok.decoder_stream(2) as dec:
+        for _ in range(5):
+            dec.push(enc.push(torch.rand(1, 3, 8, 32, 32) * 2 - 1))
+            held.append((enc.cache_bytes, dec.cache_bytes))
+    assert all(e > 0 and d > 0 for e, d in held[1:])  # v1.1's first chunk waits for frame 1 + 8
+    assert held[2] == held[3] == held[4]  # steady once both streams run full chunks
+    assert enc.cache_bytes == dec.cache_bytes == 0  # dropped on close
+
+
 def test_fsq_index_streams() -> None:
     tok = tiny_tokenizer("vidtok_fsq_causal_488_32768_v1_1", ch=16)
     x = clip_for(tok)

@@ -69,6 +69,12 @@ class _Stream:
         unit = pixels_per_unit
         return tiled(per_tile, x, self.tile // unit, self.tile_overlap // unit, scale)
 
+    @property
+    def cache_bytes(self) -> int:
+        """Memory held between chunks: every causal layer's cached frames (0 once closed). Exact
+        chunking needs them; they depend on the frame size and the model, not on the video length."""
+        return 0 if self._closed else self._state.cache_bytes
+
     def close(self) -> None:
         """Drop all cached frames and release the model for other streams."""
         if not self._closed:

@@ -39,6 +39,11 @@ class StreamState:
         self.lane: Hashable = 0
         self.slots: dict[tuple[int, Hashable], _Slot] = {}
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held in cached frames across all layers and lanes."""
+        return sum(s.cache.numel() * s.cache.element_size() for s in self.slots.values() if s.cache is not None)
+
 
 class TemporalContext:
     """Mixin for layers that look at frames before (or, held back, after) the current chunk.
