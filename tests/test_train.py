@@ -1,0 +1,321 @@
+"""Training: config composition and validation, steps, checkpoints, exact resume, failures, processes, sweeps."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from videos import write_indexed_video
+
+import vidtok
+from vidtok.config import ConfigError
+from vidtok.training import Trainer, TrainingError, compose_train_config, load_run_config
+from vidtok.training.checkpoints import CheckpointDir
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("causal", "causal_v1_1", "noncausal")
+REGULARIZERS = ("kl", "fsq")
+COMPRESSIONS = ("488", "444", "288", "41616", "888")
+STAGES = ("lowres", "highres_decoder")
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six small real videos (h264 mp4) to train and validate on."""
+    root = tmp_path_factory.mktemp("videos")
+    for i in range(6):
+        write_indexed_video(root / f"clip{i}.mp4", frames=24 + 4 * i, height=40, width=48)
+    return root
+
+
+def debug_run(tmp_path: Path, video_dir: Path, *overrides: str):
+    cfg = compose_train_config(
+        [
+            "experiment=debug",
+            f"data.path={video_dir}",
+            f"val_data.path={video_dir}",
+            f"run_dir={tmp_path / 'run'}",
+            "train.threads=1",
+            *overrides,
+        ]
+    )
+    return load_run_config(cfg)
+
+
+def losses(trainer: Trainer) -> list[tuple[float, float]]:
+    return [(h["step"], h.get("total_loss", float("nan"))) for h in trainer.history]
+
+
+# ---- configuration ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model,regularizer", list(itertools.product(MODELS, REGULARIZERS)))
+def test_every_group_combination_composes(model: str, regularizer: str) -> None:
+    for compression, stage in itertools.product(COMPRESSIONS, STAGES):
+        frames = 16 if model == "noncausal" else 17  # fits every compression's temporal factor (2, 4, 8)
+        extra = ["init_from=stage1.safetensors"] if stage == "highres_decoder" else []
+        cfg = compose_train_config(
+            [
+                f"model={model}",
+                f"regularizer={regularizer}",
+                f"compression={compression}",
+                f"stage={stage}",
+                "data.path=videos",
+                f"data.num_frames={frames}",
+                "run_dir=runs/x",
+                *extra,
+            ]
+        )
+        run = load_run_config(cfg)
+        assert run.tokenizer.regularizer.kind == regularizer
+        assert run.tokenizer.compression.spatial == (16 if compression == "41616" else int(compression[1]))
+        assert run.stage.name == stage and run.resolution == ((128, 128) if stage == "lowres" else (256, 256))
+        assert run.stage.freeze_encoder == (stage == "highres_decoder")
+
+
+def test_official_preset_composes_for_training() -> None:
+    run = load_run_config(compose_train_config(["tokenizer=vidtok_fsq_causal_488_262144", "data.path=v", "run_dir=r"]))
+    assert run.tokenizer.name == "vidtok_fsq_causal_488_262144" and run.tokenizer.codebook_size == 262144
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["regularizer=vq"], "regularizer"),
+        (["compression=489"], "compression"),
+        (["data.num_frames=16"], "data.num_frames=16 does not fit"),
+        (["model=noncausal", "data.num_frames=17"], "data.num_frames=17 does not fit"),
+        (["data.height=100", "data.width=128"], "height 100 is not divisible by the spatial factor 8"),
+        (["stage=highres_decoder"], "init_from"),
+        (["train.mixed_precision=fp8"], "train.mixed_precision"),
+        (["+train.stepz=3"], "unknown train option"),
+        (["optim.lr=-1"], "optim.lr"),
+        (["logger.kind=mlflow"], "logger.kind"),
+    ],
+)
+def test_bad_config_values_fail_at_start_naming_the_value(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(compose_train_config(["data.path=v", "run_dir=r", *overrides]))
+
+
+def test_data_path_is_required() -> None:
+    with pytest.raises(ConfigError, match="data.path"):
+        load_run_config(compose_train_config(["run_dir=r"]))
+
+
+# ---- training, checkpoints and resume -----------------------------------------------------------
+
+
+def test_debug_run_trains_saves_and_exports(tmp_path: Path, video_dir: Path) -> None:
+    run = debug_run(tmp_path, video_dir)
+    trainer = Trainer(run)
+    trainer.fit()
+    assert [h["step"] for h in trainer.history] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(v)) for _, v in losses(trainer))
+    assert "g_loss" in trainer.history[-1] and "disc_loss" in trainer.history[-1]  # discriminator from step 2
+    assert "disc_loss" not in trainer.history[0]
+    ckpts = CheckpointDir(tmp_path / "run" / "checkpoints").complete()
+    assert [s for s, _ in ckpts] == [2, 4]  # keep 2
+    last = ckpts[-1][1]
+    tok = vidtok.load_tokenizer(ckpt=last / "tokenizer.safetensors")
+    assert all(not k.startswith("loss.") for k in tok.state_dict())
+    assert torch.equal(tok.state_dict()["decoder.conv_out.conv.weight"], trainer.tok.decoder.conv_out.conv.weight)
+    samples = sorted((tmp_path / "run" / "samples").glob("*.mp4"))
+    assert samples, "validation reconstructions are written"
+
+
+def test_stop_and_resume_gives_the_same_losses(tmp_path: Path, video_dir: Path) -> None:
+    full = Trainer(debug_run(tmp_path / "a", video_dir, "train.max_steps=5", "loss.disc_start=1"))
+    full.fit()
+    first = Trainer(debug_run(tmp_path / "b", video_dir, "train.max_steps=3", "loss.disc_start=1"))
+    first.fit()
+    resumed = Trainer(debug_run(tmp_path / "b", video_dir, "train.max_steps=5", "loss.disc_start=1"))
+    resumed.fit()
+    assert losses(first) + losses(resumed) == losses(full)
+    for key, value in full.tok.state_dict().items():
+        assert torch.equal(value, resumed.tok.state_dict()[key]), key
+
+
+def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint(
+    tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = Trainer(debug_run(tmp_path, video_dir, "train.max_steps=4", "checkpoint.every=2"))
+    real_save = trainer.acc.save_state
+    calls = []
+
+    def dying_save(folder: str, *args, **kwargs):
+        calls.append(folder)
+        if len(calls) == 2:  # the step-4 save: write part of it, then die
+            real_save(folder, *args, **kwargs)
+            (Path(folder) / "model.safetensors").write_bytes(b"half")
+            raise KeyboardInterrupt
+        return real_save(folder, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.acc, "save_state", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    root = tmp_path / "run" / "checkpoints"
+    assert [s for s, _ in CheckpointDir(root).complete()] == [2]
+    assert any(p.name.startswith(".tmp-") for p in root.iterdir())
+    monkeypatch.undo()
+    again = Trainer(debug_run(tmp_path, video_dir, "train.max_steps=4"))
+    assert not any(p.name.startswith(".tmp-") for p in root.iterdir())  # leftovers cleaned at start
+    assert again.resume() is not None and again.state.step == 2
+    again.fit()
+    assert [s for s, _ in CheckpointDir(root).complete()] == [2, 4]
+
+
+def test_non_finite_losses_skip_steps_then_stop_with_a_checkpoint(
+    tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = Trainer(debug_run(tmp_path, video_dir, "train.max_steps=10", "train.max_nonfinite=3"))
+    real = trainer.loss.generator_loss
+    bad_steps = {1, 3, 4, 5}
+
+    def sometimes_nan(inputs, recon, terms, step, last_layer):
+        loss, logs = real(inputs, recon, terms, step, last_layer)
+        return (loss * float("nan") if step in bad_steps else loss), logs
+
+    monkeypatch.setattr(trainer.loss, "generator_loss", sometimes_nan)
+    before = {k: v.clone() for k, v in trainer.tok.state_dict().items()}
+    with pytest.raises(TrainingError, match="3 steps in a row had a non-finite loss"):
+        trainer.fit()
+    assert trainer.state.nonfinite_total == 4 and trainer.state.step == 6
+    skipped = [h for h in trainer.history if h.get("skipped_step")]
+    assert [h["step"] for h in skipped] == [2, 4, 5]  # the third in a row raises before it is logged
+    saved = CheckpointDir(tmp_path / "run" / "checkpoints").latest()
+    assert saved is not None and json.loads((saved / "trainer_state.json").read_text())["step"] == 6
+    weights = vidtok.load_tokenizer(ckpt=saved / "tokenizer.safetensors").state_dict()
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert any(not torch.equal(weights[k], before[k]) for k in before)  # steps 1 and 3 did train
+
+
+def test_bf16_mixed_precision_step(tmp_path: Path, video_dir: Path) -> None:
+    trainer = Trainer(debug_run(tmp_path, video_dir, "train.max_steps=2", "train.mixed_precision=bf16"))
+    trainer.fit()
+    assert all(torch.isfinite(torch.tensor(v)) for _, v in losses(trainer))
+
+
+def test_fsq_with_3d_discriminator_and_ema(tmp_path: Path, video_dir: Path) -> None:
+    run = debug_run(
+        tmp_path,
+        video_dir,
+        "regularizer=fsq",
+        "regularizer.levels=[8,5,5]",
+        "loss.disc_type=3d",
+        "loss.disc_start=0",
+        "train.ema_decay=0.9",
+        "train.max_steps=2",
+    )
+    trainer = Trainer(run)
+    trainer.fit()
+    assert "aux_loss" in trainer.history[-1]
+    last = CheckpointDir(tmp_path / "run" / "checkpoints").latest()
+    ema = vidtok.load_tokenizer(ckpt=last / "tokenizer_ema.safetensors").state_dict()
+    live = trainer.tok.state_dict()
+    assert any(not torch.equal(ema[k], live[k]) for k in live)
+
+
+def test_highres_decoder_stage_freezes_the_encoder(tmp_path: Path, video_dir: Path) -> None:
+    stage1 = Trainer(debug_run(tmp_path / "s1", video_dir, "train.max_steps=1"))
+    stage1.fit()
+    init = CheckpointDir(tmp_path / "s1" / "run" / "checkpoints").latest() / "tokenizer.safetensors"
+    run = debug_run(
+        tmp_path / "s2", video_dir, "stage=highres_decoder", f"init_from={init}", "data.height=48", "data.width=48"
+    )
+    trainer = Trainer(run)
+    start = {k: v.clone() for k, v in trainer.tok.state_dict().items()}
+    assert torch.equal(start["encoder.conv_in.conv.weight"], stage1.tok.state_dict()["encoder.conv_in.conv.weight"])
+    trainer.fit()
+    end = trainer.tok.state_dict()
+    enc = [k for k in start if k.startswith("encoder.")]
+    dec = [k for k in start if k.startswith("decoder.")]
+    assert all(torch.equal(start[k], end[k]) for k in enc)
+    assert any(not torch.equal(start[k], end[k]) for k in dec)
+
+
+# ---- processes, commands, sweeps ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command_env() -> dict[str, str]:
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_keeps_weights_in_sync(tmp_path: Path, video_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--main_process_port", str(free_port()), str(REPO / "train.py"), "experiment=debug",
+        f"data.path={video_dir}", f"val_data.path={video_dir}", f"run_dir={run_dir}", "train.max_steps=3",
+        "checkpoint.every=3", "hydra.run.dir=" + str(tmp_path / "hydra"),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=command_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = CheckpointDir(run_dir / "checkpoints").latest()
+    assert last is not None and json.loads((last / "trainer_state.json").read_text())["step"] == 3
+    assert (last / "random_states_1.pkl").is_file()  # both processes saved their RNG state
+    assert (run_dir / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_sweep_of_two_runs(tmp_path: Path, video_dir: Path) -> None:
+    cmd = [
+        sys.executable, str(REPO / "train.py"), "-m", "experiment=debug", f"data.path={video_dir}",
+        f"val_data.path={video_dir}", "train.max_steps=1", "optim.lr=1e-4,2e-4", "validation.at_start=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=command_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        job_dir = tmp_path / "sweep" / job
+        assert CheckpointDir(job_dir / "checkpoints").latest() is not None, job_dir
+    from omegaconf import OmegaConf
+
+    lrs = sorted(OmegaConf.load(tmp_path / "sweep" / j / "config.yaml").optim.lr for j in "01")
+    assert lrs == [1e-4, 2e-4]
+
+
+def _train_two_processes(run_dir: str, video_dir: str, break_sync: bool) -> None:
+    from vidtok.training import Trainer, compose_train_config, load_run_config
+
+    cfg = compose_train_config(
+        ["experiment=debug", f"data.path={video_dir}", f"run_dir={run_dir}", "train.max_steps=2", "train.threads=1"]
+    )
+    trainer = Trainer(load_run_config(cfg))
+    if break_sync:
+        trainer._sync_gradients = lambda params: None
+    try:
+        trainer.fit()
+        outcome = "ok"
+    except TrainingError as err:
+        outcome = str(err)
+    Path(run_dir, f"outcome{trainer.acc.process_index}.txt").write_text(outcome)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("break_sync", [False, True])
+def test_two_processes_average_gradients(tmp_path: Path, video_dir: Path, break_sync: bool) -> None:
+    from accelerate import debug_launcher
+
+    debug_launcher(_train_two_processes, args=(str(tmp_path), str(video_dir), break_sync), num_processes=2)
+    outcomes = {(tmp_path / f"outcome{r}.txt").read_text() for r in (0, 1)}
+    if break_sync:  # each process sees its own clips: unsynchronised weights drift apart and are caught
+        assert all("differ between the 2 processes" in o for o in outcomes)
+    else:
+        assert outcomes == {"ok"}

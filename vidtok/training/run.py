@@ -1,0 +1,88 @@
+"""Running a training job from a composed config: what train.py calls, also usable from Python."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import ConfigError, conf_dir, normalize_overrides
+from .config import RunConfig, load_run_config
+
+log = logging.getLogger("vidtok.train")
+
+
+def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/train.yaml`` composed with Hydra overrides, without starting a Hydra app (``run_dir`` must
+    then be given, e.g. ``run_dir=runs/x``, since there is no Hydra output directory)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    overrides = normalize_overrides(list(overrides))
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+    except (HydraException, ValueError) as err:
+        raise ConfigError(f"cannot compose the training config with {overrides}: {err}") from err
+    finally:
+        restore_gh_from_backup(backup)
+    return cfg
+
+
+def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
+    """Train as ``run`` says; returns the last step's logs. Saves the resolved config in the run."""
+    from .trainer import Trainer
+
+    trainer = Trainer(run, accelerator)
+    if trainer.is_main and run.raw is not None:
+        (trainer.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(run.raw)))
+    return trainer.fit()
+
+
+def train_from_hydra(cfg: DictConfig) -> float:
+    """Entry point of train.py; returns the last total loss (what a Hydra sweeper would minimise)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hydra_dir = _hydra_output_dir()
+    try:
+        run = load_run_config(cfg)
+    except ConfigError as err:
+        raise SystemExit(f"config error: {err}") from None
+    try:
+        last = train(run)
+    finally:
+        # several jobs of a -m sweep run in one process: each needs a fresh Accelerate state
+        AcceleratorState._reset_state(True)
+        PartialState._reset_state()
+    _drop_stray_dir(hydra_dir, Path(run.run_dir))
+    return float(last.get("total_loss", math.nan))
+
+
+def _hydra_output_dir() -> Optional[Path]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # not running under a Hydra app
+        return None
+
+
+def _drop_stray_dir(hydra_dir: Optional[Path], run_dir: Path) -> None:
+    """Remove the directory Hydra made on a non-zero rank whose timestamp differs from rank 0's."""
+    if int(os.environ.get("RANK", "0")) == 0 or hydra_dir is None or not hydra_dir.exists():
+        return
+    if hydra_dir.resolve() == run_dir.resolve():
+        return
+    if {p.name for p in hydra_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(hydra_dir, ignore_errors=True)
