@@ -13,7 +13,7 @@ from vidtok.training.run import train_from_hydra
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return train_from_hydra(cfg)
+    return train_from_hydra(cfg, script=__file__)
 
 
 if __name__ == "__main__":

@@ -319,3 +319,49 @@ def test_two_processes_average_gradients(tmp_path: Path, video_dir: Path, break_
         assert all("differ between the 2 processes" in o for o in outcomes)
     else:
         assert outcomes == {"ok"}
+
+
+def test_gradient_accumulation_equals_a_larger_batch(tmp_path: Path, video_dir: Path) -> None:
+    # FSQ without the (batch-nonlinear) entropy term and before the discriminator starts: accumulating
+    # two batches of one is the same optimisation as one batch of two.
+    common = ["regularizer=fsq", "regularizer.levels=[8,5,5]", "loss.entropy_weight=0", "loss.disc_start=100"]
+    one = Trainer(debug_run(tmp_path / "a", video_dir, *common, "data.batch_size=2", "train.max_steps=2"))
+    one.fit()
+    two = Trainer(debug_run(tmp_path / "b", video_dir, *common, "train.grad_accum=2", "train.max_steps=2"))
+    two.fit()
+    for (_, a), (_, b) in zip(losses(one), losses(two), strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
+    for key, value in one.tok.state_dict().items():
+        torch.testing.assert_close(value, two.tok.state_dict()[key], rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_step(tmp_path: Path, video_dir: Path) -> None:
+    plain = Trainer(debug_run(tmp_path / "a", video_dir, "train.max_steps=1", "validation.at_start=false"))
+    plain.fit()
+    overrides = ("train.max_steps=1", "validation.at_start=false", "model.gradient_checkpointing=true")
+    ckpt = Trainer(debug_run(tmp_path / "b", video_dir, *overrides))
+    assert ckpt.tok.encoder.gradient_checkpointing
+    ckpt.fit()
+    assert losses(plain) == losses(ckpt)
+    for key, value in plain.tok.state_dict().items():
+        torch.testing.assert_close(value, ckpt.tok.state_dict()[key], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "wandb"])
+def test_loggers_write_without_network(tmp_path: Path, video_dir: Path, kind: str, monkeypatch) -> None:
+    if kind == "wandb":
+        pytest.importorskip("wandb")
+        monkeypatch.setenv("WANDB_MODE", "offline")
+    run = debug_run(tmp_path, video_dir, f"logger.kind={kind}", "logger.wandb_mode=offline", "train.max_steps=2")
+    Trainer(run).fit()
+    run_dir = tmp_path / "run"
+    if kind == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run_dir / "tb"))
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        assert {"train/total_loss", "train/samples_per_s", "val/psnr", "train/lr/generator"} <= set(tags)
+        assert events.Tags()["images"], "validation samples are logged as frame strips"
+    else:
+        assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))

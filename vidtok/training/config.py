@@ -17,6 +17,16 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import ConfigError, StageConfig, TokenizerConfig
 from ..data.config import DataConfig
 
+
+def _demo_videos(split: str = "train") -> str:
+    from ..demo import demo_dir
+
+    return str(demo_dir(split))
+
+
+# ${vidtok_demo:train} / ${vidtok_demo:val}: the demo clips installed with the package (experiment=demo)
+OmegaConf.register_new_resolver("vidtok_demo", _demo_videos, replace=True)
+
 MIXED_PRECISION = ("no", "bf16", "fp16")
 LOGGERS = ("tensorboard", "wandb", "none")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -242,4 +252,9 @@ def load_run_config(cfg: Any) -> RunConfig:
     if val_data is not None:
         size = (val_data.height or run.resolution[0], val_data.width or run.resolution[1])
         check_clip_fits(tokenizer, val_data.num_frames, size, "val_data")
+        if run.validation.fvd and val_data.num_frames < 16:
+            raise ConfigError(
+                f"validation.fvd needs clips of at least 16 frames (the I3D detector's input), "
+                f"val_data.num_frames is {val_data.num_frames}"
+            )
     return run

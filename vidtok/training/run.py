@@ -49,12 +49,15 @@ def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
     return trainer.fit()
 
 
-def train_from_hydra(cfg: DictConfig) -> float:
-    """Entry point of train.py; returns the last total loss (what a Hydra sweeper would minimise)."""
+def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None) -> float:
+    """Entry point of train.py (``script``: its path); returns the last total loss (what a Hydra sweeper
+    would minimise). With ``launch.accelerate`` on a SLURM node it starts ``accelerate launch`` there instead."""
     from accelerate.state import AcceleratorState, PartialState
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hydra_dir = _hydra_output_dir()
+    if cfg.get("launch", {}).get("accelerate") and "LOCAL_RANK" not in os.environ:
+        return _launch_node(script, hydra_dir)
     try:
         run = load_run_config(cfg)
     except ConfigError as err:
@@ -67,6 +70,29 @@ def train_from_hydra(cfg: DictConfig) -> float:
         PartialState._reset_state()
     _drop_stray_dir(hydra_dir, Path(run.run_dir))
     return float(last.get("total_loss", math.nan))
+
+
+def _launch_node(script: Optional[str | os.PathLike], hydra_dir: Optional[Path]) -> float:
+    """Run this node's share of a multi-node job through ``accelerate launch`` (see vidtok.training.launch)."""
+    import subprocess
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from .launch import slurm_accelerate_command
+
+    if script is None or hydra_dir is None:
+        raise ConfigError("launch.accelerate=true needs train.py run as a Hydra app (with the submitit launcher)")
+    hc = HydraConfig.get()
+    config_dir = next(
+        (src.path.removeprefix("file://") for src in hc.runtime.config_sources if src.provider == "command-line"),
+        None,
+    )
+    cmd = slurm_accelerate_command(
+        script, list(hc.overrides.task), hydra_dir, config_dir=config_dir, config_name=hc.job.config_name
+    )
+    log.info("starting on this node: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    return math.nan
 
 
 def _hydra_output_dir() -> Optional[Path]:

@@ -144,6 +144,7 @@ class Trainer:
         self.last_layer = unwrap_conv(self.tok.decoder.conv_out).weight
         self.logger: Optional[RunLogger] = None
         self.history: list[dict[str, float]] = []  # every step's logs (this process), for tests and callers
+        self._metrics: Any = None
         self._data_epoch: Optional[int] = None
         self._batches: Optional[Iterator[dict]] = None
 
@@ -422,13 +423,16 @@ class Trainer:
         data = self.run.val_data
         size = (data.height or self.run.resolution[0], data.width or self.run.resolution[1])
         dataset = build_dataset(data, train=False, size=size, rank=self.acc.process_index, world_size=self.world)
-        metrics = VideoMetrics(
-            lpips=vcfg.lpips,
-            vgg_path=self.run.loss.vgg_path,
-            fvd=vcfg.fvd,
-            detector_path=vcfg.detector_path,
-            device=self.device,
-        )
+        if self._metrics is None:  # built once: LPIPS and the I3D detector take seconds to load
+            self._metrics = VideoMetrics(
+                lpips=vcfg.lpips,
+                vgg_path=self.run.loss.vgg_path,
+                fvd=vcfg.fvd,
+                detector_path=vcfg.detector_path,
+                device=self.device,
+            )
+        metrics = self._metrics
+        metrics.reset()
         clips, saved = 0, 0
         for batch in build_loader(data, dataset, persistent_workers=False):
             x = batch["video"]

@@ -1,0 +1,182 @@
+"""Per-frame reconstruction metrics (PSNR, SSIM, LPIPS) for videos shaped (B, 3, T, H, W) in [-1, 1].
+
+Conventions (those of the original VidTok evaluation, computed with torchmetrics):
+
+* Both videos are clamped to [-1, 1] (decoders overshoot) and every metric is computed frame by frame.
+* PSNR and SSIM see [0, 1] data with ``data_range=1``; SSIM is not shift-invariant, so the mapping matters.
+* PSNR is ``10 log10(1 / MSE)`` per frame over all channels and pixels, capped at :data:`PSNR_MAX_DB` (80 dB, the
+  ceiling that the original's ``-10 log10(MSE + 1e-8)`` has) so that a perfect frame does not make a mean infinite.
+* SSIM uses an 11-tap Gaussian window with sigma 1.5, K1=0.01, K2=0.03, averaged over channels and over the *valid*
+  region: torchmetrics' SSIM map (which reflect-pads by 5 px) with those 5 px borders cropped, i.e. only windows that
+  lie fully inside the frame, as in the original VidTok code, Wang et al.'s reference and scikit-image.
+  ``border="reflect"`` gives torchmetrics' own number instead (mean over the padded full-size map).
+* LPIPS uses the VGG16 backbone and the LPIPS linear heads bundled with torchmetrics (from the lpips package), on
+  [-1, 1] inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from vidtok.weights import VGG16, resolve_weights
+
+PSNR_MAX_DB = 80.0
+SSIM_KERNEL = 11
+SSIM_SIGMA = 1.5
+_SSIM_PAD = (SSIM_KERNEL - 1) // 2
+# Frames per SSIM call: torchmetrics holds 5 padded copies of the batch at once.
+_SSIM_FRAMES = 32
+
+# torchvision vgg16 ``features`` indices that go into each of LPIPS' five slices (up to relu1_2 ... relu5_3).
+_VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
+_VGG_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+
+
+def check_videos(real: Tensor, fake: Tensor) -> None:
+    """Raise ``ValueError`` unless ``real`` and ``fake`` are same-shaped (B, 3, T, H, W) tensors."""
+    for name, v in (("real", real), ("fake", fake)):
+        if not isinstance(v, Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor (B, 3, T, H, W), found {type(v).__name__}")
+        if v.dim() != 5 or v.shape[1] != 3:
+            raise ValueError(f"{name}: expected shape (B, 3, T, H, W), found {tuple(v.shape)}")
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, found {tuple(real.shape)} and {tuple(fake.shape)}")
+
+
+def to_frames(video: Tensor) -> Tensor:
+    """(B, 3, T, H, W) -> (B*T, 3, H, W), frames of the first video first."""
+    b, c, t, h, w = video.shape
+    return video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
+
+def _unit_frames(video: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Clamp to [-1, 1], map to [0, 1], flatten to frames."""
+    return to_frames(video.to(dtype).clamp(-1, 1).add(1).div(2))
+
+
+@torch.no_grad()
+def psnr_per_frame(real: Tensor, fake: Tensor) -> Tensor:
+    """PSNR in dB of every frame, shape (B, T); inputs (B, 3, T, H, W) in [-1, 1], measured on [0, 1] data."""
+    check_videos(real, fake)
+    b, _, t, _, _ = real.shape
+    # float64: a frame's MSE can be ~1e-9 (near-perfect reconstructions), where float32 sums lose digits.
+    x, y = _unit_frames(real, torch.float64), _unit_frames(fake, torch.float64)
+    psnr = peak_signal_noise_ratio(y, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return psnr.clamp(max=PSNR_MAX_DB).to(torch.float32).view(b, t)
+
+
+@torch.no_grad()
+def ssim_per_frame(
+    real: Tensor,
+    fake: Tensor,
+    border: Literal["valid", "reflect"] = "valid",
+    downsample: bool = False,
+) -> Tensor:
+    """SSIM of every frame, shape (B, T); inputs (B, 3, T, H, W) in [-1, 1], measured on [0, 1] data.
+
+    ``border``: ``"valid"`` averages the SSIM map over windows inside the frame (default, as the original);
+    ``"reflect"`` is torchmetrics' default (reflect padding, full-size map). ``downsample`` first average-pools
+    frames by ``max(1, round(min(H, W) / 256))`` like the original evaluation (a no-op below 384 px).
+    """
+    check_videos(real, fake)
+    if border not in ("valid", "reflect"):
+        raise ValueError(f"border must be 'valid' or 'reflect', found {border!r}")
+    b, _, t, h, w = real.shape
+    x, y = _unit_frames(real), _unit_frames(fake)
+    if downsample:
+        f = max(1, round(min(h, w) / 256))
+        if f > 1:
+            x, y = F.avg_pool2d(x, f), F.avg_pool2d(y, f)
+    h, w = x.shape[-2:]
+    if min(h, w) < SSIM_KERNEL:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_KERNEL}x{SSIM_KERNEL} pixels, found {h}x{w}")
+    out = []
+    for xs, ys in zip(x.split(_SSIM_FRAMES), y.split(_SSIM_FRAMES), strict=True):
+        kwargs = dict(gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL, data_range=1.0)
+        if border == "reflect":
+            out.append(structural_similarity_index_measure(ys, xs, reduction="none", **kwargs))
+        else:
+            _, full = structural_similarity_index_measure(ys, xs, reduction="none", return_full_image=True, **kwargs)
+            p = _SSIM_PAD
+            out.append(full[..., p : h - p, p : w - p].mean(dim=(1, 2, 3)))
+    return torch.cat(out).view(b, t)
+
+
+def _lpips_vgg_class() -> type[nn.Module]:
+    try:
+        from torchmetrics.functional.image.lpips import _LPIPS
+    except ImportError as exc:  # private class; guarded by the test against the public module
+        import torchmetrics
+
+        raise ImportError(
+            f"LPIPSMetric needs torchmetrics.functional.image.lpips._LPIPS, not found in torchmetrics "
+            f"{torchmetrics.__version__}"
+        ) from exc
+    return _LPIPS
+
+
+def vgg16_to_lpips_slices(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """torchvision vgg16 ``features.N.*`` tensors renamed for torchmetrics' LPIPS ``Vgg16`` (``sliceK.N.*``)."""
+    mapped: dict[str, Tensor] = {}
+    for k, (lo, hi) in enumerate(_VGG_SLICES, start=1):
+        for i in range(lo, hi):
+            if i in _VGG_CONVS:
+                for p in ("weight", "bias"):
+                    key = f"features.{i}.{p}"
+                    if key not in state_dict:
+                        found = sorted(state_dict)[:4]
+                        raise ValueError(
+                            f"expected a torchvision vgg16 state dict (features.0.weight ... features.28.bias), "
+                            f"{key} is missing; found keys like {found}"
+                        )
+                    mapped[f"slice{k}.{i}.{p}"] = state_dict[key]
+    return mapped
+
+
+class LPIPSMetric(nn.Module):
+    """Per-frame LPIPS (VGG) between two videos: ``forward(real, fake) -> (B, T)``; always frozen and in eval mode.
+
+    The VGG16 ImageNet backbone comes from :func:`vidtok.weights.resolve_weights` (``vgg_path``, ``$VIDTOK_VGG16``,
+    the torch hub cache, or a download); the LPIPS linear heads are the ones bundled with torchmetrics. Each clip's
+    frames go through the network ``frames_per_batch`` at a time, never mixed with other clips' frames, so a clip's
+    values do not depend on the batch it came in (float32 convolutions round differently for other batch shapes).
+    """
+
+    def __init__(self, vgg_path: Optional[str | os.PathLike] = None, frames_per_batch: int = 16) -> None:
+        super().__init__()
+        if frames_per_batch < 1:
+            raise ValueError(f"frames_per_batch must be >= 1, found {frames_per_batch}")
+        self.frames_per_batch = frames_per_batch
+        path = resolve_weights(VGG16, vgg_path)
+        try:
+            backbone = vgg16_to_lpips_slices(torch.load(path, map_location="cpu", weights_only=True))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        # pnet_rand: build the backbone without torchvision's own download, then load the resolved file into it.
+        self.net = _lpips_vgg_class()(pretrained=True, net="vgg", pnet_rand=True, use_dropout=True)
+        self.net.net.load_state_dict(backbone, strict=True)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> LPIPSMetric:
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, real: Tensor, fake: Tensor) -> Tensor:
+        """LPIPS of every frame, shape (B, T), float32 on this module's device."""
+        check_videos(real, fake)
+        b, _, t, _, _ = real.shape
+        device = next(self.parameters()).device
+        n = self.frames_per_batch
+        out = []
+        for i in range(b):
+            x = to_frames(real[i : i + 1].to(device=device, dtype=torch.float32).clamp(-1, 1))
+            y = to_frames(fake[i : i + 1].to(device=device, dtype=torch.float32).clamp(-1, 1))
+            out += [self.net(xs, ys).flatten() for xs, ys in zip(x.split(n), y.split(n), strict=True)]
+        return torch.cat(out).view(b, t)

@@ -1,0 +1,128 @@
+"""Accumulating reconstruction metrics over clips, across processes when torch.distributed is initialised."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor
+
+from vidtok.metrics.frame import LPIPSMetric, check_videos, psnr_per_frame, ssim_per_frame
+from vidtok.metrics.fvd import I3D_FRAMES, I3D_SHA256, FeatureStats, fvd_from_stats, i3d_features, load_i3d_detector
+
+
+def _distributed() -> bool:
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
+def _gather(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` without torch.distributed)."""
+    if not _distributed():
+        return [obj]
+    out: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    # fsum is exactly rounded, so the result does not depend on the order clips were gathered in.
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+class VideoMetrics:
+    """PSNR / SSIM / LPIPS per clip (means of per-frame values) and optionally FVD over all clips.
+
+    ``update(real, fake, names)`` takes (B, 3, T, H, W) tensors in [-1, 1] and one id per clip. ``records`` holds
+    this process's clips; ``compute()`` and ``all_records()`` gather every process's (collectives: call them on
+    every rank). Summary means are over clips, each clip weighing the same whatever its length. FVD compares the
+    I3D feature statistics of all real clips with those of all reconstructed clips (first ``fvd_frames`` frames).
+    """
+
+    def __init__(
+        self,
+        lpips: bool = True,
+        vgg_path: Optional[Union[str, os.PathLike]] = None,
+        fvd: bool = False,
+        detector_path: Optional[Union[str, os.PathLike]] = None,
+        device: Union[str, torch.device] = "cpu",
+        detector_sha256: Optional[str] = I3D_SHA256,
+        fvd_frames: int = I3D_FRAMES,
+        lpips_frames_per_batch: int = 16,
+    ) -> None:
+        self.device = torch.device(device)
+        self.lpips = LPIPSMetric(vgg_path, frames_per_batch=lpips_frames_per_batch).to(self.device) if lpips else None
+        self.detector = load_i3d_detector(detector_path, self.device, detector_sha256) if fvd else None
+        self.fvd_frames = fvd_frames
+        self.records: list[dict[str, Any]] = []
+        self.gathered_records: list[dict[str, Any]] = []
+        self.real_stats = FeatureStats()
+        self.fake_stats = FeatureStats()
+
+    def reset(self) -> None:
+        """Forget every clip (this process's records and feature statistics)."""
+        self.records = []
+        self.gathered_records = []
+        self.real_stats = FeatureStats()
+        self.fake_stats = FeatureStats()
+
+    @torch.no_grad()
+    def update(self, real: Tensor, fake: Tensor, names: Sequence[str]) -> None:
+        """Score a batch of clips: ``real`` and ``fake`` (B, 3, T, H, W) in [-1, 1], ``names`` one id per clip."""
+        check_videos(real, fake)
+        if isinstance(names, str) or len(names) != real.shape[0]:
+            found = repr(names) if isinstance(names, str) else f"{len(names)} names"
+            raise ValueError(f"names: expected a list of {real.shape[0]} clip ids (one per clip), found {found}")
+        # Metrics are defined in float32 whatever precision the model ran in.
+        with torch.autocast(self.device.type, enabled=False):
+            real = real.detach().to(self.device, torch.float32)
+            fake = fake.detach().to(self.device, torch.float32)
+            psnr = psnr_per_frame(real, fake).cpu()
+            ssim = ssim_per_frame(real, fake).cpu()
+            lpips = self.lpips(real, fake).cpu() if self.lpips is not None else None
+            if self.detector is not None:
+                self.real_stats.update(i3d_features(self.detector, real, self.fvd_frames))
+                self.fake_stats.update(i3d_features(self.detector, fake, self.fvd_frames))
+        for i, name in enumerate(names):
+            rec: dict[str, Any] = {
+                "name": str(name),
+                "frames": int(real.shape[2]),
+                "psnr": _mean(psnr[i].tolist()),
+                "ssim": _mean(ssim[i].tolist()),
+                "lpips": _mean(lpips[i].tolist()) if lpips is not None else None,
+                "psnr_per_frame": psnr[i].tolist(),
+                "ssim_per_frame": ssim[i].tolist(),
+                "lpips_per_frame": lpips[i].tolist() if lpips is not None else None,
+            }
+            self.records.append(rec)
+
+    def all_records(self) -> list[dict[str, Any]]:
+        """Every process's records, rank 0's first (collective under torch.distributed)."""
+        return [r for part in _gather(self.records) for r in part]
+
+    def compute(self) -> dict[str, float]:
+        """Summary over all processes' clips: ``psnr``, ``ssim``, ``lpips`` (if enabled), ``clips``, ``fvd`` (if
+        enabled; NaN with fewer than 2 clips). Identical on every rank; also sets ``gathered_records``."""
+        parts = _gather((self.records, self.real_stats, self.fake_stats))
+        self.gathered_records = [r for recs, _, _ in parts for r in recs]
+        recs = self.gathered_records
+        summary: dict[str, float] = {
+            "psnr": _mean([r["psnr"] for r in recs]),
+            "ssim": _mean([r["ssim"] for r in recs]),
+        }
+        if self.lpips is not None:
+            summary["lpips"] = _mean([r["lpips"] for r in recs])
+        summary["clips"] = len(recs)
+        if self.detector is not None:
+            real, fake = FeatureStats(), FeatureStats()
+            for _, r, f in parts:
+                real.merge(r)
+                fake.merge(f)
+            summary["fvd"] = fvd_from_stats(real, fake)
+        return summary
