@@ -121,6 +121,8 @@ def test_debug_run_trains_saves_and_exports(tmp_path: Path, video_dir: Path) -> 
     assert all(torch.isfinite(torch.tensor(v)) for _, v in losses(trainer))
     assert "g_loss" in trainer.history[-1] and "disc_loss" in trainer.history[-1]  # discriminator from step 2
     assert "disc_loss" not in trainer.history[0]
+    # the discriminator's Adam counts the 2 batches before disc_start, as the original's does
+    assert {int(state["step"]) for state in trainer.opt_d.state.values()} == {4}
     ckpts = CheckpointDir(tmp_path / "run" / "checkpoints").complete()
     assert [s for s, _ in ckpts] == [2, 4]  # keep 2
     last = ckpts[-1][1]
@@ -365,3 +367,39 @@ def test_loggers_write_without_network(tmp_path: Path, video_dir: Path, kind: st
         assert events.Tags()["images"], "validation samples are logged as frame strips"
     else:
         assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_slurm_nodes_build_one_accelerate_launch_each() -> None:
+    from vidtok.training.launch import first_host, slurm_accelerate_command
+
+    assert first_host("gpu[003-005,9],cpu1") == "gpu003"
+    assert first_host("node7") == "node7" and first_host("a-b[10,12]") == "a-b10"
+    env = {
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_GPUS_ON_NODE": "8",
+        "SLURM_JOB_NODELIST": "gpu[017-018]",
+        "SLURM_JOB_ID": "123456",
+    }
+    overrides = ["regularizer=fsq", "compression='488'", "launch.accelerate=true", "data.path=/d", "run_dir=/old"]
+    cmd = slurm_accelerate_command(
+        "train.py", overrides, "/runs/7", env=env, config_dir="/repo/sweeps", config_name="slurm", python="python"
+    )
+    expected_head = [
+        "python", "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", "1",
+        "--num_processes", "16", "--main_process_ip", "gpu017", "--main_process_port", str(20000 + 123456 % 20000),
+        "train.py", "--config-dir", "/repo/sweeps", "--config-name", "slurm",
+    ]  # fmt: skip
+    assert cmd[: len(expected_head)] == expected_head
+    passed = cmd[len(expected_head) :]
+    assert passed == [
+        "regularizer=fsq",
+        "compression='488'",
+        "data.path=/d",
+        "launch.accelerate=false",
+        "run_dir=/runs/7",
+        "hydra.run.dir=/runs/7",
+    ]
+    # what the node's processes will compose is a valid run config
+    run = load_run_config(compose_train_config([o for o in passed if not o.startswith("hydra.")]))
+    assert run.tokenizer.is_discrete and run.run_dir == "/runs/7"

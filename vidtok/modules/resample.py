@@ -41,7 +41,9 @@ class SpatialUpsample(nn.Module):
         self.conv = FrameConv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.interpolate(x.float(), scale_factor=(1.0, 2.0, 2.0), mode="nearest").to(x.dtype)
+        # reduced precisions go through float32 (as the original does); float64 stays exact
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        x = F.interpolate(work, scale_factor=(1.0, 2.0, 2.0), mode="nearest").to(x.dtype)
         return self.conv(x)
 
 

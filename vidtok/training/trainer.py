@@ -256,6 +256,8 @@ class Trainer:
         accum = cfg.grad_accum
         step = self.state.step
         disc_on = step >= self.run.loss.disc_start and self.run.loss.disc_factor > 0
+        if disc_on and not self.opt_d.state:
+            self._prime_discriminator_optimizer(step)
         self._set_lr(step)
         logs: dict[str, float] = {}
         finite = True
@@ -325,6 +327,24 @@ class Trainer:
         logs["lr/discriminator"] = self.opt_d.param_groups[0]["lr"]
         logs["samples"] = float(samples)
         return logs
+
+    def _prime_discriminator_optimizer(self, step: int) -> None:
+        """Give the discriminator's Adam the state the original's has when its discriminator starts.
+
+        The original steps that Adam on every batch from the start, with zero gradients until
+        ``disc_start``: moments stay zero but the step count advances, so bias correction no longer
+        inflates the first real moments and those updates are about 3x a fresh Adam's. vidtok skips
+        the discriminator until then and reproduces that state here instead.
+        """
+        if step == 0:
+            return
+        for group in self.opt_d.param_groups:
+            for p in group["params"]:
+                self.opt_d.state[p] = {
+                    "step": torch.tensor(float(step)),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
 
     def _autocast(self):
         if self.amp_dtype is None:
