@@ -10,6 +10,7 @@ import random
 
 import pytest
 import torch
+
 from conftest import tiny_tokenizer
 
 PRESETS = [
