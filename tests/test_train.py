@@ -403,3 +403,64 @@ def test_slurm_nodes_build_one_accelerate_launch_each() -> None:
     # what the node's processes will compose is a valid run config
     run = load_run_config(compose_train_config([o for o in passed if not o.startswith("hydra.")]))
     assert run.tokenizer.is_discrete and run.run_dir == "/runs/7"
+
+
+def test_demo_experiment_runs_on_the_bundled_clips(tmp_path: Path) -> None:
+    run = load_run_config(
+        compose_train_config(
+            [
+                "experiment=demo",
+                f"run_dir={tmp_path / 'run'}",
+                "train.max_steps=2",
+                "validation.every=2",
+                "validation.at_start=false",
+                "logger.kind=none",
+                "train.threads=1",
+            ]
+        )
+    )
+    assert Path(run.data.path).name == "train" and Path(run.val_data.path).name == "val"
+    trainer = Trainer(run)
+    trainer.fit()
+    assert trainer.state.skipped_inputs == 0
+    assert len(list((tmp_path / "run" / "samples").glob("val_step00000002_*.mp4"))) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_restart_resumes(tmp_path: Path, video_dir: Path) -> None:
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable, str(REPO / "train.py"), "experiment=debug", f"data.path={video_dir}", f"run_dir={run_dir}",
+        f"hydra.run.dir={tmp_path / 'hydra'}", "checkpoint.every=1", "checkpoint.keep=3", "validation.at_start=false",
+        "validation.every=1000",
+    ]  # fmt: skip
+    proc = subprocess.Popen([*args, "train.max_steps=1000"], env=command_env(), cwd=tmp_path)
+    root = run_dir / "checkpoints"
+    deadline = time.monotonic() + 300
+    killed_mid_save = False
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            names = [p.name for p in root.iterdir()] if root.is_dir() else []
+            if len([n for n in names if n.startswith("step_")]) >= 2 and any(n.startswith(".tmp-") for n in names):
+                killed_mid_save = True  # a save is under way: kill it right there
+                break
+            if len([n for n in names if n.startswith("step_")]) >= 3:
+                break
+            time.sleep(0.001)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    newest = CheckpointDir(root).latest()
+    assert newest is not None, "no complete checkpoint before the kill"
+    step = json.loads((newest / "trainer_state.json").read_text())["step"]
+    result = subprocess.run(
+        [*args, f"train.max_steps={step + 2}"], env=command_env(), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from {newest}" in result.stderr
+    assert CheckpointDir(root).latest().name == f"step_{step + 2:08d}"
+    assert not any(p.name.startswith(".tmp-") for p in root.iterdir())
+    print("killed during a save:", killed_mid_save)
