@@ -460,7 +460,26 @@ def test_sigkill_at_any_moment_then_restart_resumes(tmp_path: Path, video_dir: P
         [*args, f"train.max_steps={step + 2}"], env=command_env(), cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed from {newest}" in result.stderr
+    assert f"resumed from {newest}" in result.stdout + result.stderr  # Hydra logs to stdout
     assert CheckpointDir(root).latest().name == f"step_{step + 2:08d}"
     assert not any(p.name.startswith(".tmp-") for p in root.iterdir())
     print("killed during a save:", killed_mid_save)
+
+
+def test_full_loss_with_lpips_and_lpips_validation(tmp_path: Path, video_dir: Path) -> None:
+    from test_losses import random_vgg16_file  # a random VGG16 stand-in (the real one is a download)
+
+    vgg = random_vgg16_file(tmp_path / "vgg16.pth")
+    run = debug_run(
+        tmp_path,
+        video_dir,
+        "loss.perceptual_weight=1.0",
+        f"loss.vgg_path={vgg}",
+        "validation.lpips=true",
+        "loss.disc_start=1",
+        "train.max_steps=2",
+    )
+    trainer = Trainer(run)
+    trainer.fit()
+    assert all(h["p_loss"] > 0 for h in trainer.history)
+    assert "val/lpips" in trainer.validate()

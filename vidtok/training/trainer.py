@@ -69,8 +69,13 @@ def make_accelerator(**kwargs: Any):
     import os
 
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if PartialState._shared_state and PartialState().num_processes != world:
+        # state left by an earlier run in this (or a forked parent) process, set up for another world size
+        AcceleratorState._reset_state(True)
+        PartialState._reset_state()
     cpu = not torch.cuda.is_available()
     accelerator = Accelerator(cpu=cpu, **kwargs)  # mixed precision is the Trainer's own (one scaler, two optimisers)
     if world > 1 and accelerator.num_processes != world:
