@@ -131,7 +131,10 @@ def run_row(args: argparse.Namespace, width: int, processes: int, data: Path, ru
     for line in result.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    return {"error": (result.stderr.strip().splitlines() or ["no output"])[-1]}
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip() and not set(ln.strip()) <= set("=-")]
+    if any("SIGKILL" in ln or "Signal 9" in ln for ln in lines) or result.returncode in (-9, 137):
+        return {"error": "a process was killed (SIGKILL: out of memory?)"}
+    return {"error": lines[-1] if lines else f"exit status {result.returncode}"}
 
 
 def main() -> int:
