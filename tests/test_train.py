@@ -483,3 +483,37 @@ def test_full_loss_with_lpips_and_lpips_validation(tmp_path: Path, video_dir: Pa
     trainer.fit()
     assert all(h["p_loss"] > 0 for h in trainer.history)
     assert "val/lpips" in trainer.validate()
+
+
+def test_slurm_sweep_config_composes_with_the_submitit_launcher(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is not installed")
+    cmd = [
+        sys.executable, str(REPO / "train.py"), "--config-dir", str(REPO / "sweeps"), "--config-name", "slurm",
+        "data.path=/data", "hydra.launcher.nodes=4", "--cfg", "all",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=command_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(result.stdout)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.nodes == 4 and cfg.hydra.launcher.tasks_per_node == 1
+    assert cfg.launch.accelerate is True
+
+
+def test_init_from_an_official_checkpoint_loads_tokenizer_and_discriminator(tmp_path: Path, video_dir: Path) -> None:
+    from vidtok.losses import VidTokLoss
+
+    donor = Trainer(debug_run(tmp_path / "donor", video_dir, "train.max_steps=1"))
+    torch.manual_seed(123)
+    disc = VidTokLoss(donor.run.loss, "kl").discriminator  # weights unlike the run's own
+    state = {k: v + 0.01 for k, v in donor.tok.state_dict().items()}
+    state.update({f"loss.discriminator.{k}": v for k, v in disc.state_dict().items()})
+    state["loss.logvar"] = torch.tensor(-0.5)
+    torch.save({"state_dict": state}, tmp_path / "official_style.ckpt")
+    trainer = Trainer(debug_run(tmp_path / "run", video_dir, f"init_from={tmp_path / 'official_style.ckpt'}"))
+    for key, value in trainer.tok.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    for key, value in trainer.loss.discriminator.state_dict().items():
+        assert torch.equal(value, disc.state_dict()[key]), key
+    assert float(trainer.loss.logvar.detach()) == -0.5
