@@ -310,12 +310,22 @@ def _train_two_processes(run_dir: str, video_dir: str, break_sync: bool) -> None
     Path(run_dir, f"outcome{trainer.acc.process_index}.txt").write_text(outcome)
 
 
+def _spawned_rank(rank: int, port: int, run_dir: str, video_dir: str, break_sync: bool) -> None:
+    # a fresh interpreter per rank (spawn): forking a process whose thread pools are running can deadlock
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    os.environ["ACCELERATE_USE_CPU"] = "1"
+    _train_two_processes(run_dir, video_dir, break_sync)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("break_sync", [False, True])
 def test_two_processes_average_gradients(tmp_path: Path, video_dir: Path, break_sync: bool) -> None:
-    from accelerate import debug_launcher
+    import torch.multiprocessing as mp
 
-    debug_launcher(_train_two_processes, args=(str(tmp_path), str(video_dir), break_sync), num_processes=2)
+    args = (free_port(), str(tmp_path), str(video_dir), break_sync)
+    mp.start_processes(_spawned_rank, args=args, nprocs=2, join=True, start_method="spawn")
     outcomes = {(tmp_path / f"outcome{r}.txt").read_text() for r in (0, 1)}
     if break_sync:  # each process sees its own clips: unsynchronised weights drift apart and are caught
         assert all("differ between the 2 processes" in o for o in outcomes)
