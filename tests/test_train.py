@@ -527,3 +527,12 @@ def test_init_from_an_official_checkpoint_loads_tokenizer_and_discriminator(tmp_
     for key, value in trainer.loss.discriminator.state_dict().items():
         assert torch.equal(value, disc.state_dict()[key]), key
     assert float(trainer.loss.logvar.detach()) == -0.5
+
+
+def test_a_missing_data_folder_fails_before_the_model_is_built(tmp_path: Path, video_dir: Path) -> None:
+    from vidtok.data import DataSourceError
+
+    with pytest.raises(DataSourceError, match="does not exist"):
+        Trainer(debug_run(tmp_path, tmp_path / "no_such_folder"))
+    with pytest.raises(DataSourceError, match="does not exist"):
+        Trainer(debug_run(tmp_path, video_dir, f"val_data.path={tmp_path / 'no_val'}"))

@@ -62,8 +62,14 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
         run = load_run_config(cfg)
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
+    from ..checkpoint import CheckpointError
+    from ..data import DataSourceError
+    from ..weights import WeightsError
+
     try:
         last = train(run)
+    except (DataSourceError, CheckpointError, WeightsError, ConfigError) as err:
+        raise SystemExit(f"cannot train: {err}") from None
     finally:
         # several jobs of a -m sweep run in one process: each needs a fresh Accelerate state
         AcceleratorState._reset_state(True)

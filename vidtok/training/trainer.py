@@ -117,6 +117,7 @@ class Trainer:
             self.ckpts.clean_partial()
         self.acc.wait_for_everyone()
 
+        self._check_data()  # a wrong data path fails now, before any model is built
         set_seed(cfg.seed)  # identical initial weights on every process
         self.tok = build_tokenizer(run.tokenizer).to(self.device)
         self.loss = VidTokLoss(run.loss, run.tokenizer.regularizer.kind).to(self.device)
@@ -154,6 +155,13 @@ class Trainer:
         self._batches: Optional[Iterator[dict]] = None
 
     # ---- set-up helpers ------------------------------------------------------------------------
+    def _check_data(self) -> None:
+        """List the training (and validation) sources once: raises DataSourceError naming a missing folder,
+        CSV file or column, or an empty source."""
+        build_dataset(self.run.data, train=True, size=self.run.resolution)
+        if self.run.val_data is not None:
+            build_dataset(self.run.val_data, train=False, size=self.run.resolution)
+
     def _init_from(self, path: str) -> None:
         """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``."""
         loaded = read_checkpoint(path)
