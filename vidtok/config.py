@@ -316,22 +316,28 @@ def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str
             f"unknown tokenizer {name!r}: expected one of the official names ({', '.join(official_names())}) "
             "or the path of a config file"
         )
+    preset = [f"tokenizer={name}"] if name is not None else []
+    cfg = compose_conf("tokenizer_base", preset + overrides, f"tokenizer {name!r} with overrides {overrides}")
+    return TokenizerConfig.from_any(cfg)
+
+
+def compose_conf(config_name: str, overrides: Sequence[str], what: str) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with Hydra overrides outside a Hydra app (any global Hydra
+    state of a running app is restored afterwards); ConfigError saying "cannot compose <what>" on failure."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    preset = [f"tokenizer={name}"] if name is not None else []
     backup = get_gh_backup()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-            cfg = compose("tokenizer_base", overrides=preset + overrides)
+            return compose(config_name, overrides=list(overrides))
     except (HydraException, ValueError) as err:
-        raise ConfigError(f"cannot compose tokenizer {name!r} with overrides {overrides}: {err}") from err
+        raise ConfigError(f"cannot compose {what}: {err}") from err
     finally:
         restore_gh_from_backup(backup)
-    return TokenizerConfig.from_any(cfg)
 
 
 def _looks_like_path(name: str) -> bool:

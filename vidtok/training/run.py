@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, conf_dir, normalize_overrides
+from ..config import ConfigError, compose_conf, normalize_overrides
 from .config import RunConfig, load_run_config
 
 log = logging.getLogger("vidtok.train")
@@ -21,22 +21,8 @@ log = logging.getLogger("vidtok.train")
 def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
     """``conf/train.yaml`` composed with Hydra overrides, without starting a Hydra app (``run_dir`` must
     then be given, e.g. ``run_dir=runs/x``, since there is no Hydra output directory)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
-
     overrides = normalize_overrides(list(overrides))
-    backup = get_gh_backup()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
-    except (HydraException, ValueError) as err:
-        raise ConfigError(f"cannot compose the training config with {overrides}: {err}") from err
-    finally:
-        restore_gh_from_backup(backup)
-    return cfg
+    return compose_conf("train", overrides, f"the training config with {overrides}")
 
 
 def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
