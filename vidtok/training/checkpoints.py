@@ -56,17 +56,25 @@ class CheckpointDir:
                     removed.append(entry)
         return removed
 
+    def path(self, step: int) -> Path:
+        """Where the checkpoint of ``step`` lives once committed."""
+        return self.root / step_dir_name(step)
+
+    def tmp_path(self, step: int) -> Path:
+        """Where the checkpoint of ``step`` is written before :meth:`commit`."""
+        return self.root / f".tmp-{step_dir_name(step)}"
+
     def begin(self, step: int) -> Path:
         """A fresh temporary folder for the checkpoint of ``step`` (call :meth:`commit` when written)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{step_dir_name(step)}"
+        tmp = self.tmp_path(step)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         return tmp
 
     def commit(self, step: int, tmp: Path) -> Path:
         """Mark the written folder complete, move it into place and prune old checkpoints."""
-        final = self.root / step_dir_name(step)
+        final = self.path(step)
         _fsync_tree(tmp)
         (tmp / MARKER).write_text(f"{step}\n")
         if final.exists():  # a re-save of the same step (e.g. a stop right after a periodic save)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -64,18 +65,23 @@ class TrainState:
             setattr(self, key, int(value))
 
 
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide state, so that the next Accelerator is set up afresh."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+
+
 def make_accelerator(**kwargs: Any):
     """An Accelerator; on a machine without CUDA, several launched processes train on CPU over gloo."""
-    import os
-
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import PartialState
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if PartialState._shared_state and PartialState().num_processes != world:
         # state left by an earlier run in this (or a forked parent) process, set up for another world size
-        AcceleratorState._reset_state(True)
-        PartialState._reset_state()
+        reset_accelerate_state()
     cpu = not torch.cuda.is_available()
     accelerator = Accelerator(cpu=cpu, **kwargs)  # mixed precision is the Trainer's own (one scaler, two optimisers)
     if world > 1 and accelerator.num_processes != world:
@@ -117,7 +123,11 @@ class Trainer:
             self.ckpts.clean_partial()
         self.acc.wait_for_everyone()
 
-        self._check_data()  # a wrong data path fails now, before any model is built
+        # Listed once, now: a wrong data path fails before any model is built, and file lengths probed
+        # in one data epoch are remembered for the next.
+        part = dict(rank=self.acc.process_index, world_size=self.world)
+        self.train_set = build_dataset(run.data, train=True, size=run.resolution, **part)
+        self.val_set = build_dataset(run.val_data, train=False, size=run.resolution, **part) if run.val_data else None
         set_seed(cfg.seed)  # identical initial weights on every process
         self.tok = build_tokenizer(run.tokenizer).to(self.device)
         self.loss = VidTokLoss(run.loss, run.tokenizer.regularizer.kind).to(self.device)
@@ -155,13 +165,6 @@ class Trainer:
         self._batches: Optional[Iterator[dict]] = None
 
     # ---- set-up helpers ------------------------------------------------------------------------
-    def _check_data(self) -> None:
-        """List the training (and validation) sources once: raises DataSourceError naming a missing folder,
-        CSV file or column, or an empty source."""
-        build_dataset(self.run.data, train=True, size=self.run.resolution)
-        if self.run.val_data is not None:
-            build_dataset(self.run.val_data, train=False, size=self.run.resolution)
-
     def _init_from(self, path: str) -> None:
         """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``."""
         loaded = read_checkpoint(path)
@@ -234,13 +237,7 @@ class Trainer:
         cfg = self.run.train
         epoch, offset = divmod(self.state.step, cfg.data_epoch_steps)
         if self._batches is None or epoch != self._data_epoch:
-            dataset = build_dataset(
-                self.run.data,
-                train=True,
-                size=self.run.resolution,
-                rank=self.acc.process_index,
-                world_size=self.world,
-            )
+            dataset = self.train_set
             dataset.set_epoch(epoch)
             # The loader draws its workers' base seed from its own generator, not the global RNG that
             # KL sampling uses: a resumed run then draws the same noise as an uninterrupted one.
@@ -385,9 +382,7 @@ class Trainer:
         """Save the full training state (all processes take part) plus the tokenizer as safetensors."""
         self.check_in_sync()
         step = self.state.step
-        tmp = self.ckpts.root / f".tmp-step_{step:08d}"
-        if self.is_main:
-            tmp = self.ckpts.begin(step)
+        tmp = self.ckpts.begin(step) if self.is_main else self.ckpts.tmp_path(step)
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
         if self.is_main:
@@ -397,7 +392,7 @@ class Trainer:
                 save_tokenizer_safetensors(ema_state, self.run.tokenizer, tmp / "tokenizer_ema.safetensors")
             (tmp / "trainer_state.json").write_text(json.dumps(self.state.state_dict(), indent=1))
         self.acc.wait_for_everyone()
-        final = self.ckpts.root / f"step_{step:08d}"
+        final = self.ckpts.path(step)
         if self.is_main:
             final = self.ckpts.commit(step, tmp)
             log.info("saved checkpoint %s", final)
@@ -428,7 +423,7 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Metrics over the validation data (gathered across processes) and sample reconstructions;
         with EMA weights, a second pass with them (``val_ema/...``)."""
-        if self.run.val_data is None:
+        if self.val_set is None:
             return {}
         passes = [("val", nullcontext())]
         if self.ema is not None:
@@ -453,9 +448,6 @@ class Trainer:
         from ..metrics import VideoMetrics
 
         vcfg = self.run.validation
-        data = self.run.val_data
-        size = (data.height or self.run.resolution[0], data.width or self.run.resolution[1])
-        dataset = build_dataset(data, train=False, size=size, rank=self.acc.process_index, world_size=self.world)
         if self._metrics is None:  # built once: LPIPS and the I3D detector take seconds to load
             self._metrics = VideoMetrics(
                 lpips=vcfg.lpips,
@@ -467,7 +459,7 @@ class Trainer:
         metrics = self._metrics
         metrics.reset()
         clips, saved = 0, 0
-        for batch in build_loader(data, dataset, persistent_workers=False):
+        for batch in build_loader(self.run.val_data, self.val_set, persistent_workers=False):
             x = batch["video"]
             if x is None:
                 continue
