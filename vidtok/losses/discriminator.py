@@ -30,23 +30,31 @@ def _widths(channels: int, num_layers: int) -> list[int]:
     return [channels * min(2**n, 8) for n in range(num_layers + 1)]
 
 
+def _patchgan(
+    conv: type[nn.Module], norm: type[nn.Module], kernel: int, strides: list, in_channels: int, channels: int
+) -> nn.Sequential:
+    """First conv + LeakyReLU, one (conv, batch norm, LeakyReLU) per entry of ``strides`` (bias-free convs),
+    then a 1-channel stride-1 head; the original's layer order, so state-dict keys are ``main.N.*``."""
+    w = _widths(channels, len(strides))
+    layers: list[nn.Module] = [conv(in_channels, w[0], kernel, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+    for n, stride in enumerate(strides, start=1):
+        layers += [
+            conv(w[n - 1], w[n], kernel, stride=stride, padding=1, bias=False),
+            norm(w[n]),
+            nn.LeakyReLU(0.2, True),
+        ]
+    layers.append(conv(w[-1], 1, kernel, stride=1, padding=1))
+    return nn.Sequential(*layers)
+
+
 class NLayerDiscriminator(nn.Module):
     """2-D PatchGAN: (N, C, H, W) -> patch logits (N, 1, h, w). 4x4 convs; ``num_layers`` stride-2 convs
     (batch norm after all but the first), a stride-1 conv, then a 1-channel stride-1 head."""
 
     def __init__(self, in_channels: int = 3, channels: int = 64, num_layers: int = 3):
         super().__init__()
-        w = _widths(channels, num_layers)
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, w[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        for n in range(1, num_layers + 1):
-            stride = 2 if n < num_layers else 1
-            layers += [
-                nn.Conv2d(w[n - 1], w[n], 4, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(w[n]),
-                nn.LeakyReLU(0.2, True),
-            ]
-        layers.append(nn.Conv2d(w[num_layers], 1, 4, stride=1, padding=1))
-        self.main = nn.Sequential(*layers)
+        strides = [2 if n < num_layers else 1 for n in range(1, num_layers + 1)]
+        self.main = _patchgan(nn.Conv2d, nn.BatchNorm2d, 4, strides, in_channels, channels)
         self.apply(init_discriminator_weights)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -59,17 +67,8 @@ class NLayerDiscriminator3D(nn.Module):
 
     def __init__(self, in_channels: int = 3, channels: int = 64, num_layers: int = 3):
         super().__init__()
-        w = _widths(channels, num_layers)
-        layers: list[nn.Module] = [nn.Conv3d(in_channels, w[0], 3, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        for n in range(1, num_layers + 1):
-            stride = (2 if n == 1 else 1, 2, 2) if n < num_layers else 1
-            layers += [
-                nn.Conv3d(w[n - 1], w[n], 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm3d(w[n]),
-                nn.LeakyReLU(0.2, True),
-            ]
-        layers.append(nn.Conv3d(w[num_layers], 1, 3, stride=1, padding=1))
-        self.main = nn.Sequential(*layers)
+        strides = [(2 if n == 1 else 1, 2, 2) if n < num_layers else 1 for n in range(1, num_layers + 1)]
+        self.main = _patchgan(nn.Conv3d, nn.BatchNorm3d, 3, strides, in_channels, channels)
         self.apply(init_discriminator_weights)
 
     def forward(self, x: Tensor) -> Tensor:
