@@ -7,7 +7,7 @@
 Each row launches ``accelerate launch`` with that many processes (on a machine without CUDA, CPU
 processes over gloo), builds the real Trainer (KL 488, discriminator on from the first step), runs
 ``--warmup`` untimed steps and ``--steps`` timed ones. Without ``--data`` it trains on generated
-moving-pattern mp4 clips. Peak memory is each process's peak RSS (CPU) or max allocated (CUDA).
+moving-shapes mp4 clips. Peak memory is each process's peak RSS (CPU) or max allocated (CUDA).
 """
 
 from __future__ import annotations
@@ -27,24 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_videos(folder: Path, count: int, frames: int, size: int) -> None:
-    """Moving gradient patterns (so the clips are not trivially compressible), h264 mp4."""
-    import math
-
-    import torch
-
-    from vidtok.video import write_video
+    """Moving-shapes clips (vidtok.synthetic), h264 mp4."""
+    from vidtok.synthetic import moving_shapes
+    from vidtok.video import tensor_to_frames, write_video
 
     folder.mkdir(parents=True, exist_ok=True)
-    ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     for v in range(count):
-        video = []
-        for t in range(frames):
-            phase = 2 * math.pi * (t / 24 + v / count)
-            r = 0.5 + 0.5 * torch.sin(6 * xs + phase)
-            g = 0.5 + 0.5 * torch.sin(5 * ys - phase * 1.3)
-            b = 0.5 + 0.5 * torch.sin(4 * (xs + ys) + phase * 0.7)
-            video.append(torch.stack([r, g, b], dim=-1))
-        write_video(folder / f"pattern{v}.mp4", (torch.stack(video) * 255).round().to(torch.uint8), fps=24)
+        write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=24)
 
 
 def worker(args: argparse.Namespace) -> None:
