@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -194,6 +194,44 @@ def decode_video(
     return writer.frames_written
 
 
+def reconstruct_stream(
+    tok: Tokenizer,
+    chunks: Iterable[Tensor],
+    *,
+    chunk_frames: int = 16,
+    chunk_latents: int = 4,
+    tile: Optional[int] = None,
+    tile_overlap: Optional[int] = None,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Causal models: reconstruct a video that arrives as float chunks (B, 3, n, H, W) in [-1, 1] of any sizes.
+
+    Yields ``(inputs, reconstruction)`` pairs of equal length as soon as frames are decoded (the
+    reconstruction as the decoder returns it, not clamped); together they hold every input frame once, in
+    order, and equal a full pass over the whole video up to float rounding. Memory does not grow with the
+    video's length: only the frames waiting for their reconstruction are kept.
+    """
+    waiting: deque[Tensor] = deque()  # input frames (B, 3, 1, H, W) waiting for their reconstruction
+
+    def pair(recon: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        recon = recon[:, :, : len(waiting)]
+        if not recon.shape[2]:
+            return None
+        return torch.cat([waiting.popleft() for _ in range(recon.shape[2])], dim=2), recon
+
+    enc = tok.encoder_stream(chunk_frames, tile=tile, tile_overlap=tile_overlap)
+    with enc, tok.decoder_stream(chunk_latents, tile=tile, tile_overlap=tile_overlap) as dec:
+        for frames in chunks:
+            waiting.extend(frames.split(1, dim=2))
+            latents = enc.push(frames)
+            if latents.shape[2] and (out := pair(dec.push(latents))) is not None:
+                yield out
+        tail = enc.finish()
+        if tail.shape[2] and (out := pair(dec.push(tail))) is not None:
+            yield out
+        if (out := pair(dec.finish())) is not None:
+            yield out
+
+
 def reconstruct_video(
     tok: Tokenizer,
     in_path: str | os.PathLike,
@@ -216,47 +254,36 @@ def reconstruct_video(
     against the processed input, over all frames.
     """
     plan = plan_read(tok, in_path, height, width, sample_fps, max_frames)
-    originals: deque[Tensor] = deque()  # input frames waiting for their reconstruction
     squared_error, count = 0.0, 0
 
-    def emit(writer: VideoWriter, recon: Tensor) -> None:
-        nonlocal squared_error, count
-        frames = tensor_to_frames(recon)
-        if not frames.shape[0]:
-            return
-        inputs = torch.cat([originals.popleft() for _ in range(frames.shape[0])])
-        squared_error += (frames.float() - inputs.float()).pow(2).sum().item()
-        count += inputs.numel()
-        writer.write(torch.cat([inputs, frames], dim=2) if side_by_side else frames)
-
-    def queue(frames: Tensor) -> None:
-        originals.extend(frames.split(1))
+    def pairs() -> Iterator[tuple[Tensor, Tensor]]:
+        if tok.config.causal:
+            chunks = (frames_to_tensor(frames) for frames in _frames(plan, chunk_frames))
+            yield from reconstruct_stream(
+                tok,
+                chunks,
+                chunk_frames=chunk_frames,
+                chunk_latents=chunk_latents,
+                tile=tile,
+                tile_overlap=tile_overlap,
+            )
+        else:
+            _clip_frames(tok, chunk_frames)
+            for frames in _frames(plan, chunk_frames):
+                x = frames_to_tensor(frames)
+                yield x, tok(x, tile=tile, tile_overlap=tile_overlap, pad=True)
 
     with (
         torch.inference_mode(),
         VideoWriter(out_path, plan.fps) as writer,
         _bar(plan.expected_frames, "reconstruct", progress) as bar,
     ):
-        if tok.config.causal:
-            enc = tok.encoder_stream(chunk_frames, tile=tile, tile_overlap=tile_overlap)
-            with enc, tok.decoder_stream(chunk_latents, tile=tile, tile_overlap=tile_overlap) as dec:
-                for frames in _frames(plan, chunk_frames):
-                    queue(frames)
-                    latents = enc.push(frames_to_tensor(frames))
-                    if latents.shape[2]:
-                        emit(writer, dec.push(latents)[:, :, : len(originals)])
-                    bar.update(frames.shape[0])
-                tail = enc.finish()
-                if tail.shape[2]:
-                    emit(writer, dec.push(tail)[:, :, : len(originals)])
-                emit(writer, dec.finish()[:, :, : len(originals)])
-        else:
-            _clip_frames(tok, chunk_frames)
-            for frames in _frames(plan, chunk_frames):
-                queue(frames)
-                recon = tok(frames_to_tensor(frames), tile=tile, tile_overlap=tile_overlap, pad=True)
-                emit(writer, recon)
-                bar.update(frames.shape[0])
+        for x, recon in pairs():
+            inputs, frames = tensor_to_frames(x), tensor_to_frames(recon)
+            squared_error += (frames.float() - inputs.float()).pow(2).sum().item()
+            count += inputs.numel()
+            writer.write(torch.cat([inputs, frames], dim=2) if side_by_side else frames)
+            bar.update(frames.shape[0])
     mse = squared_error / max(count, 1)
     psnr = float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
     return {"frames": writer.frames_written, "height": plan.height, "width": plan.width, "fps": plan.fps, "psnr": psnr}

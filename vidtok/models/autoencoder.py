@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import partial
+from typing import Optional
 
 import torch.nn as nn
 from torch import Tensor
@@ -160,8 +161,9 @@ class Encoder(_CheckpointMixin, nn.Module):
         self.norm_out = ChannelLayerNorm(block_in)
         self.conv_out = layers.volume_conv(block_in, out_channels, 3)
 
-    def forward(self, x: Tensor, first_chunk: bool = True) -> Tensor:
-        head = self.collapse_head and first_chunk
+    def forward(self, x: Tensor, first_chunk: bool = True, collapse_head: Optional[bool] = None) -> Tensor:
+        """``collapse_head=False``: ``x`` holds its first group in full (f frames that need not be equal)."""
+        head = (self.collapse_head if collapse_head is None else collapse_head) and first_chunk
         h = channels_last(self.conv_in(channels_last(x)))  # a 3-channel input conv may not keep the layout
         for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal, strict=True)):
             for block in _interleaved(down, down_t):
@@ -215,8 +217,11 @@ class Decoder(_CheckpointMixin, nn.Module):
         self.norm_out = ChannelLayerNorm(block_in)
         self.conv_out = layers.volume_conv(block_in, cfg.model.in_channels, 3)
 
-    def forward(self, z: Tensor, first_chunk: bool = True) -> Tensor:
-        head = self.collapse_head and first_chunk
+    def forward(self, z: Tensor, first_chunk: bool = True, collapse_head: Optional[bool] = None) -> Tensor:
+        """``collapse_head=False`` decodes the first latent as a full group of f frames even for a model that
+        could collapse it (for latents whose first group was not f copies of one frame)."""
+        collapse = self.collapse_head if collapse_head is None else collapse_head
+        head = collapse and first_chunk
         h = self.conv_in(channels_last(z))
         for block in _mid(self.mid):
             h = self._run(block, h)
@@ -228,7 +233,7 @@ class Decoder(_CheckpointMixin, nn.Module):
             if i in self.spatial_up:
                 h = up.upsample(h)
                 if i in self.temporal_up:
-                    if self.collapse_head:  # the first group is one frame at every level
+                    if collapse:  # the first group is one frame at every level
                         h = up_t.upsample(h, 1, collapsed_head=head)
                     else:
                         h = up_t.upsample(h, first_group)

@@ -13,6 +13,7 @@ Frame counts (f = temporal factor):
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Optional
 
 import torch
@@ -202,6 +203,44 @@ class Tokenizer(nn.Module):
         num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
         z = self.encode(x, sample=sample, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap, pad=pad)
         return self.decode(z, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)[:, :, :num_frames]
+
+    def reconstruct_after(
+        self,
+        x: Tensor,
+        context: Tensor,
+        *,
+        tile: Optional[int] = None,
+        tile_overlap: Optional[int] = None,
+    ) -> Tensor:
+        """Causal models: encode and decode ``x`` (B, 3, T, H, W), T = 1 + k*f, with ``context`` (B, 3, f-1, H, W),
+        the frames that precede it, in place of the f-1 copies of its first frame that the encoder pads with.
+
+        This is the original's ``pad_gen_frames``: a video reconstructed clip by clip, each clip led by the last
+        f-1 reconstructed frames of the one before, so that consecutive clips join more smoothly. Returns the T
+        frames of ``x``; with ``tile`` the passes are tiled as in :meth:`encode` / :meth:`decode`.
+        """
+        if not self.config.causal:
+            raise ValueError(f"{self._label()} is non-causal: context frames only lead the clips of causal models")
+        f = self.config.temporal_factor
+        self._check_video(x)
+        if (x.shape[2] - 1) % f:
+            raise InputError(f"reconstruct_after takes T = 1 + k*{f} frames, got T={x.shape[2]}")
+        want = (x.shape[0], x.shape[1], f - 1, *x.shape[3:])
+        if not isinstance(context, Tensor) or tuple(context.shape) != want:
+            found = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
+            raise InputError(f"context: expected f-1 = {f - 1} frames of shape {want}, found {found}")
+        tile, overlap = self._tile_args(tile, tile_overlap)
+        full = torch.cat([context.to(x), x], dim=2).to(self._dtype())
+        encode = partial(self.encoder, collapse_head=False)
+        decode = partial(self.decoder, collapse_head=False)
+        fs = self.config.spatial_factor
+        if tile is None:
+            moments = encode(full)
+        else:
+            moments = tiled(lambda part, _: encode(part), full, tile, overlap, 1 / fs)
+        z = self._regularize(moments)
+        out = decode(z) if tile is None else tiled(lambda part, _: decode(part), z, tile // fs, overlap // fs, fs)
+        return out[:, :, f - 1 :]
 
     def compile(self, **kwargs) -> Tokenizer:
         """Compile the encoder and decoder with ``torch.compile`` (in place: state-dict keys do not change).
