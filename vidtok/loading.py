@@ -33,9 +33,29 @@ def apply_overrides(config: TokenizerConfig, overrides: Sequence[str]) -> Tokeni
 
 
 def resolve_config(
-    name: Optional[str], ckpt_config: Optional[TokenizerConfig], ckpt_path: Optional[Path], overrides: Sequence[str]
+    name: Optional[str],
+    ckpt_config: Optional[TokenizerConfig],
+    ckpt_path: Optional[Path],
+    overrides: Sequence[str],
+    config: Optional[TokenizerConfig] = None,
 ) -> TokenizerConfig:
-    """Decide the tokenizer config from the name, the checkpoint's own metadata and the overrides."""
+    """Decide the tokenizer config from the name (or a given ``config``), the checkpoint's own metadata and the
+    overrides. An official checkpoint file name that names another official tokenizer is refused: the v1.0 and
+    v1.1 versions of a model have the same keys and shapes, so nothing else would catch the mix-up."""
+    if config is not None:
+        if name is not None:
+            raise ConfigError(f"give a tokenizer name or a config, not both (name={name!r}, config {config.name!r})")
+        config = apply_overrides(config, overrides)
+        name = config.name
+    if ckpt_path is not None and name in official_names():
+        stem = ckpt_path.name.split(".")[0]
+        if stem in official_names() and stem != name:
+            raise CheckpointError(
+                f"{ckpt_path} is the official checkpoint of {stem!r}, not of the requested tokenizer {name!r}; "
+                f"pass tokenizer={stem} (or rename the file if it really holds {name!r} weights)"
+            )
+    if config is not None:
+        return _check_against(config, ckpt_config, ckpt_path, name)
     if name is None and ckpt_config is not None:
         return apply_overrides(ckpt_config, overrides)
     if name is None and ckpt_path is not None:
@@ -48,7 +68,12 @@ def resolve_config(
                 "carries no config metadata; pass the name, e.g. "
                 f"load_tokenizer('vidtok_kl_causal_488_4chn', ckpt='{ckpt_path}')"
             )
-    config = compose_tokenizer_config(name, overrides)
+    return _check_against(compose_tokenizer_config(name, overrides), ckpt_config, ckpt_path, name)
+
+
+def _check_against(
+    config: TokenizerConfig, ckpt_config: Optional[TokenizerConfig], ckpt_path: Optional[Path], name: Optional[str]
+) -> TokenizerConfig:
     if ckpt_config is not None:
         diffs = config.differences(ckpt_config)
         if diffs:
@@ -65,6 +90,7 @@ def load_tokenizer(
     overrides: Sequence[str] = (),
     *,
     device: str | torch.device = "cpu",
+    config: Optional[TokenizerConfig] = None,
 ) -> Tokenizer:
     """Build a tokenizer and load its weights.
 
@@ -76,6 +102,7 @@ def load_tokenizer(
             ignored), a bare state dict, or a ``.safetensors`` file. ``None`` gives random weights.
         overrides: Hydra-style overrides such as ``["model.ch=16"]``.
         device: where to put the model.
+        config: a full tokenizer config to use instead of ``name`` (e.g. one Hydra composed from the groups).
 
     Returns the tokenizer in eval mode with gradients switched off for its parameters (call
     ``.train().requires_grad_(True)`` to fine-tune). Keys are checked strictly: missing, unexpected
@@ -83,7 +110,7 @@ def load_tokenizer(
     """
     loaded = read_checkpoint(ckpt) if ckpt is not None else None
     config = resolve_config(
-        name, loaded.config if loaded else None, Path(ckpt) if ckpt is not None else None, overrides
+        name, loaded.config if loaded else None, Path(ckpt) if ckpt is not None else None, overrides, config
     )
     if loaded is None:
         tokenizer = Tokenizer(config)

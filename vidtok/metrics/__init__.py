@@ -14,7 +14,7 @@ from vidtok.metrics.fvd import (
     load_i3d_detector,
     preprocess_for_i3d,
 )
-from vidtok.metrics.video import VideoMetrics
+from vidtok.metrics.video import FrameScorer, VideoMetrics
 
 __all__ = [
     "I3D",
@@ -24,6 +24,7 @@ __all__ = [
     "I3D_SHA256",
     "PSNR_MAX_DB",
     "FeatureStats",
+    "FrameScorer",
     "LPIPSMetric",
     "VideoMetrics",
     "frechet_distance",

@@ -36,6 +36,62 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
 
 
+class FrameScorer:
+    """Per-frame PSNR / SSIM / LPIPS of pairs of clips, and I3D features of clips for FVD.
+
+    Everything is computed in float32 on ``device`` whatever precision the model ran in, one clip at a time where
+    batching could change the rounding, so a clip's numbers do not depend on the clips it was batched with.
+    ``ssim_downsample`` average-pools large frames first as the original evaluation does (see
+    :func:`~vidtok.metrics.ssim_per_frame`).
+    """
+
+    def __init__(
+        self,
+        lpips: bool = True,
+        vgg_path: Optional[Union[str, os.PathLike]] = None,
+        fvd: bool = False,
+        detector_path: Optional[Union[str, os.PathLike]] = None,
+        device: Union[str, torch.device] = "cpu",
+        detector_sha256: Optional[str] = I3D_SHA256,
+        fvd_frames: int = I3D_FRAMES,
+        lpips_frames_per_batch: int = 16,
+        ssim_downsample: bool = False,
+    ) -> None:
+        self.device = torch.device(device)
+        self.lpips = LPIPSMetric(vgg_path, frames_per_batch=lpips_frames_per_batch).to(self.device) if lpips else None
+        self.detector = load_i3d_detector(detector_path, self.device, detector_sha256) if fvd else None
+        self.fvd_frames = fvd_frames
+        self.ssim_downsample = ssim_downsample
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return ("psnr", "ssim", "lpips") if self.lpips is not None else ("psnr", "ssim")
+
+    @torch.no_grad()
+    def score(self, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """``{"psnr", "ssim", ["lpips"]}`` per frame, each (B, T) float32 on the CPU; inputs (B, 3, T, H, W)."""
+        check_videos(real, fake)
+        with torch.autocast(self.device.type, enabled=False):
+            real = real.detach().to(self.device, torch.float32)
+            fake = fake.detach().to(self.device, torch.float32)
+            out = {
+                "psnr": psnr_per_frame(real, fake).cpu(),
+                "ssim": ssim_per_frame(real, fake, downsample=self.ssim_downsample).cpu(),
+            }
+            if self.lpips is not None:
+                out["lpips"] = self.lpips(real, fake).cpu()
+        return out
+
+    @torch.no_grad()
+    def features(self, video: Tensor) -> Tensor:
+        """I3D features (B, D) float64 on the CPU of the first ``fvd_frames`` frames of each clip (B, 3, T, H, W)."""
+        if self.detector is None:
+            raise RuntimeError("this scorer was built without FVD (fvd=False)")
+        with torch.autocast(self.device.type, enabled=False):
+            video = video.detach().to(self.device, torch.float32)
+            return i3d_features(self.detector, video, self.fvd_frames).to("cpu", torch.float64)
+
+
 class VideoMetrics:
     """PSNR / SSIM / LPIPS per clip (means of per-frame values) and optionally FVD over all clips.
 
@@ -56,10 +112,9 @@ class VideoMetrics:
         fvd_frames: int = I3D_FRAMES,
         lpips_frames_per_batch: int = 16,
     ) -> None:
-        self.device = torch.device(device)
-        self.lpips = LPIPSMetric(vgg_path, frames_per_batch=lpips_frames_per_batch).to(self.device) if lpips else None
-        self.detector = load_i3d_detector(detector_path, self.device, detector_sha256) if fvd else None
-        self.fvd_frames = fvd_frames
+        self.scorer = FrameScorer(
+            lpips, vgg_path, fvd, detector_path, device, detector_sha256, fvd_frames, lpips_frames_per_batch
+        )
         self.records: list[dict[str, Any]] = []
         self.gathered_records: list[dict[str, Any]] = []
         self.real_stats = FeatureStats()
@@ -79,16 +134,11 @@ class VideoMetrics:
         if isinstance(names, str) or len(names) != real.shape[0]:
             found = repr(names) if isinstance(names, str) else f"{len(names)} names"
             raise ValueError(f"names: expected a list of {real.shape[0]} clip ids (one per clip), found {found}")
-        # Metrics are defined in float32 whatever precision the model ran in.
-        with torch.autocast(self.device.type, enabled=False):
-            real = real.detach().to(self.device, torch.float32)
-            fake = fake.detach().to(self.device, torch.float32)
-            psnr = psnr_per_frame(real, fake).cpu()
-            ssim = ssim_per_frame(real, fake).cpu()
-            lpips = self.lpips(real, fake).cpu() if self.lpips is not None else None
-            if self.detector is not None:
-                self.real_stats.update(i3d_features(self.detector, real, self.fvd_frames))
-                self.fake_stats.update(i3d_features(self.detector, fake, self.fvd_frames))
+        scores = self.scorer.score(real, fake)
+        psnr, ssim, lpips = scores["psnr"], scores["ssim"], scores.get("lpips")
+        if self.scorer.detector is not None:
+            self.real_stats.update(self.scorer.features(real))
+            self.fake_stats.update(self.scorer.features(fake))
         for i, name in enumerate(names):
             rec: dict[str, Any] = {
                 "name": str(name),
@@ -116,10 +166,10 @@ class VideoMetrics:
             "psnr": _mean([r["psnr"] for r in recs]),
             "ssim": _mean([r["ssim"] for r in recs]),
         }
-        if self.lpips is not None:
+        if self.scorer.lpips is not None:
             summary["lpips"] = _mean([r["lpips"] for r in recs])
         summary["clips"] = len(recs)
-        if self.detector is not None:
+        if self.scorer.detector is not None:
             real, fake = FeatureStats(), FeatureStats()
             for _, r, f in parts:
                 real.merge(r)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import check_state_dict, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
 from ..data.config import build_dataset, build_loader
+from ..distributed import make_accelerator, reset_accelerate_state  # noqa: F401 (re-exported)
 from ..loading import build_tokenizer
 from ..modules.conv import unwrap_conv
 from ..video import tensor_to_frames, write_video
@@ -65,33 +65,6 @@ class TrainState:
             setattr(self, key, int(value))
 
 
-def reset_accelerate_state() -> None:
-    """Forget Accelerate's process-wide state, so that the next Accelerator is set up afresh."""
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
-
-
-def make_accelerator(**kwargs: Any):
-    """An Accelerator; on a machine without CUDA, several launched processes train on CPU over gloo."""
-    from accelerate import Accelerator
-    from accelerate.state import PartialState
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if PartialState._shared_state and PartialState().num_processes != world:
-        # state left by an earlier run in this (or a forked parent) process, set up for another world size
-        reset_accelerate_state()
-    cpu = not torch.cuda.is_available()
-    accelerator = Accelerator(cpu=cpu, **kwargs)  # mixed precision is the Trainer's own (one scaler, two optimisers)
-    if world > 1 and accelerator.num_processes != world:
-        raise TrainingError(
-            f"launched with WORLD_SIZE={world} but Accelerate set up {accelerator.num_processes} process(es); "
-            "on CPU launch with ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N"
-        )
-    return accelerator
-
-
 class Trainer:
     """Builds everything a run needs from a :class:`RunConfig` and trains; see the module docstring."""
 
@@ -104,6 +77,7 @@ class Trainer:
         cfg = run.train
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        # no mixed_precision here: autocast and the one GradScaler for both optimisers are the Trainer's own
         self.acc = accelerator or make_accelerator()
         self.device = self.acc.device
         self.amp_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]

@@ -1,0 +1,39 @@
+"""Accelerate set-up shared by training and evaluation: one Accelerator per process, on CPU over gloo where
+there is no CUDA."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+
+class LaunchError(RuntimeError):
+    """The processes were launched in a way Accelerate did not set up as asked."""
+
+
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide state, so that the next Accelerator is set up afresh."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+
+
+def make_accelerator(**kwargs: Any):
+    """An Accelerator; on a machine without CUDA, several launched processes run on CPU over gloo."""
+    from accelerate import Accelerator
+    from accelerate.state import PartialState
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if PartialState._shared_state and PartialState().num_processes != world:
+        # state left by an earlier run in this (or a forked parent) process, set up for another world size
+        reset_accelerate_state()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
+    if world > 1 and accelerator.num_processes != world:
+        raise LaunchError(
+            f"launched with WORLD_SIZE={world} but Accelerate set up {accelerator.num_processes} process(es); "
+            "on CPU launch with ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N"
+        )
+    return accelerator

@@ -1,0 +1,19 @@
+"""Evaluation by the VidTok paper's protocol: PSNR / SSIM / LPIPS per frame, FVD, reports.
+
+>>> from vidtok.evaluation import evaluate
+>>> result = evaluate({"ckpt": "vidtok_kl_causal_488_4chn.ckpt", "data": {"dir": "MCL-JCV/"}})
+>>> result.summary["psnr"], result.summary["ssim"]
+"""
+
+from .config import EvalConfig, EvalDataConfig, MetricsConfig, OutputConfig
+from .run import EvalResult, evaluate, evaluate_from_hydra
+
+__all__ = [
+    "EvalConfig",
+    "EvalDataConfig",
+    "EvalResult",
+    "MetricsConfig",
+    "OutputConfig",
+    "evaluate",
+    "evaluate_from_hydra",
+]

@@ -1,0 +1,512 @@
+"""Evaluate a tokenizer on a set of videos: reconstruct them by the paper's protocol, score every frame, gather.
+
+:func:`evaluate` is what ``evaluate.py`` runs; it works the same from Python (``evaluate({"ckpt": ..., "data":
+{"dir": ...}})``) and under ``accelerate launch``, where every process takes every n-th video and the results are
+gathered once at the end. A video's numbers never depend on the process count: clips are batched only with clips
+of the same video, metrics are computed clip by clip, summary means use exactly rounded sums, and the FVD
+statistics are accumulated in the videos' order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections import deque
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..config import ConfigError, TokenizerConfig
+from ..data.dataset import READ_ERRORS
+from ..distributed import make_accelerator
+from ..inference.pipeline import reconstruct_stream
+from ..loading import load_tokenizer
+from ..metrics import FeatureStats, FrameScorer, fvd_from_stats
+from ..video import VideoWriter, tensor_to_frames
+from .config import EvalConfig
+from .videos import ListingFailure, Piece, VideoTask, clip_pieces, list_videos, prefetch, whole_pieces
+
+log = logging.getLogger("vidtok.evaluate")
+
+TIMERS = ("read", "model", "metrics", "write")
+
+
+@dataclass
+class EvalResult:
+    """Everything an evaluation produced, identical on every process.
+
+    ``summary``: means over every evaluated frame (``psnr``, ``ssim``, ``lpips``), ``fvd``, counts and throughput;
+    ``videos`` / ``clips``: one record per video / clip, in the listing's order (videos carry their per-frame
+    values); ``failed``: the videos that could not be evaluated and why; ``tokenizer``: what was evaluated.
+    """
+
+    summary: dict[str, Any]
+    videos: list[dict[str, Any]]
+    clips: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    tokenizer: dict[str, Any]
+    config: dict[str, Any]
+    output_dir: Optional[Path] = None
+    files: list[Path] = field(default_factory=list)
+
+
+def evaluate(
+    config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, write: bool = True, tokenizer: Any = None
+) -> EvalResult:
+    """Run an evaluation as ``config`` (an :class:`EvalConfig`, a dict or an OmegaConf node) says.
+
+    Writes the reports to ``config.output.dir`` (on the main process) when ``write`` and a directory is set.
+    ``tokenizer``: an already loaded tokenizer to evaluate instead of loading ``ckpt`` (its identity is then the
+    config's). Raises ConfigError / CheckpointError / WeightsError / DataSourceError before any video is read.
+    """
+    cfg = EvalConfig.from_any(config)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = accelerator or make_accelerator()
+    device = torch.device(cfg.device) if cfg.device else acc.device
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision=fp16 needs a CUDA device; found {device} (use bf16 or full)")
+    if tokenizer is None:
+        composed = TokenizerConfig.from_any(cfg.tokenizer_config) if cfg.tokenizer_config else None
+        tokenizer = load_tokenizer(cfg.tokenizer, cfg.ckpt, cfg.overrides, device=device, config=composed)
+    tok = tokenizer
+    tok = tok.to(device).eval()
+    tc = tok.config
+    cfg.check_for(tc.causal, tc.temporal_factor, tc.spatial_factor, tok._label())
+    scorer = FrameScorer(
+        lpips=cfg.metrics.lpips,
+        vgg_path=cfg.metrics.vgg_path,
+        fvd=cfg.metrics.fvd,
+        detector_path=cfg.metrics.detector_path,
+        device=device,
+        detector_sha256=cfg.metrics.detector_sha256,
+        fvd_frames=cfg.metrics.fvd_frames,
+        ssim_downsample=True,
+    )
+    out_dir = _output_dir(cfg, acc) if write else None
+    identity = tokenizer_identity(tok, cfg)
+    runner = _VideoRunner(tok, scorer, cfg, device, out_dir)
+
+    start = time.perf_counter()
+    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
+    if cfg.data.resolved_source() != "shards":
+        listing = list(listing)
+    bar = tqdm(
+        listing,
+        total=len(listing) if isinstance(listing, list) else None,
+        desc=f"evaluate [{acc.process_index}]" if acc.num_processes > 1 else "evaluate",
+        unit="video",
+        disable=not cfg.output.progress,
+        position=acc.process_index,
+    )
+    records, failed, features = [], [], []
+    with torch.inference_mode():
+        for task in bar:
+            if isinstance(task, ListingFailure):
+                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": task.reason})
+                continue
+            try:
+                record, feats = runner.run(task)
+            except READ_ERRORS as err:
+                log.warning("skipping %s: %s", task.name, err)
+                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": str(err)})
+                continue
+            records.append(record)
+            features.extend(feats)
+            bar.set_postfix(psnr=f"{record['psnr']:.2f}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+
+    parts = _gather((records, failed, features, elapsed), acc)
+    records = sorted((r for p in parts for r in p[0]), key=lambda r: r["order"])
+    failed = sorted((f for p in parts for f in p[1]), key=lambda f: f["order"])
+    features = sorted((f for p in parts for f in p[2]), key=lambda f: f[:2])
+    wall = max(p[3] for p in parts)
+    summary = summarize(records, failed, features, scorer, wall, acc.num_processes)
+    clips = [dict(c, video=r["video"]) for r in records for c in r["clips"]]
+    result = EvalResult(summary, records, clips, failed, identity, cfg.to_dict(), out_dir)
+    if out_dir is not None and acc.is_main_process:
+        from .report import write_reports
+
+        result.files = write_reports(result, out_dir, figure=cfg.output.figure, figure_videos=cfg.output.figure_videos)
+    acc.wait_for_everyone()
+    return result
+
+
+class _VideoRunner:
+    """Reconstructs and scores one video at a time."""
+
+    def __init__(self, tok: Any, scorer: FrameScorer, cfg: EvalConfig, device: torch.device, out_dir: Optional[Path]):
+        self.tok, self.scorer, self.cfg, self.device, self.out_dir = tok, scorer, cfg, device, out_dir
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+        self.f = tok.config.temporal_factor
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self, task: VideoTask) -> tuple[dict[str, Any], list[tuple]]:
+        """The video's record and its FVD features ``(order, window, real, fake)``; read errors propagate, and then
+        nothing of the video is kept (a half-written reconstruction is removed)."""
+        cfg = self.cfg
+        size = (cfg.height, cfg.width)
+        if cfg.mode == "whole":
+            pieces = whole_pieces(
+                task, sample_fps=cfg.sample_fps, size=size, chunk_frames=cfg.chunk_frames, trim=cfg.trim
+            )
+        else:
+            group = 1 if cfg.pad_gen_frames else cfg.batch_size
+            clip = cfg.clip_length(self.tok.config.causal)
+            pieces = clip_pieces(
+                task, sample_fps=cfg.sample_fps, size=size, clip_frames=clip, last=cfg.last_clip, group=group
+            )
+        state = _VideoState(task, self.scorer.metric_names)
+        writer: Optional[VideoWriter] = None
+        reader = prefetch(pieces)
+        pairs = self._whole(reader, state) if cfg.mode == "whole" else self._clips(reader, state)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                item = next(pairs, None)  # reads (in the reader thread) and runs the model
+                self._sync()
+                t1 = time.perf_counter()
+                state.seconds["model"] += t1 - t0
+                if item is None:
+                    break
+                x, recon, indices, clip_ids = item
+                recon = recon.float().clamp(-1, 1)
+                state.add(self.scorer.score(x, recon), indices, clip_ids)
+                if self.scorer.detector is not None:
+                    state.add_windows(self.scorer, x, recon, clip_mode=cfg.mode == "clips")
+                t2 = time.perf_counter()
+                if self.out_dir is not None and cfg.output.reconstructions:
+                    if writer is None:
+                        writer = VideoWriter(self._video_path(task), state.fps)
+                    _write(writer, x, recon, indices, cfg.output.side_by_side)
+                t3 = time.perf_counter()
+                state.seconds["metrics"] += t2 - t1
+                state.seconds["write"] += t3 - t2
+            if writer is not None:
+                writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            pairs.close()
+            reader.close()
+        state.seconds["model"] -= state.seconds["read"]  # the generator's time less the waits for the reader
+        return state.record(), state.features
+
+    def _next_piece(self, reader, state: _VideoState) -> Optional[Piece]:
+        t0 = time.perf_counter()
+        piece = next(reader, None)
+        state.seconds["read"] += time.perf_counter() - t0
+        if piece is not None:
+            state.fps = piece.fps
+        return piece
+
+    def _clips(self, reader, state: _VideoState):
+        """(inputs, reconstructions, source indices per clip, clip numbers) per piece of clips."""
+        cfg, tok = self.cfg, self.tok
+        context: Optional[Tensor] = None
+        clip_no = 0
+        while (piece := self._next_piece(reader, state)) is not None:
+            x = piece.video.to(self.device)
+            with self.autocast:
+                if cfg.pad_gen_frames:
+                    outs = []
+                    for clip in x.split(1):
+                        if context is None:
+                            out = tok(clip, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+                        else:
+                            out = tok.reconstruct_after(clip, context, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+                        out = out.clamp(-1, 1)
+                        context = out[:, :, 1 - self.f :]
+                        outs.append(out)
+                    recon = torch.cat(outs)
+                else:
+                    recon = tok(x, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+            ids = list(range(clip_no, clip_no + x.shape[0]))
+            clip_no += x.shape[0]
+            yield x, recon, piece.indices, ids
+
+    def _whole(self, reader, state: _VideoState):
+        """(inputs, reconstructions, [source indices], [chunk numbers]) as the causal stream returns frames."""
+        cfg = self.cfg
+        indices: deque[tuple[int, int]] = deque()
+
+        def chunks():
+            chunk_no = 0
+            while (piece := self._next_piece(reader, state)) is not None:
+                indices.extend((i, chunk_no) for i in piece.indices[0])
+                chunk_no += 1
+                yield piece.video.to(self.device)
+
+        stream = reconstruct_stream(
+            self.tok,
+            chunks(),
+            chunk_frames=cfg.chunk_frames,
+            chunk_latents=max(1, cfg.chunk_frames // self.f),
+            tile=cfg.tile,
+            tile_overlap=cfg.tile_overlap,
+        )
+        try:
+            while True:
+                with self.autocast:  # around each step only: the consumer's code runs without it
+                    item = next(stream, None)
+                if item is None:
+                    return
+                x, recon = item
+                taken = [indices.popleft() for _ in range(x.shape[2])]
+                yield x, recon, [[i for i, _ in taken]], [[c for _, c in taken]]
+        finally:
+            stream.close()  # an aborted video releases the model's streaming state
+
+    def _video_path(self, task: VideoTask) -> Path:
+        stem = task.key.rsplit(".", 1)[0] if "." in Path(task.key).name else task.key
+        path = self.out_dir / "reconstructions" / (stem.replace("/", "__").replace("#", "_") + ".mp4")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _write(writer: VideoWriter, x: Tensor, recon: Tensor, indices: list[list[int]], side_by_side: bool) -> None:
+    """Append reconstructed frames, without the copies that complete a last clip."""
+    for i, clip in enumerate(indices):
+        keep = len(clip) - _padding(clip)
+        frames = tensor_to_frames(recon[i : i + 1, :, :keep])
+        if side_by_side:
+            frames = torch.cat([tensor_to_frames(x[i : i + 1, :, :keep]), frames], dim=2)
+        writer.write(frames)
+
+
+def _padding(indices: list[int]) -> int:
+    """How many trailing entries repeat the one before them (copies completing a last clip)."""
+    n = 0
+    while n + 1 < len(indices) and indices[-1 - n] == indices[-2 - n]:
+        n += 1
+    return n
+
+
+class _VideoState:
+    """Per-frame values of one video as they come, then its record."""
+
+    def __init__(self, task: VideoTask, metrics: tuple[str, ...]):
+        self.task = task
+        self.metrics = metrics
+        self.values: dict[str, list[float]] = {m: [] for m in metrics}
+        self.source_frames: list[int] = []
+        self.clip_of_frame: list[int] = []
+        self.padded: list[bool] = []
+        self.features: list[tuple] = []
+        self.fps = 0.0
+        self.seconds = dict.fromkeys(TIMERS, 0.0)
+        self._window: tuple[list[Tensor], list[Tensor]] = ([], [])
+
+    def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list) -> None:
+        for i, clip in enumerate(indices):
+            pad = _padding(clip)
+            ids = clip_ids[i] if isinstance(clip_ids[i], list) else [clip_ids[i]] * len(clip)
+            for m in self.metrics:
+                self.values[m].extend(scores[m][i].tolist())
+            self.source_frames.extend(clip)
+            self.clip_of_frame.extend(ids)
+            self.padded.extend([False] * (len(clip) - pad) + [True] * pad)
+
+    def add_windows(self, scorer: FrameScorer, x: Tensor, recon: Tensor, clip_mode: bool) -> None:
+        """FVD features: the first ``fvd_frames`` of every clip, or consecutive windows of a whole video."""
+        n = scorer.fvd_frames
+        if clip_mode:
+            real, fake = scorer.features(x), scorer.features(recon)
+            for i in range(x.shape[0]):
+                self._feature(real[i], fake[i])
+            return
+        self._window[0].append(x.float().cpu())
+        self._window[1].append(recon.float().cpu())
+        have = sum(v.shape[2] for v in self._window[0])
+        if have < n:
+            return
+        real, fake = torch.cat(self._window[0], dim=2), torch.cat(self._window[1], dim=2)
+        while real.shape[2] >= n:
+            self._feature(scorer.features(real[:, :, :n])[0], scorer.features(fake[:, :, :n])[0])
+            real, fake = real[:, :, n:], fake[:, :, n:]
+        self._window = ([real], [fake]) if real.shape[2] else ([], [])
+
+    def _feature(self, real: Tensor, fake: Tensor) -> None:
+        self.features.append((self.task.order, len(self.features), real.numpy(), fake.numpy()))
+
+    def record(self) -> dict[str, Any]:
+        task = self.task
+        clips: dict[int, list[int]] = {}
+        for pos, c in enumerate(self.clip_of_frame):
+            clips.setdefault(c, []).append(pos)
+        clip_rows = []
+        for c, positions in clips.items():
+            row: dict[str, Any] = {
+                "clip": c,
+                "first_frame": self.source_frames[positions[0]],
+                "last_frame": self.source_frames[positions[-1]],
+                "frames": len(positions),
+                "padded_frames": sum(self.padded[p] for p in positions),
+            }
+            row.update({m: _mean([self.values[m][p] for p in positions]) for m in self.metrics})
+            clip_rows.append(row)
+        rec: dict[str, Any] = {
+            "order": task.order,
+            "video": task.key,
+            "name": task.name,
+            "fps": self.fps,
+            "frames": len(self.source_frames),
+            "padded_frames": sum(self.padded),
+            "clips": clip_rows,
+            "fvd_windows": len(self.features),
+            "seconds": dict(self.seconds),
+        }
+        rec.update({m: _mean(self.values[m]) for m in self.metrics})
+        rec["per_frame"] = {
+            "source_frame": self.source_frames,
+            "clip": self.clip_of_frame,
+            "padded": self.padded,
+            **{m: self.values[m] for m in self.metrics},
+        }
+        return rec
+
+
+def _mean(values: list[float]) -> float:
+    # fsum is exactly rounded: the mean does not depend on the order values were added in
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def summarize(
+    records: list[dict], failed: list[dict], features: list[tuple], scorer: FrameScorer, wall: float, processes: int
+) -> dict[str, Any]:
+    """The headline numbers: every metric's mean over all evaluated frames (each frame weighs the same, as in the
+    original's evaluation), FVD over all windows, counts, and where the time went."""
+    summary: dict[str, Any] = {
+        "videos": len(records),
+        "failed": len(failed),
+        "clips": sum(len(r["clips"]) for r in records),
+        "frames": sum(r["frames"] for r in records),
+    }
+    for m in scorer.metric_names:
+        summary[m] = _mean([v for r in records for v in r["per_frame"][m]])
+    if scorer.detector is not None:
+        real, fake = FeatureStats(), FeatureStats()
+        for _, _, fr, ff in features:
+            real.update(fr[None])
+            fake.update(ff[None])
+        summary["fvd"] = fvd_from_stats(real, fake)
+        summary["fvd_clips"] = len(features)
+    seconds = {k: math.fsum(r["seconds"][k] for r in records) for k in TIMERS}
+    busy = math.fsum(seconds.values())
+    summary["seconds"] = wall
+    summary["processes"] = processes
+    summary["videos_per_second"] = len(records) / wall if wall > 0 else math.nan
+    summary["time_share"] = {k: (v / busy if busy > 0 else math.nan) for k, v in seconds.items()}
+    return summary
+
+
+def tokenizer_identity(tok: Any, cfg: EvalConfig) -> dict[str, Any]:
+    """What was evaluated: the tokenizer's name and full config, the checkpoint file and its SHA-256."""
+    import vidtok
+
+    info: dict[str, Any] = {
+        "name": tok.config.name,
+        "causal": tok.config.causal,
+        "compression": f"{tok.config.temporal_factor}x{tok.config.spatial_factor}x{tok.config.spatial_factor}",
+        "regularizer": tok.config.regularizer.kind,
+        "latent_channels": tok.config.latent_channels,
+        "parameters": sum(p.numel() for p in tok.parameters()),
+        "vidtok_version": vidtok.__version__,
+        "torch_version": torch.__version__,
+    }
+    if cfg.ckpt:
+        path = Path(cfg.ckpt)
+        info["ckpt"] = str(path.resolve())
+        if path.is_file():
+            info["ckpt_bytes"] = path.stat().st_size
+            info["ckpt_sha256"] = _sha256(path)
+    from dataclasses import asdict
+
+    info["config"] = asdict(tok.config)
+    return info
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _output_dir(cfg: EvalConfig, acc: Any) -> Optional[Path]:
+    """The main process's output directory, the same on every process."""
+    out = [cfg.output.dir]
+    if acc.num_processes > 1:
+        torch.distributed.broadcast_object_list(out, src=0)
+    if out[0] is None:
+        return None
+    path = Path(out[0])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _gather(obj: Any, acc: Any) -> list[Any]:
+    if acc.num_processes == 1:
+        return [obj]
+    out: list[Any] = [None] * acc.num_processes
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def feature_arrays(features: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(real, fake) feature matrices (N, D) in the order FVD uses."""
+    if not features:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    return np.stack([f[2] for f in features]), np.stack([f[3] for f in features])
+
+
+def evaluate_from_hydra(cfg: Any) -> float:
+    """Entry point of evaluate.py: runs :func:`evaluate`, prints the summary table, exits with one line on a
+    config, checkpoint, weights or data error. Returns the PSNR."""
+    from ..checkpoint import CheckpointError
+    from ..data import DataSourceError
+    from ..distributed import reset_accelerate_state
+    from ..weights import WeightsError
+    from .report import format_summary
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from omegaconf import OmegaConf
+
+        raw = OmegaConf.to_container(cfg, resolve=True)
+        if raw.get("output", {}).get("dir") is None:
+            raw.setdefault("output", {})["dir"] = _hydra_output_dir()
+        result = evaluate(raw)
+    except (ConfigError, CheckpointError, WeightsError, DataSourceError) as err:
+        raise SystemExit(f"cannot evaluate: {err}") from None
+    finally:
+        reset_accelerate_state()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_summary(result))
+    return float(result.summary.get("psnr", math.nan))
+
+
+def _hydra_output_dir() -> Optional[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.output_dir
+    except Exception:  # not running under a Hydra app
+        return None

@@ -1,0 +1,220 @@
+"""Which videos a process evaluates, and their frames as the protocol cuts them (clips, or whole-video chunks).
+
+Each video is decoded once, front to back, keeping every ``round(fps / sample_fps)``-th frame; frames are resized
+on [0, 1] floats (antialiased, short side to the target) and centre-cropped, as the original's evaluation does,
+with no rounding to uint8 in between. Reading runs in a background thread one step ahead of the model.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, TypeVar, Union
+
+import torch
+from torch import Tensor
+
+from ..data.sources import Failure, Record, csv_records, expand_urls, folder_records, shard_records
+from ..data.transforms import frames_to_clip
+from ..video import VideoError, VideoSource, frame_interval, open_video, source_name, stream_fps
+from .config import EvalDataConfig
+
+T = TypeVar("T")
+
+
+@dataclass
+class VideoTask:
+    """One video to evaluate: ``order`` is its position in the whole list (reports are sorted by it)."""
+
+    order: int
+    key: str
+    name: str
+    source: VideoSource
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class ListingFailure:
+    """An entry of the listing that is no video (a broken shard, a sample without a video file)."""
+
+    order: int
+    key: str
+    name: str
+    reason: str
+
+
+@dataclass
+class Piece:
+    """Frames of one video ready for the model: ``video`` (n, 3, T, H, W) in [-1, 1]; ``indices`` the source
+    frame index of every frame of each of the n clips (in ``whole`` mode n = 1 and T is a chunk)."""
+
+    video: Tensor
+    indices: list[list[int]]
+    fps: float
+
+
+def list_videos(data: EvalDataConfig, rank: int = 0, world: int = 1) -> Iterator[Union[VideoTask, ListingFailure]]:
+    """This process's share of the videos (every ``world``-th one from ``rank``), at most ``data.limit`` in all
+    processes together. Folders and CSVs are listed up front; shards are streamed, every process reading every
+    shard and keeping its own samples, so the split does not depend on how samples fall into shards."""
+    source = data.resolved_source()
+    if source == "shards":
+        items: Iterator[Union[Record, Failure]] = (item for url in expand_urls(data.dir) for item in shard_records(url))
+    elif source == "csv":
+        csv_path = Path(data.meta) if data.meta else Path(data.dir)
+        if data.meta and not csv_path.is_absolute() and not csv_path.is_file():
+            csv_path = Path(data.dir) / csv_path
+        root = Path(data.dir) if data.meta else csv_path.parent
+        items = iter(csv_records(root, csv_path, data.column))
+    else:
+        items = iter(folder_records(data.dir))
+    for order, item in enumerate(items):
+        if data.limit is not None and order >= data.limit:
+            return
+        if order % world != rank:
+            continue
+        if isinstance(item, Failure):
+            yield ListingFailure(order, item.name, item.name, item.reason)
+        else:
+            yield VideoTask(order, item.key, item.name, item.source, item.meta)
+
+
+def sampled_frames(source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None) -> Iterator:
+    """``(fps of the sampled frames, iterator of (source index, uint8 frame (H, W, 3)))``, decoding front to back.
+    Corrupt data raises :class:`VideoError` naming the video (after the frames decoded before it)."""
+    import av
+
+    label = source_name(source, name)
+    container = open_video(source, name)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    interval = frame_interval(stream_fps(stream, label), sample_fps)
+    fps = stream_fps(stream, label) / interval
+
+    def frames() -> Iterator[tuple[int, Tensor]]:
+        decoded = 0
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                decoded += 1
+                if index % interval == 0:
+                    yield index, torch.from_numpy(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError as err:
+            raise VideoError(f"cannot decode video {label} after {decoded} frames: {err}") from None
+        finally:
+            container.close()
+        if decoded == 0:
+            raise VideoError(f"video {label} holds no decodable frames")
+
+    return fps, frames()
+
+
+def clip_pieces(
+    task: VideoTask,
+    *,
+    sample_fps: Optional[float],
+    size: tuple[int, int],
+    clip_frames: int,
+    last: str,
+    group: int,
+) -> Iterator[Piece]:
+    """Consecutive clips of ``clip_frames`` sampled frames, ``group`` clips per piece (never two videos in one);
+    the last clip is completed with copies of its final frame (``last="repeat"``) or dropped (``"drop"``)."""
+    fps, frames = sampled_frames(task.source, sample_fps, task.name)
+    clips: list[tuple[list[int], list[Tensor]]] = []
+    current: tuple[list[int], list[Tensor]] = ([], [])
+    count = 0
+    for index, frame in frames:
+        count += 1
+        current[0].append(index)
+        current[1].append(frame)
+        if len(current[0]) == clip_frames:
+            clips.append(current)
+            current = ([], [])
+            if len(clips) == group:
+                yield _piece(clips, size, fps)
+                clips = []
+    if current[0] and last == "repeat":
+        missing = clip_frames - len(current[0])
+        clips.append((current[0] + [current[0][-1]] * missing, current[1] + [current[1][-1]] * missing))
+    if clips:
+        yield _piece(clips, size, fps)
+    elif count < clip_frames and last == "drop":
+        raise VideoError(
+            f"{task.name} has {count} sampled frames, fewer than one clip of {clip_frames} (last_clip=drop)"
+        )
+
+
+def whole_pieces(
+    task: VideoTask,
+    *,
+    sample_fps: Optional[float],
+    size: tuple[int, int],
+    chunk_frames: int,
+    trim: bool,
+) -> Iterator[Piece]:
+    """The whole video in chunks of ``chunk_frames`` sampled frames (the first one a frame longer). With ``trim``,
+    as the original's long-video evaluation: ``1 + k * chunk_frames`` frames, the rest dropped, and a video of
+    ``chunk_frames`` frames or fewer refused."""
+    fps, frames = sampled_frames(task.source, sample_fps, task.name)
+    pending: tuple[list[int], list[Tensor]] = ([], [])
+    want, count = chunk_frames + 1, 0
+    for index, frame in frames:
+        count += 1
+        pending[0].append(index)
+        pending[1].append(frame)
+        if len(pending[0]) == want:
+            yield _piece([pending], size, fps)
+            pending, want = ([], []), chunk_frames
+    if count <= chunk_frames and trim:
+        raise VideoError(
+            f"{task.name} has {count} sampled frames; the whole-video protocol (trim=true) needs more than "
+            f"chunk_frames={chunk_frames}"
+        )
+    if pending[0] and not trim:
+        yield _piece([pending], size, fps)
+
+
+def _piece(clips: list[tuple[list[int], list[Tensor]]], size: tuple[int, int], fps: float) -> Piece:
+    video = torch.stack([frames_to_clip(torch.stack(frames), size) for _, frames in clips])
+    return Piece(video, [list(indices) for indices, _ in clips], fps)
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced in a background thread, up to ``depth`` ahead; its exceptions re-raised here in order.
+    Closing the returned generator stops the thread at its next item."""
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                out.put((item, None))
+            out.put((_DONE, None))
+        except BaseException as err:  # handed to the consumer, who decides
+            out.put((None, err))
+
+    thread = threading.Thread(target=produce, name="vidtok-eval-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = out.get()
+            if err is not None:
+                raise err
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
