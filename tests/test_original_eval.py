@@ -57,7 +57,7 @@ def one_thread() -> None:
 
 # Runs in a fresh interpreter: argv = original checkout, config, checkpoint, width, input file, output file, clip
 # length.
-ORIGINAL_RUNNER = r'''
+ORIGINAL_RUNNER = r"""
 import importlib.machinery
 import importlib.util
 import sys
@@ -108,7 +108,7 @@ with torch.no_grad():
         # the same script without --pad_gen_frames: every clip on its own
         out[f"plain_{i}"] = model(clip)[1].contiguous()
 save_file(out, dst)
-'''
+"""
 
 
 def original_config(root: Path, name: str) -> Path:
@@ -125,7 +125,12 @@ def run_original_loop(root: Path, name: str, ckpt: Path, ch: int, x: torch.Tenso
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = "1"
     run = subprocess.run(
-        [sys.executable, str(script), *map(str, args)], env=env, cwd=workdir, capture_output=True, text=True, timeout=600
+        [sys.executable, str(script), *map(str, args)],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, f"the original failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     return load_file(dst)
@@ -221,10 +226,13 @@ def structured_pair(h: int, w: int, noise: float, frames: int = 3, seed: int = 0
 def test_psnr_ssim_match_original(hw: tuple[int, int], noise: float) -> None:
     """PSNR: the original adds 1e-8 to every frame's MSE (-10 log10(MSE + 1e-8)), which lowers a 46 dB frame by
     1.7e-3 dB and a 66 dB one by 0.17 dB; ours is 10 log10(1 / MSE) in float64. With the 1e-8 put back into ours the
-    two agree to float32 precision. SSIM: the same formula (torchmetrics' map cropped to the valid windows, after
-    the same average pooling); evaluated in float64 both agree to 1e-16. In float32 the original is within 3e-6 of
-    its float64 value and ours (torchmetrics' float32 path) within 9e-6, so the two float32 numbers differ by up to
-    1.1e-5; ours is held to 1e-5 of the original's formula in float64 and 2e-5 of its float32 number."""
+    two agree to float32 precision (1e-5 dB).
+
+    SSIM: the same formula (torchmetrics' map cropped to the valid windows, after the same average pooling); in
+    float64 the two agree to 1e-16. In float32 the original is within 3e-6 of its float64 value, ours within 9e-6
+    and biased upwards: torchmetrics' float32 Gaussian window sums to 1 - 9.3e-8 (renormalised, ours would be within
+    7e-7). So the two float32 numbers differ by up to 1.1e-5: ours is held to 1e-5 of the original's formula in
+    float64 and to 2e-5 of its float32 number."""
     util = import_original_util(ORIGINAL)
     real, fake = structured_pair(*hw, noise)
     # the original's evaluation: clamp, map to [0, 1], frames (N, 3, H, W); it returns the mean over frames
@@ -241,7 +249,6 @@ def test_psnr_ssim_match_original(hw: tuple[int, int], noise: float) -> None:
         f"ssim ours {ssim_u:.8f} original {ssim_o:.8f} (float64 {ssim_o64:.8f})"
     )
     assert abs(psnr_u_eps - psnr_o) <= PSNR_TOL, (psnr_u_eps, psnr_o)
-    assert 0 <= psnr_u - psnr_u_eps <= 10 * math.log10(1 + 1e-8 / 10 ** (-psnr_u / 10) * 2)  # only the 1e-8 apart
     assert abs(ssim_u - ssim_o64) <= SSIM_TOL, (ssim_u, ssim_o64)
     assert abs(ssim_u - ssim_o) <= 2 * SSIM_TOL, (ssim_u, ssim_o)
 

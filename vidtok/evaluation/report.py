@@ -46,9 +46,10 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
     lines.append(f"{'all frames':<{width}}{s['frames']:>8}" + "".join(f"{_fmt(s[m]):>12}" for m in metrics))
     if "fvd" in s:
         lines.append(f"FVD {_fmt(s['fvd'], 2)} over {s['fvd_clips']} clips of {cfg['metrics']['fvd_frames']} frames")
-    lines.append(f"{s['videos']} videos evaluated, {s['clips']} clips, {s['failed']} failed")
+    unit = "chunks" if cfg["mode"] == "whole" else "clips"
+    lines.append(f"{s['videos']} videos evaluated ({s['clips']} {unit}), {s['failed']} not evaluated")
     for f in result.failed:
-        lines.append(f"  FAILED {f['video']}: {f['reason']}")
+        lines.append(f"  NOT EVALUATED {f['video']}: {f['reason']}")
     share = ", ".join(f"{k} {_fmt(100 * v, 0)}%" for k, v in s["time_share"].items())
     lines.append(
         f"{_fmt(s['seconds'], 1)} s on {s['processes']} process(es), {_fmt(s['videos_per_second'], 3)} videos/s "
