@@ -10,17 +10,16 @@ reconstructions and reports are not written) over ``--videos`` videos with a tok
 does not depend on the values) of the preset, ``model.ch`` set to the width (128: full width). Without ``--data``
 the videos are generated moving-shapes clips (``vidtok.synthetic``, h264 mp4) of ``--frames`` frames at 30 fps,
 ``--size`` x ``--size``, sampled at 30 fps: every frame is used. ``clips`` mode cuts them into clips of 17 frames
-(the last one completed with copies of its final frame), ``whole`` streams each video through the model in
-chunks of 16 frames (trimmed to 1 + 16k frames, as the paper's protocol does).
+(16 for non-causal presets; the last one completed with copies of its final frame); ``whole`` streams each video
+through the model in chunks of 16 frames (trimmed to 1 + 16k frames, as the paper's protocol does).
 
-Before each timed evaluation an untimed one on the first video only runs with the same tokenizer and settings,
-so one-time costs (oneDNN / cuDNN kernel selection, allocator growth, loading the metric networks' weights) are
-not counted. ``seconds`` is evaluate's own wall time of the video loop (model and metric networks already
-loaded); ``frames`` counts the distinct source frames reconstructed and scored (not the copies that complete a
-last clip). The time shares are evaluate's ``summary["time_share"]``, fractions of the busy time: ``read`` the
-main loop waiting for decoding (which runs in a background thread, so it is the part decoding did not hide),
-``model`` tokenizer encode + decode, ``metrics`` PSNR / SSIM (and LPIPS / FVD when on), ``write`` writing
-reconstructions (always ~0 here).
+Before each timed evaluation an untimed one on the first video only runs with the same tokenizer and settings, so
+one-time costs (oneDNN / cuDNN kernel selection, allocator growth) are not counted. ``seconds`` is evaluate's own
+wall time of its video loop (its clock starts after the metric networks are loaded); ``frames`` counts the distinct
+source frames reconstructed and scored (not the copies that complete a last clip). The time shares are evaluate's
+``summary["time_share"]``, fractions of the busy time: ``read`` the main loop waiting for decoding (which runs in a
+background thread, so it is the part decoding did not hide), ``model`` tokenizer encode + decode, ``metrics`` PSNR
+/ SSIM (and LPIPS / FVD when on), ``write`` writing reconstructions (always ~0 here).
 
 LPIPS is off by default: it needs the VGG16 ImageNet weights (``--vgg-path``, ``$VIDTOK_VGG16`` or the torch hub
 cache); FVD (``--fvd on``) likewise needs the I3D detector (``--detector-path`` or ``$VIDTOK_I3D``). A row whose
@@ -90,7 +89,9 @@ def on_off(values: list[str]) -> list[bool]:
     return [v == "on" for v in (values or ["on"])]
 
 
-def eval_config(args: argparse.Namespace, name: str, width: int, mode: str, lpips: bool, fvd: bool, data: Path, limit):
+def eval_config(
+    args: argparse.Namespace, name: str, width: int, mode: str, lpips: bool, fvd: bool, data: Path, limit: int
+) -> dict:
     return {
         "ckpt": f"<random weights: {name} model.ch={width}>",  # identity report only (no such file)
         "data": {"dir": str(data), "limit": limit},
@@ -114,13 +115,14 @@ def eval_config(args: argparse.Namespace, name: str, width: int, mode: str, lpip
 def run_row(args: argparse.Namespace, tok, name: str, width: int, mode: str, lpips: bool, fvd: bool, data: Path):
     """The timed evaluation's summary (after an untimed one on the first video), or ``{"error": ...}``."""
     from vidtok.config import ConfigError
+    from vidtok.data import DataSourceError
     from vidtok.evaluation import evaluate
     from vidtok.weights import WeightsError
 
     try:
-        evaluate(eval_config(args, name, width, mode, lpips, fvd, data, 1), tokenizer=tok, write=False)  # warm-up
-        result = evaluate(eval_config(args, name, width, mode, lpips, fvd, data, args.videos), tokenizer=tok, write=False)
-    except (ConfigError, WeightsError) as err:
+        for limit in (1, args.videos):  # the first: the untimed warm-up on one video
+            result = evaluate(eval_config(args, name, width, mode, lpips, fvd, data, limit), tokenizer=tok, write=False)
+    except (ConfigError, DataSourceError, WeightsError) as err:
         return {"error": str(err)}
     summary = dict(result.summary)
     summary["source_frames"] = sum(r["frames"] - r["padded_frames"] for r in result.videos)
@@ -148,7 +150,16 @@ COLUMNS = [
 
 
 def table_line(cells: list[str], widths: list[int]) -> str:
-    return "| " + " | ".join(f"{c:{a}{w}s}" for c, (_, a), w in zip(cells, COLUMNS, widths)) + " |"
+    """A table row of ``cells`` (the first ``len(cells)`` columns)."""
+    return "| " + " | ".join(f"{c:{COLUMNS[i][1]}{widths[i]}s}" for i, c in enumerate(cells)) + " |"
+
+
+def rule_line(widths: list[int]) -> str:
+    """The markdown rule under the header, with each column's alignment."""
+    rules = [
+        "-" * (w + 1) + ":" if a == ">" else ":" + "-" * (w + 1) for (_, a), w in zip(COLUMNS, widths, strict=True)
+    ]
+    return "|" + "|".join(rules) + "|"
 
 
 def main() -> int:
@@ -185,11 +196,12 @@ def main() -> int:
         print("(LPIPS off: it needs the VGG16 weights; --lpips on to include it)")
     widths = [len(c) for c, _ in COLUMNS]
     widths[0] = max(widths[0], *(len(p) for p in args.presets))
+    widths[2] = max(widths[2], *(len(m) for m in args.modes))
     widths[3] = max(widths[3], *(len(metric_label(*m)) for m in metric_sets))
     widths[4] = max(widths[4], len(f"{args.size}x{args.size}"))
     widths[7:10] = [max(w, 8) for w in widths[7:10]]
     print(table_line([c for c, _ in COLUMNS], widths))
-    print("|" + "|".join(("-" * (w + 1) + ":" if a == ">" else ":" + "-" * (w + 1)) for (_, a), w in zip(COLUMNS, widths)) + "|")
+    print(rule_line(widths))
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
