@@ -431,3 +431,21 @@ def test_evaluate_command_refuses_a_mismatched_checkpoint_in_one_line(videos: Pa
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("cannot evaluate:") and "regularizer.kind: 'fsq' != 'kl'" in last
+
+
+def test_sample_posterior_draws_per_video_like_the_original_script(videos: Path, causal) -> None:
+    tok, ckpt = causal
+    drawn = run(ckpt, videos, sample_posterior=True, seed=7, data={"limit": 2})
+    again = run(ckpt, videos, sample_posterior=True, seed=7, data={"limit": 2}, batch_size=4)
+    mean = run(ckpt, videos, data={"limit": 2})
+    assert [v["per_frame"]["psnr"] for v in drawn.videos] == [v["per_frame"]["psnr"] for v in again.videos]
+    assert drawn.videos[0]["per_frame"]["psnr"] != mean.videos[0]["per_frame"]["psnr"]
+    for v in drawn.videos:  # one generator per video, seeded with the seed and the video's position
+        clips = reference_clips(videos / v["video"], 17)
+        gen = torch.Generator().manual_seed(7 * 1_000_003 + v["order"])
+        with torch.no_grad():
+            recon = tok.decode(tok.encode(clips, sample=True, generator=gen)).clamp(-1, 1)
+        np.testing.assert_allclose(v["per_frame"]["psnr"], numpy_psnr(clips, recon), atol=2e-3)
+    fsq = tiny_tokenizer("vidtok_fsq_causal_488_4096", ch=4)
+    with pytest.raises(ConfigError, match="sample_posterior draws KL latents"):
+        evaluate({"ckpt": "fsq", "data": {"dir": str(videos)}, "sample_posterior": True}, tokenizer=fsq, write=False)

@@ -89,6 +89,8 @@ class EvalConfig:
     last_clip: str = "repeat"
     trim: bool = True
     pad_gen_frames: bool = False
+    sample_posterior: bool = False
+    seed: int = 42
     batch_size: int = 4
     precision: str = "full"
     device: Optional[str] = None
@@ -139,13 +141,15 @@ class EvalConfig:
             return self.clip_frames
         return self.chunk_frames + 1 if causal else self.chunk_frames
 
-    def check_for(self, causal: bool, temporal_factor: int, spatial_factor: int, label: str) -> None:
+    def check_for(self, causal: bool, temporal_factor: int, spatial_factor: int, label: str, kl: bool = True) -> None:
         """Checks against the model being evaluated (ConfigError naming the model)."""
         if self.mode == "whole" and not causal:
             raise ConfigError(
                 f"mode=whole streams a whole video through a causal model; {label} is non-causal: use mode=clips "
                 f"(clips of {self.chunk_frames} frames, as the paper evaluates non-causal models)"
             )
+        if self.sample_posterior and not kl:
+            raise ConfigError(f"sample_posterior draws KL latents; {label} is an FSQ model (its latents are exact)")
         if self.pad_gen_frames and not causal:
             raise ConfigError(f"pad_gen_frames leads each clip with generated frames of a causal model; {label} is not")
         if self.chunk_frames % temporal_factor:

@@ -75,13 +75,15 @@ def evaluate(
     device = torch.device(cfg.device) if cfg.device else acc.device
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision=fp16 needs a CUDA device; found {device} (use bf16 or full)")
+    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
+    if cfg.data.resolved_source() != "shards":  # listed before the model loads: a wrong path fails at once
+        listing = list(listing)
     if tokenizer is None:
         composed = TokenizerConfig.from_any(cfg.tokenizer_config) if cfg.tokenizer_config else None
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.ckpt, cfg.overrides, device=device, config=composed)
-    tok = tokenizer
-    tok = tok.to(device).eval()
+    tok = tokenizer.to(device).eval()
     tc = tok.config
-    cfg.check_for(tc.causal, tc.temporal_factor, tc.spatial_factor, tok._label())
+    cfg.check_for(tc.causal, tc.temporal_factor, tc.spatial_factor, tok._label(), kl=not tc.is_discrete)
     scorer = FrameScorer(
         lpips=cfg.metrics.lpips,
         vgg_path=cfg.metrics.vgg_path,
@@ -97,9 +99,6 @@ def evaluate(
     runner = _VideoRunner(tok, scorer, cfg, device, out_dir)
 
     start = time.perf_counter()
-    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
-    if cfg.data.resolved_source() != "shards":
-        listing = list(listing)
     bar = tqdm(
         listing,
         total=len(listing) if isinstance(listing, list) else None,
@@ -116,7 +115,7 @@ def evaluate(
                 continue
             try:
                 record, feats = runner.run(task)
-            except READ_ERRORS as err:
+            except UnreadableVideo as err:
                 log.warning("skipping %s: %s", task.name, err)
                 failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": str(err)})
                 continue
@@ -142,6 +141,10 @@ def evaluate(
     return result
 
 
+class UnreadableVideo(Exception):
+    """A video could not be read as the protocol needs (raised from the reader only: model errors propagate)."""
+
+
 class _VideoRunner:
     """Reconstructs and scores one video at a time."""
 
@@ -156,8 +159,8 @@ class _VideoRunner:
             torch.cuda.synchronize(self.device)
 
     def run(self, task: VideoTask) -> tuple[dict[str, Any], list[tuple]]:
-        """The video's record and its FVD features ``(order, window, real, fake)``; read errors propagate, and then
-        nothing of the video is kept (a half-written reconstruction is removed)."""
+        """The video's record and its FVD features ``(order, window, real, fake)``. A read error raises
+        :class:`UnreadableVideo`, and then nothing of the video is kept (a half-written reconstruction is removed)."""
         cfg = self.cfg
         size = (cfg.height, cfg.width)
         if cfg.mode == "whole":
@@ -171,6 +174,9 @@ class _VideoRunner:
                 task, sample_fps=cfg.sample_fps, size=size, clip_frames=clip, last=cfg.last_clip, group=group
             )
         state = _VideoState(task, self.scorer.metric_names)
+        self.generator = None
+        if cfg.sample_posterior:  # one stream per video: the draws do not depend on which process runs it
+            self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + task.order)
         writer: Optional[VideoWriter] = None
         reader = prefetch(pieces)
         pairs = self._whole(reader, state) if cfg.mode == "whole" else self._clips(reader, state)
@@ -208,9 +214,19 @@ class _VideoRunner:
         state.seconds["model"] -= state.seconds["read"]  # the generator's time less the waits for the reader
         return state.record(), state.features
 
+    def _options(self) -> dict[str, Any]:
+        cfg = self.cfg
+        options: dict[str, Any] = {"tile": cfg.tile, "tile_overlap": cfg.tile_overlap}
+        if cfg.sample_posterior:
+            options.update(sample=True, generator=self.generator)
+        return options
+
     def _next_piece(self, reader, state: _VideoState) -> Optional[Piece]:
         t0 = time.perf_counter()
-        piece = next(reader, None)
+        try:
+            piece = next(reader, None)
+        except READ_ERRORS as err:
+            raise UnreadableVideo(str(err)) from err
         state.seconds["read"] += time.perf_counter() - t0
         if piece is not None:
             state.fps = piece.fps
@@ -228,15 +244,15 @@ class _VideoRunner:
                     outs = []
                     for clip in x.split(1):
                         if context is None:
-                            out = tok(clip, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+                            out = tok(clip, **self._options())
                         else:
-                            out = tok.reconstruct_after(clip, context, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+                            out = tok.reconstruct_after(clip, context, **self._options())
                         out = out.clamp(-1, 1)
                         context = out[:, :, 1 - self.f :]
                         outs.append(out)
                     recon = torch.cat(outs)
                 else:
-                    recon = tok(x, tile=cfg.tile, tile_overlap=cfg.tile_overlap)
+                    recon = tok(x, **self._options())
             ids = list(range(clip_no, clip_no + x.shape[0]))
             clip_no += x.shape[0]
             yield x, recon, piece.indices, ids
@@ -258,8 +274,7 @@ class _VideoRunner:
             chunks(),
             chunk_frames=cfg.chunk_frames,
             chunk_latents=max(1, cfg.chunk_frames // self.f),
-            tile=cfg.tile,
-            tile_overlap=cfg.tile_overlap,
+            **self._options(),
         )
         try:
             while True:

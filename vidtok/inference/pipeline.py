@@ -202,13 +202,16 @@ def reconstruct_stream(
     chunk_latents: int = 4,
     tile: Optional[int] = None,
     tile_overlap: Optional[int] = None,
+    sample: bool = False,
+    generator: Optional[torch.Generator] = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Causal models: reconstruct a video that arrives as float chunks (B, 3, n, H, W) in [-1, 1] of any sizes.
 
     Yields ``(inputs, reconstruction)`` pairs of equal length as soon as frames are decoded (the
     reconstruction as the decoder returns it, not clamped); together they hold every input frame once, in
     order, and equal a full pass over the whole video up to float rounding. Memory does not grow with the
-    video's length: only the frames waiting for their reconstruction are kept.
+    video's length: only the frames waiting for their reconstruction are kept. ``sample`` / ``generator``: KL
+    latents drawn from the posterior (see :meth:`~vidtok.Tokenizer.encode`).
     """
     waiting: deque[Tensor] = deque()  # input frames (B, 3, 1, H, W) waiting for their reconstruction
 
@@ -218,7 +221,7 @@ def reconstruct_stream(
             return None
         return torch.cat([waiting.popleft() for _ in range(recon.shape[2])], dim=2), recon
 
-    enc = tok.encoder_stream(chunk_frames, tile=tile, tile_overlap=tile_overlap)
+    enc = tok.encoder_stream(chunk_frames, sample=sample, generator=generator, tile=tile, tile_overlap=tile_overlap)
     with enc, tok.decoder_stream(chunk_latents, tile=tile, tile_overlap=tile_overlap) as dec:
         for frames in chunks:
             waiting.extend(frames.split(1, dim=2))

@@ -198,10 +198,11 @@ class Tokenizer(nn.Module):
         tile: Optional[int] = None,
         tile_overlap: Optional[int] = None,
         pad: bool = False,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """Encode then decode; returns exactly the T input frames. Options as :meth:`encode` / :meth:`decode`."""
         num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
-        z = self.encode(x, sample=sample, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap, pad=pad)
+        z = self.encode(x, sample, generator, chunk_frames=chunk_frames, tile=tile, tile_overlap=tile_overlap, pad=pad)
         return self.decode(z, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)[:, :, :num_frames]
 
     def reconstruct_after(
@@ -211,14 +212,19 @@ class Tokenizer(nn.Module):
         *,
         tile: Optional[int] = None,
         tile_overlap: Optional[int] = None,
+        sample: bool = False,
+        generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """Causal models: encode and decode ``x`` (B, 3, T, H, W), T = 1 + k*f, with ``context`` (B, 3, f-1, H, W),
         the frames that precede it, in place of the f-1 copies of its first frame that the encoder pads with.
 
         This is the original's ``pad_gen_frames``: a video reconstructed clip by clip, each clip led by the last
         f-1 reconstructed frames of the one before, so that consecutive clips join more smoothly. Returns the T
-        frames of ``x``; with ``tile`` the passes are tiled as in :meth:`encode` / :meth:`decode`.
+        frames of ``x``; with ``tile`` the passes are tiled as in :meth:`encode` / :meth:`decode`; ``sample`` /
+        ``generator`` as in :meth:`encode`.
         """
+        if self.config.is_discrete and sample:
+            raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
         if not self.config.causal:
             raise ValueError(f"{self._label()} is non-causal: context frames only lead the clips of causal models")
         f = self.config.temporal_factor
@@ -238,7 +244,7 @@ class Tokenizer(nn.Module):
             moments = encode(full)
         else:
             moments = tiled(lambda part, _: encode(part), full, tile, overlap, 1 / fs)
-        z = self._regularize(moments)
+        z = self._regularize(moments, sample=sample, generator=generator)
         out = decode(z) if tile is None else tiled(lambda part, _: decode(part), z, tile // fs, overlap // fs, fs)
         return out[:, :, f - 1 :]
 
