@@ -449,3 +449,26 @@ def test_sample_posterior_draws_per_video_like_the_original_script(videos: Path,
     fsq = tiny_tokenizer("vidtok_fsq_causal_488_4096", ch=4)
     with pytest.raises(ConfigError, match="sample_posterior draws KL latents"):
         evaluate({"ckpt": "fsq", "data": {"dir": str(videos)}, "sample_posterior": True}, tokenizer=fsq, write=False)
+
+
+def test_eval_config_composes_tokenizer_presets_and_groups() -> None:
+    from vidtok.config import compose_conf, normalize_overrides
+    from vidtok.evaluation import evaluate_from_hydra
+
+    def compose(*overrides: str):
+        return compose_conf("eval", normalize_overrides(list(overrides)), "the eval config")
+
+    cfg = EvalConfig.from_any(
+        compose("ckpt=m.ckpt", "data.dir=v", "tokenizer=vidtok_fsq_causal_488_32768_v1_1", "model.ch=4")
+    )
+    assert cfg.tokenizer is None and cfg.tokenizer_config["name"] == "vidtok_fsq_causal_488_32768_v1_1"
+    assert cfg.tokenizer_config["model"]["ch"] == 4 and cfg.tokenizer_config["regularizer"]["kind"] == "fsq"
+    grouped = EvalConfig.from_any(
+        compose("ckpt=m", "data.dir=v", "model=noncausal", "compression=41616", "regularizer=kl")
+    )
+    assert grouped.tokenizer_config["compression"]["spatial"] == 16 and "name" not in grouped.tokenizer_config
+    plain = EvalConfig.from_any(compose("ckpt=m", "data.dir=v"))
+    assert plain.tokenizer_config is None and plain.metrics.detector_sha256 is not None  # "default": the I3D hash
+    assert (plain.height, plain.width, plain.sample_fps, plain.chunk_frames, plain.mode) == (256, 256, 30, 16, "clips")
+    with pytest.raises(SystemExit, match="cannot evaluate: ckpt must be given"):
+        evaluate_from_hydra(compose("data.dir=v"))

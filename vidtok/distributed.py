@@ -4,7 +4,9 @@ there is no CUDA."""
 from __future__ import annotations
 
 import os
-from typing import Any
+import shutil
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 
@@ -37,3 +39,24 @@ def make_accelerator(**kwargs: Any):
             "on CPU launch with ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N"
         )
     return accelerator
+
+
+def hydra_output_dir() -> Optional[Path]:
+    """The output directory of the running Hydra app (None outside one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # not running under a Hydra app
+        return None
+
+
+def drop_stray_hydra_dir(hydra_dir: Optional[Path], used_dir: Path) -> None:
+    """Remove the directory Hydra made on a non-zero rank whose timestamp differs from rank 0's (the one all
+    ranks used), when it holds nothing but Hydra's own files."""
+    if int(os.environ.get("RANK", "0")) == 0 or hydra_dir is None or not hydra_dir.exists():
+        return
+    if hydra_dir.resolve() == used_dir.resolve():
+        return
+    if all(p.name == ".hydra" or p.suffix == ".log" for p in hydra_dir.iterdir()):
+        shutil.rmtree(hydra_dir, ignore_errors=True)

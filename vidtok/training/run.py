@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -13,6 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, compose_conf, normalize_overrides
+from ..distributed import drop_stray_hydra_dir, hydra_output_dir
 from .config import RunConfig, load_run_config
 
 log = logging.getLogger("vidtok.train")
@@ -41,7 +41,7 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
     from .trainer import reset_accelerate_state
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    hydra_dir = _hydra_output_dir()
+    hydra_dir = hydra_output_dir()
     if cfg.get("launch", {}).get("accelerate") and "LOCAL_RANK" not in os.environ:
         return _launch_node(script, hydra_dir)
     try:
@@ -58,7 +58,7 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
         raise SystemExit(f"cannot train: {err}") from None
     finally:
         reset_accelerate_state()  # several jobs of a -m sweep run in one process: each sets up afresh
-    _drop_stray_dir(hydra_dir, Path(run.run_dir))
+    drop_stray_hydra_dir(hydra_dir, Path(run.run_dir))
     return float(last.get("total_loss", math.nan))
 
 
@@ -83,22 +83,3 @@ def _launch_node(script: Optional[str | os.PathLike], hydra_dir: Optional[Path])
     log.info("starting on this node: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     return math.nan
-
-
-def _hydra_output_dir() -> Optional[Path]:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:  # not running under a Hydra app
-        return None
-
-
-def _drop_stray_dir(hydra_dir: Optional[Path], run_dir: Path) -> None:
-    """Remove the directory Hydra made on a non-zero rank whose timestamp differs from rank 0's."""
-    if int(os.environ.get("RANK", "0")) == 0 or hydra_dir is None or not hydra_dir.exists():
-        return
-    if hydra_dir.resolve() == run_dir.resolve():
-        return
-    if {p.name for p in hydra_dir.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(hydra_dir, ignore_errors=True)
