@@ -472,3 +472,31 @@ def test_eval_config_composes_tokenizer_presets_and_groups() -> None:
     assert (plain.height, plain.width, plain.sample_fps, plain.chunk_frames, plain.mode) == (256, 256, 30, 16, "clips")
     with pytest.raises(SystemExit, match="cannot evaluate: ckpt must be given"):
         evaluate_from_hydra(compose("data.dir=v"))
+
+
+def test_whole_mode_fvd_windows_and_tiling(videos: Path, causal, tmp_path: Path) -> None:
+    tok, ckpt = causal
+    detector_path = tmp_path / "i3d_stand_in.pt"
+    sha = save_detector(detector_path, frames=16)
+    metrics = {"fvd": True, "detector_path": str(detector_path), "detector_sha256": sha}
+    result = run(ckpt, videos, mode="whole", trim=False, metrics=metrics)
+    # consecutive 16-frame windows of each whole video: 40 -> 2, 25 -> 1, 9 -> 0
+    assert [v["fvd_windows"] for v in result.videos] == [2, 1, 0] and result.summary["fvd_clips"] == 3
+    detector = StandInI3D(frames=16)
+    real, fake = [], []
+    with torch.no_grad():
+        for name in LENGTHS:
+            x = reference_frames(videos / name).unsqueeze(0)
+            full = tok(x).clamp(-1, 1)
+            for start in range(0, x.shape[2] - 15, 16):
+                real.append(detector(preprocess_for_i3d(x[:, :, start : start + 16], 16), False, False, True))
+                fake.append(detector(preprocess_for_i3d(full[:, :, start : start + 16], 16), False, False, True))
+    r, f = torch.cat(real).double().numpy(), torch.cat(fake).double().numpy()
+    want = frechet_distance(r.mean(0), np.cov(r, rowvar=False), f.mean(0), np.cov(f, rowvar=False))
+    assert result.summary["fvd"] == pytest.approx(want, rel=1e-3, abs=1e-5)
+
+    tiled = run(ckpt, videos, tile=16, tile_overlap=8, data={"limit": 1})
+    clips = reference_clips(videos / "a.mp4", 17)
+    with torch.no_grad():
+        recon = tok(clips, tile=16, tile_overlap=8).clamp(-1, 1)
+    np.testing.assert_allclose(tiled.videos[0]["per_frame"]["psnr"], numpy_psnr(clips, recon), atol=2e-3)
