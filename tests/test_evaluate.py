@@ -265,7 +265,7 @@ def test_reports_figure_and_side_by_side_videos(videos: Path, causal, tmp_path: 
     assert "all frames" in (out / "summary.txt").read_text()
 
     for name, n in LENGTHS.items():  # the copies completing a last clip are not written
-        path = out / "reconstructions" / (name[:-4].replace("/", "__") + ".mp4")
+        path = out / "reconstructions" / name  # the folders of the listing are kept
         with av.open(str(path)) as container:
             frames = list(container.decode(video=0))
         assert len(frames) == n and (frames[0].height, frames[0].width) == (SIZE, 2 * SIZE)
@@ -500,3 +500,40 @@ def test_whole_mode_fvd_windows_and_tiling(videos: Path, causal, tmp_path: Path)
     with torch.no_grad():
         recon = tok(clips, tile=16, tile_overlap=8).clamp(-1, 1)
     np.testing.assert_allclose(tiled.videos[0]["per_frame"]["psnr"], numpy_psnr(clips, recon), atol=2e-3)
+
+
+def test_a_stream_that_changes_frame_size_is_evaluated(causal, tmp_path: Path) -> None:
+    _, ckpt = causal
+    parts = []
+    for i, (h, w) in enumerate([(32, 32), (48, 48)]):  # (ffmpeg scales some other size changes itself)
+        path = tmp_path / f"part{i}.ts"
+        write_video(path, tensor_to_frames(moving_shapes(12, h, w, seed=i)), fps=30)
+        parts.append(path.read_bytes())
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "joined.ts").write_bytes(b"".join(parts))  # MPEG-TS segments concatenate into one valid stream
+    result = run(ckpt, data)
+    assert result.failed == [] and result.videos[0]["frames"] == 34  # 24 frames: clips of 17 + 7 (+10 copies)
+
+
+def test_shards_are_dealt_out_whole_and_keys_name_their_shard(videos: Path, tmp_path: Path) -> None:
+    from vidtok.data import folder_records, write_shards
+    from vidtok.evaluation.config import EvalDataConfig
+    from vidtok.evaluation.videos import SHARD_STRIDE, list_videos
+
+    write_shards(folder_records(videos), str(tmp_path / "test-%03d.tar"), max_count=2, progress=False)
+    data = EvalDataConfig(dir=str(tmp_path / "test-{000..001}.tar"))
+    ranks = [list(list_videos(data, rank, 2)) for rank in (0, 1)]
+    assert [t.key for t in ranks[0]] == ["test-000/a", "test-000/b"] and [t.key for t in ranks[1]] == ["test-001/sub/c"]
+    assert [t.order for t in ranks[0] + ranks[1]] == [0, 1, SHARD_STRIDE]
+    limited = EvalDataConfig(dir=data.dir, limit=2)
+    assert [[t.key for t in list_videos(limited, rank, 2)] for rank in (0, 1)] == [["test-000/a"], ["test-000/b"]]
+
+
+def test_a_tokenizer_passed_from_python_is_identified_by_its_weights(videos: Path, causal) -> None:
+    tok, _ = causal
+    cfg = {"data": {"dir": str(videos), "limit": 1}, "height": SIZE, "width": SIZE, "metrics": {"lpips": False}}
+    result = evaluate(dict(cfg, output={"progress": False}), tokenizer=tok, write=False)
+    assert result.tokenizer["ckpt"] is None and len(result.tokenizer["weights_sha256"]) == 64
+    with pytest.raises(ConfigError, match="ckpt must name the checkpoint"):
+        evaluate(cfg, write=False)

@@ -104,8 +104,6 @@ class EvalConfig:
         """Checks that need no model; :meth:`check_for` adds those that do. Returns self."""
         if self.metrics.detector_sha256 == "default":
             self.metrics.detector_sha256 = I3D_SHA256
-        if not self.ckpt:
-            raise ConfigError("ckpt must name the checkpoint to evaluate (ckpt=path/to/model.ckpt)")
         if self.tokenizer is not None and self.tokenizer_config is not None:
             raise ConfigError("give tokenizer (a name or config file) or tokenizer_config, not both")
         if not self.data.dir:
@@ -120,6 +118,8 @@ class EvalConfig:
             raise ConfigError(f"last_clip must be 'repeat' or 'drop', got {self.last_clip!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or null (torch's default), got {self.threads}")
         for name in ("height", "width", "chunk_frames", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -31,7 +31,7 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
     metrics = metric_names(result)
     clip = "whole videos" if cfg["mode"] == "whole" else f"clips of {_clip_frames(result)} frames"
     lines = [
-        f"vidtok evaluation of {tok.get('name') or 'tokenizer'} ({tok.get('ckpt', 'weights given in Python')})",
+        f"vidtok evaluation of {tok.get('name') or 'a tokenizer'} ({tok.get('ckpt') or 'weights given in Python'})",
         f"{clip} at {cfg['height']}x{cfg['width']}, sample fps {cfg['sample_fps']}, precision {cfg['precision']}",
         "",
     ]
@@ -45,7 +45,8 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
     lines.append("-" * len(header))
     lines.append(f"{'all frames':<{width}}{s['frames']:>8}" + "".join(f"{_fmt(s[m]):>12}" for m in metrics))
     if "fvd" in s:
-        lines.append(f"FVD {_fmt(s['fvd'], 2)} over {s['fvd_clips']} clips of {cfg['metrics']['fvd_frames']} frames")
+        unit = "windows" if cfg["mode"] == "whole" else "clips (their first frames)"
+        lines.append(f"FVD {_fmt(s['fvd'], 2)} over {s['fvd_clips']} {unit} of {cfg['metrics']['fvd_frames']} frames")
     unit = "chunks" if cfg["mode"] == "whole" else "clips"
     lines.append(f"{s['videos']} videos evaluated ({s['clips']} {unit}), {s['failed']} not evaluated")
     for f in result.failed:
@@ -61,7 +62,10 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
 
 
 def _clip_frames(result: EvalResult) -> int:
-    return max((c["frames"] for c in result.clips), default=0)
+    cfg = result.config
+    if cfg["clip_frames"] is not None:
+        return cfg["clip_frames"]
+    return cfg["chunk_frames"] + (1 if result.tokenizer.get("causal") else 0)
 
 
 def write_reports(result: EvalResult, out_dir: Path, *, figure: bool = True, figure_videos: int = 8) -> list[Path]:
@@ -118,13 +122,20 @@ def protocol_text(result: EvalResult) -> str:
             f"each video cut into consecutive clips of {_clip_frames(result)} frames, reconstructed one by one "
             f"(last clip: {cfg['last_clip']}{lead})"
         )
-    return (
-        f"Frames sampled every round(fps / {cfg['sample_fps']}) source frames, resized (antialiased, short side) and "
-        f"centre-cropped to {cfg['height']}x{cfg['width']} on [0, 1] floats; {cut}. PSNR, SSIM (11-tap Gaussian, "
-        "sigma 1.5, valid region) and LPIPS (VGG) per frame on the clamped reconstruction, averaged over all frames; "
-        f"FVD from I3D features of the first {cfg['metrics']['fvd_frames']} frames of each clip (whole videos: "
-        "consecutive windows), Frechet distance in float64."
+    every = "every frame" if cfg["sample_fps"] is None else f"every round(fps / {cfg['sample_fps']})-th frame"
+    text = (
+        f"Frames: {every}, resized (antialiased) to cover and centre-cropped to {cfg['height']}x{cfg['width']} "
+        f"on [0, 1] floats; {cut}. PSNR, SSIM (11-tap Gaussian, sigma 1.5, valid region)"
+        + (" and LPIPS (VGG)" if cfg["metrics"]["lpips"] else "")
+        + " per frame on the clamped reconstruction, averaged over all frames."
     )
+    if cfg["metrics"]["fvd"]:
+        n = cfg["metrics"]["fvd_frames"]
+        where = (
+            "non-overlapping windows of each whole video" if cfg["mode"] == "whole" else "the first frames of each clip"
+        )
+        text += f" FVD from I3D features of {n}-frame {where}, Frechet distance in float64."
+    return text
 
 
 def plot_metrics(result: EvalResult, path: Path, max_videos: int = 8) -> Path:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -31,6 +30,7 @@ from ..distributed import make_accelerator
 from ..inference.pipeline import reconstruct_stream
 from ..loading import load_tokenizer
 from ..metrics import FeatureStats, FrameScorer, fvd_from_stats
+from ..metrics.video import exact_mean, gather_objects
 from ..video import VideoWriter, tensor_to_frames
 from .config import EvalConfig
 from .videos import ListingFailure, Piece, VideoTask, clip_pieces, list_videos, prefetch, whole_pieces
@@ -75,15 +75,22 @@ def evaluate(
     device = torch.device(cfg.device) if cfg.device else acc.device
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision=fp16 needs a CUDA device; found {device} (use bf16 or full)")
+    tokenizer_given = tokenizer
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
     if cfg.data.resolved_source() != "shards":  # listed before the model loads: a wrong path fails at once
         listing = list(listing)
     if tokenizer is None:
+        if not cfg.ckpt:
+            raise ConfigError("ckpt must name the checkpoint to evaluate (ckpt=path/to/model.ckpt)")
         composed = TokenizerConfig.from_any(cfg.tokenizer_config) if cfg.tokenizer_config else None
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.ckpt, cfg.overrides, device=device, config=composed)
     tok = tokenizer.to(device).eval()
     tc = tok.config
     cfg.check_for(tc.causal, tc.temporal_factor, tc.spatial_factor, tok._label(), kl=not tc.is_discrete)
+    try:
+        tok._tile_args(cfg.tile, cfg.tile_overlap)
+    except ValueError as err:  # InputError included: refused now, not at the first video
+        raise ConfigError(str(err)) from None
     scorer = FrameScorer(
         lpips=cfg.metrics.lpips,
         vgg_path=cfg.metrics.vgg_path,
@@ -95,7 +102,7 @@ def evaluate(
         ssim_downsample=True,
     )
     out_dir = _output_dir(cfg, acc) if write else None
-    identity = tokenizer_identity(tok, cfg)
+    identity = tokenizer_identity(tok, cfg, from_file=tokenizer_given is None)
     runner = _VideoRunner(tok, scorer, cfg, device, out_dir)
 
     start = time.perf_counter()
@@ -125,7 +132,7 @@ def evaluate(
     bar.close()
     elapsed = time.perf_counter() - start
 
-    parts = _gather((records, failed, features, elapsed), acc)
+    parts = gather_objects((records, failed, features, elapsed))
     records = sorted((r for p in parts for r in p[0]), key=lambda r: r["order"])
     failed = sorted((f for p in parts for f in p[1]), key=lambda f: f["order"])
     features = sorted((f for p in parts for f in p[2]), key=lambda f: f[:2])
@@ -225,8 +232,11 @@ class _VideoRunner:
         t0 = time.perf_counter()
         try:
             piece = next(reader, None)
-        except READ_ERRORS as err:
-            raise UnreadableVideo(str(err)) from err
+        except MemoryError:
+            raise
+        except Exception as err:  # the reader thread only decodes and resizes: whatever it raises is the video's
+            reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
+            raise UnreadableVideo(reason) from err
         state.seconds["read"] += time.perf_counter() - t0
         if piece is not None:
             state.fps = piece.fps
@@ -243,7 +253,7 @@ class _VideoRunner:
                 if cfg.pad_gen_frames:
                     outs = []
                     for clip in x.split(1):
-                        if context is None:
+                        if context is None or self.f == 1:  # f = 1: no padding frames to replace
                             out = tok(clip, **self._options())
                         else:
                             out = tok.reconstruct_after(clip, context, **self._options())
@@ -289,8 +299,11 @@ class _VideoRunner:
             stream.close()  # an aborted video releases the model's streaming state
 
     def _video_path(self, task: VideoTask) -> Path:
-        stem = task.key.rsplit(".", 1)[0] if "." in Path(task.key).name else task.key
-        path = self.out_dir / "reconstructions" / (stem.replace("/", "__").replace("#", "_") + ".mp4")
+        """<out>/reconstructions/<the video's key, folders kept>[.mp4]: ``x.mp4`` -> ``x.mp4``, ``x.mkv`` ->
+        ``x.mkv.mp4``, so that no two videos share a file."""
+        parts = [p if p not in ("", ".", "..") else "_" for p in task.key.split("/")]
+        name = parts[-1] if parts[-1].lower().endswith(".mp4") else parts[-1] + ".mp4"
+        path = self.out_dir.joinpath("reconstructions", *parts[:-1], name)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -374,7 +387,7 @@ class _VideoState:
                 "frames": len(positions),
                 "padded_frames": sum(self.padded[p] for p in positions),
             }
-            row.update({m: _mean([self.values[m][p] for p in positions]) for m in self.metrics})
+            row.update({m: exact_mean([self.values[m][p] for p in positions]) for m in self.metrics})
             clip_rows.append(row)
         rec: dict[str, Any] = {
             "order": task.order,
@@ -387,7 +400,7 @@ class _VideoState:
             "fvd_windows": len(self.features),
             "seconds": dict(self.seconds),
         }
-        rec.update({m: _mean(self.values[m]) for m in self.metrics})
+        rec.update({m: exact_mean(self.values[m]) for m in self.metrics})
         rec["per_frame"] = {
             "source_frame": self.source_frames,
             "clip": self.clip_of_frame,
@@ -395,11 +408,6 @@ class _VideoState:
             **{m: self.values[m] for m in self.metrics},
         }
         return rec
-
-
-def _mean(values: list[float]) -> float:
-    # fsum is exactly rounded: the mean does not depend on the order values were added in
-    return math.fsum(values) / len(values) if values else math.nan
 
 
 def summarize(
@@ -414,7 +422,7 @@ def summarize(
         "frames": sum(r["frames"] for r in records),
     }
     for m in scorer.metric_names:
-        summary[m] = _mean([v for r in records for v in r["per_frame"][m]])
+        summary[m] = exact_mean([v for r in records for v in r["per_frame"][m]])
     if scorer.detector is not None:
         real, fake = FeatureStats(), FeatureStats()
         for _, _, fr, ff in features:
@@ -431,8 +439,9 @@ def summarize(
     return summary
 
 
-def tokenizer_identity(tok: Any, cfg: EvalConfig) -> dict[str, Any]:
-    """What was evaluated: the tokenizer's name and full config, the checkpoint file and its SHA-256."""
+def tokenizer_identity(tok: Any, cfg: EvalConfig, from_file: bool = True) -> dict[str, Any]:
+    """What was evaluated: the tokenizer's name and full config, the checkpoint file and its SHA-256 (for a
+    tokenizer passed in from Python, ``from_file=False``: a SHA-256 of its weights instead)."""
     import vidtok
 
     info: dict[str, Any] = {
@@ -445,7 +454,14 @@ def tokenizer_identity(tok: Any, cfg: EvalConfig) -> dict[str, Any]:
         "vidtok_version": vidtok.__version__,
         "torch_version": torch.__version__,
     }
-    if cfg.ckpt:
+    if not from_file:
+        digest = hashlib.sha256()
+        for key, value in sorted(tok.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        info["ckpt"] = None
+        info["weights_sha256"] = digest.hexdigest()
+    elif cfg.ckpt:
         path = Path(cfg.ckpt)
         info["ckpt"] = str(path.resolve())
         if path.is_file():
@@ -477,21 +493,6 @@ def _output_dir(cfg: EvalConfig, acc: Any) -> Optional[Path]:
     return path
 
 
-def _gather(obj: Any, acc: Any) -> list[Any]:
-    if acc.num_processes == 1:
-        return [obj]
-    out: list[Any] = [None] * acc.num_processes
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
-def feature_arrays(features: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """(real, fake) feature matrices (N, D) in the order FVD uses."""
-    if not features:
-        return np.zeros((0, 0)), np.zeros((0, 0))
-    return np.stack([f[2] for f in features]), np.stack([f[3] for f in features])
-
-
 def evaluate_from_hydra(cfg: Any) -> float:
     """Entry point of evaluate.py: runs :func:`evaluate`, prints the summary table, exits with one line on a
     config, checkpoint, weights or data error. Returns the PSNR."""
@@ -500,7 +501,8 @@ def evaluate_from_hydra(cfg: Any) -> float:
 
     from ..checkpoint import CheckpointError
     from ..data import DataSourceError
-    from ..distributed import drop_stray_hydra_dir, hydra_output_dir, reset_accelerate_state
+    from ..distributed import LaunchError, drop_stray_hydra_dir, hydra_output_dir, reset_accelerate_state
+    from ..errors import InputError
     from ..weights import WeightsError
     from .report import format_summary
 
@@ -516,7 +518,7 @@ def evaluate_from_hydra(cfg: Any) -> float:
         if raw.get("output", {}).get("dir") is None and hydra_dir is not None:
             raw.setdefault("output", {})["dir"] = str(hydra_dir)
         result = evaluate(raw)
-    except (ConfigError, CheckpointError, WeightsError, DataSourceError) as err:
+    except (ConfigError, CheckpointError, WeightsError, DataSourceError, InputError, LaunchError) as err:
         raise SystemExit(f"cannot evaluate: {err}") from None
     finally:
         reset_accelerate_state()  # several jobs of a -m sweep run in one process: each sets up afresh

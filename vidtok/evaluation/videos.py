@@ -57,29 +57,59 @@ class Piece:
 
 
 def list_videos(data: EvalDataConfig, rank: int = 0, world: int = 1) -> Iterator[Union[VideoTask, ListingFailure]]:
-    """This process's share of the videos (every ``world``-th one from ``rank``), at most ``data.limit`` in all
-    processes together. Folders and CSVs are listed up front; shards are streamed, every process reading every
-    shard and keeping its own samples, so the split does not depend on how samples fall into shards."""
+    """This process's share of the videos, in the listing's order.
+
+    Folders and CSVs are listed up front and dealt out one by one (every ``world``-th from ``rank``). Shards are
+    streamed and dealt out whole (every ``world``-th shard), so each shard is read by one process only; a video's
+    ``order`` is then ``shard index * SHARD_STRIDE + position in the shard``. With ``data.limit`` (the first N
+    entries of the listing) every process reads the shards in order up to the limit and keeps every
+    ``world``-th entry, which is exact as long as every process reads the shards alike.
+    """
     source = data.resolved_source()
     if source == "shards":
-        items: Iterator[Union[Record, Failure]] = (item for url in expand_urls(data.dir) for item in shard_records(url))
+        urls = expand_urls(data.dir)
+        if data.limit is None:
+            yield from _shard_share(urls, rank, world)
+            return
+        items: Iterator[tuple[str, Union[Record, Failure]]] = (
+            (_stem(url), item) for url in urls for item in shard_records(url)
+        )
     elif source == "csv":
         csv_path = Path(data.meta) if data.meta else Path(data.dir)
         if data.meta and not csv_path.is_absolute() and not csv_path.is_file():
             csv_path = Path(data.dir) / csv_path
         root = Path(data.dir) if data.meta else csv_path.parent
-        items = iter(csv_records(root, csv_path, data.column))
+        items = (("", r) for r in csv_records(root, csv_path, data.column))
     else:
-        items = iter(folder_records(data.dir))
-    for order, item in enumerate(items):
+        items = (("", r) for r in folder_records(data.dir))
+    for order, (prefix, item) in enumerate(items):
         if data.limit is not None and order >= data.limit:
             return
-        if order % world != rank:
-            continue
-        if isinstance(item, Failure):
-            yield ListingFailure(order, item.name, item.name, item.reason)
-        else:
-            yield VideoTask(order, item.key, item.name, item.source, item.meta)
+        if order % world == rank:
+            yield _task(order, prefix, item)
+
+
+SHARD_STRIDE = 1_000_000  # orders of shard samples: shard index * stride + position (shards hold fewer samples)
+
+
+def _shard_share(urls: list[str], rank: int, world: int) -> Iterator[Union[VideoTask, ListingFailure]]:
+    for index in range(rank, len(urls), world):
+        for position, item in enumerate(shard_records(urls[index])):
+            yield _task(index * SHARD_STRIDE + position, _stem(urls[index]), item)
+
+
+def _stem(url: str) -> str:
+    """A shard's name without folders and extension (``pipe:`` commands: their last word)."""
+    name = url.split()[-1].rstrip("/").rsplit("/", 1)[-1]
+    return name.split(".")[0] or "shard"
+
+
+def _task(order: int, prefix: str, item: Union[Record, Failure]) -> Union[VideoTask, ListingFailure]:
+    if isinstance(item, Failure):
+        return ListingFailure(order, item.name, item.name, item.reason)
+    # shard samples are named by their shard too: keys repeat across shards
+    key = f"{prefix}/{item.key}" if prefix else item.key
+    return VideoTask(order, key, item.name, item.source, item.meta)
 
 
 def sampled_frames(source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None) -> Iterator:
@@ -89,18 +119,28 @@ def sampled_frames(source: VideoSource, sample_fps: Optional[float], name: Optio
 
     label = source_name(source, name)
     container = open_video(source, name)
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    interval = frame_interval(stream_fps(stream, label), sample_fps)
-    fps = stream_fps(stream, label) / interval
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        interval = frame_interval(stream_fps(stream, label), sample_fps)
+        fps = stream_fps(stream, label) / interval
+    except BaseException:
+        container.close()
+        raise
 
     def frames() -> Iterator[tuple[int, Tensor]]:
         decoded = 0
+        size: Optional[tuple[int, int]] = None
         try:
             for index, frame in enumerate(container.decode(stream)):
                 decoded += 1
-                if index % interval == 0:
-                    yield index, torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                if index % interval:
+                    continue
+                if size is None:
+                    size = (frame.width, frame.height)
+                elif (frame.width, frame.height) != size:  # a stream may change size: keep the first (as decord)
+                    frame = frame.reformat(width=size[0], height=size[1])
+                yield index, torch.from_numpy(frame.to_ndarray(format="rgb24"))
         except av.error.FFmpegError as err:
             raise VideoError(f"cannot decode video {label} after {decoded} frames: {err}") from None
         finally:
@@ -123,7 +163,7 @@ def clip_pieces(
     """Consecutive clips of ``clip_frames`` sampled frames, ``group`` clips per piece (never two videos in one);
     the last clip is completed with copies of its final frame (``last="repeat"``) or dropped (``"drop"``)."""
     fps, frames = sampled_frames(task.source, sample_fps, task.name)
-    clips: list[tuple[list[int], list[Tensor]]] = []
+    clips: list[tuple[list[int], Tensor]] = []  # complete clips, already resized (raw frames are large)
     current: tuple[list[int], list[Tensor]] = ([], [])
     count = 0
     for index, frame in frames:
@@ -131,16 +171,16 @@ def clip_pieces(
         current[0].append(index)
         current[1].append(frame)
         if len(current[0]) == clip_frames:
-            clips.append(current)
+            clips.append(_clip(current, size))
             current = ([], [])
             if len(clips) == group:
-                yield _piece(clips, size, fps)
+                yield _piece(clips, fps)
                 clips = []
     if current[0] and last == "repeat":
         missing = clip_frames - len(current[0])
-        clips.append((current[0] + [current[0][-1]] * missing, current[1] + [current[1][-1]] * missing))
+        clips.append(_clip((current[0] + [current[0][-1]] * missing, current[1] + [current[1][-1]] * missing), size))
     if clips:
-        yield _piece(clips, size, fps)
+        yield _piece(clips, fps)
     elif count < clip_frames and last == "drop":
         raise VideoError(
             f"{task.name} has {count} sampled frames, fewer than one clip of {clip_frames} (last_clip=drop)"
@@ -166,7 +206,7 @@ def whole_pieces(
         pending[0].append(index)
         pending[1].append(frame)
         if len(pending[0]) == want:
-            yield _piece([pending], size, fps)
+            yield _piece([_clip(pending, size)], fps)
             pending, want = ([], []), chunk_frames
     if count <= chunk_frames and trim:
         raise VideoError(
@@ -174,12 +214,15 @@ def whole_pieces(
             f"chunk_frames={chunk_frames}"
         )
     if pending[0] and not trim:
-        yield _piece([pending], size, fps)
+        yield _piece([_clip(pending, size)], fps)
 
 
-def _piece(clips: list[tuple[list[int], list[Tensor]]], size: tuple[int, int], fps: float) -> Piece:
-    video = torch.stack([frames_to_clip(torch.stack(frames), size) for _, frames in clips])
-    return Piece(video, [list(indices) for indices, _ in clips], fps)
+def _clip(frames: tuple[list[int], list[Tensor]], size: tuple[int, int]) -> tuple[list[int], Tensor]:
+    return list(frames[0]), frames_to_clip(torch.stack(frames[1]), size)
+
+
+def _piece(clips: list[tuple[list[int], Tensor]], fps: float) -> Piece:
+    return Piece(torch.stack([clip for _, clip in clips]), [indices for indices, _ in clips], fps)
 
 
 _DONE = object()
@@ -200,6 +243,10 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             out.put((_DONE, None))
         except BaseException as err:  # handed to the consumer, who decides
             out.put((None, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's finally blocks (an open decoder) run now, in this thread
 
     thread = threading.Thread(target=produce, name="vidtok-eval-reader", daemon=True)
     thread.start()

@@ -22,7 +22,7 @@ def _distributed() -> bool:
     )
 
 
-def _gather(obj: Any) -> list[Any]:
+def gather_objects(obj: Any) -> list[Any]:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` without torch.distributed)."""
     if not _distributed():
         return [obj]
@@ -31,7 +31,7 @@ def _gather(obj: Any) -> list[Any]:
     return out
 
 
-def _mean(values: Sequence[float]) -> float:
+def exact_mean(values: Sequence[float]) -> float:
     # fsum is exactly rounded, so the result does not depend on the order clips were gathered in.
     return math.fsum(values) / len(values) if values else math.nan
 
@@ -143,9 +143,9 @@ class VideoMetrics:
             rec: dict[str, Any] = {
                 "name": str(name),
                 "frames": int(real.shape[2]),
-                "psnr": _mean(psnr[i].tolist()),
-                "ssim": _mean(ssim[i].tolist()),
-                "lpips": _mean(lpips[i].tolist()) if lpips is not None else None,
+                "psnr": exact_mean(psnr[i].tolist()),
+                "ssim": exact_mean(ssim[i].tolist()),
+                "lpips": exact_mean(lpips[i].tolist()) if lpips is not None else None,
                 "psnr_per_frame": psnr[i].tolist(),
                 "ssim_per_frame": ssim[i].tolist(),
                 "lpips_per_frame": lpips[i].tolist() if lpips is not None else None,
@@ -154,20 +154,20 @@ class VideoMetrics:
 
     def all_records(self) -> list[dict[str, Any]]:
         """Every process's records, rank 0's first (collective under torch.distributed)."""
-        return [r for part in _gather(self.records) for r in part]
+        return [r for part in gather_objects(self.records) for r in part]
 
     def compute(self) -> dict[str, float]:
         """Summary over all processes' clips: ``psnr``, ``ssim``, ``lpips`` (if enabled), ``clips``, ``fvd`` (if
         enabled; NaN with fewer than 2 clips). Identical on every rank; also sets ``gathered_records``."""
-        parts = _gather((self.records, self.real_stats, self.fake_stats))
+        parts = gather_objects((self.records, self.real_stats, self.fake_stats))
         self.gathered_records = [r for recs, _, _ in parts for r in recs]
         recs = self.gathered_records
         summary: dict[str, float] = {
-            "psnr": _mean([r["psnr"] for r in recs]),
-            "ssim": _mean([r["ssim"] for r in recs]),
+            "psnr": exact_mean([r["psnr"] for r in recs]),
+            "ssim": exact_mean([r["ssim"] for r in recs]),
         }
         if self.scorer.lpips is not None:
-            summary["lpips"] = _mean([r["lpips"] for r in recs])
+            summary["lpips"] = exact_mean([r["lpips"] for r in recs])
         summary["clips"] = len(recs)
         if self.scorer.detector is not None:
             real, fake = FeatureStats(), FeatureStats()
