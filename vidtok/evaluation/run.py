@@ -32,6 +32,7 @@ from ..loading import load_tokenizer
 from ..metrics import FeatureStats, FrameScorer, fvd_from_stats
 from ..metrics.video import exact_mean, gather_objects
 from ..video import VideoWriter, tensor_to_frames
+from ..weights import sha256_of
 from .config import EvalConfig
 from .videos import ListingFailure, Piece, VideoTask, clip_pieces, list_videos, prefetch, whole_pieces
 
@@ -466,19 +467,11 @@ def tokenizer_identity(tok: Any, cfg: EvalConfig, from_file: bool = True) -> dic
         info["ckpt"] = str(path.resolve())
         if path.is_file():
             info["ckpt_bytes"] = path.stat().st_size
-            info["ckpt_sha256"] = _sha256(path)
+            info["ckpt_sha256"] = sha256_of(path)
     from dataclasses import asdict
 
     info["config"] = asdict(tok.config)
     return info
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _output_dir(cfg: EvalConfig, acc: Any) -> Optional[Path]:
