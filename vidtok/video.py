@@ -118,48 +118,77 @@ def frame_interval(source_fps: float, sample_fps: Optional[float]) -> int:
     return max(1, round(source_fps / sample_fps))
 
 
+def sampled_frames(
+    source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None
+) -> tuple[float, Iterator[tuple[int, Tensor]]]:
+    """``(fps of the sampled frames, iterator of (source index, uint8 frame (H, W, 3)))``, decoding front to back.
+    Keeps every ``round(fps / sample_fps)``-th frame; a stream that changes frame size midway is scaled to its first
+    frame's size. Corrupt data raises :class:`VideoError` naming the video (after the frames decoded before it)."""
+    import av
+
+    label = source_name(source, name)
+    container = open_video(source, name)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        interval = frame_interval(stream_fps(stream, label), sample_fps)
+        fps = stream_fps(stream, label) / interval
+    except BaseException:
+        container.close()
+        raise
+
+    def frames() -> Iterator[tuple[int, Tensor]]:
+        decoded = 0
+        size: Optional[tuple[int, int]] = None
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                decoded += 1
+                if index % interval:
+                    continue
+                if size is None:
+                    size = (frame.width, frame.height)
+                elif (frame.width, frame.height) != size:  # a stream may change size: keep the first (as decord)
+                    frame = frame.reformat(width=size[0], height=size[1])
+                yield index, torch.from_numpy(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError as err:
+            raise VideoError(f"cannot decode video {label} after {decoded} frames: {err}") from None
+        finally:
+            container.close()
+        if decoded == 0:
+            raise VideoError(f"video {label} holds no decodable frames")
+
+    return fps, frames()
+
+
 def iter_frames(
-    path: str | os.PathLike,
+    path: VideoSource,
     *,
     sample_fps: Optional[float] = None,
     size: Optional[tuple[int, int]] = None,
     chunk: int = 16,
     max_frames: Optional[int] = None,
 ) -> Iterator[Tensor]:
-    """Decode a video lazily, yielding uint8 frames (n <= chunk, H, W, 3).
+    """Decode a video (a path or the file's bytes) lazily, yielding uint8 frames (n <= chunk, H, W, 3).
 
-    Keeps every ``round(fps / sample_fps)``-th frame; with ``size=(H, W)`` frames are resized so they
-    cover H x W (antialiased) and centre-cropped to it. Corrupt data raises :class:`VideoError`
-    naming the file.
+    Frames are those of :func:`sampled_frames`; with ``size=(H, W)`` they are resized so they cover H x W
+    (antialiased) and centre-cropped to it. Corrupt data raises :class:`VideoError` naming the file.
     """
-    import av
-
-    container = open_video(path)
+    _, frames = sampled_frames(path, sample_fps)
+    batch: list[Tensor] = []
+    kept = 0
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        interval = frame_interval(float(stream.average_rate or stream.guessed_rate or 1), sample_fps)
-        batch: list[Tensor] = []
-        kept = 0
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                if index % interval:
-                    continue
-                batch.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-                kept += 1
-                if len(batch) == chunk or kept == max_frames:
-                    yield _finish(batch, size)
-                    batch = []
-                if kept == max_frames:
-                    return
-        except av.error.FFmpegError as err:
-            raise VideoError(f"cannot decode video {path} after {kept} frames: {err}") from None
-        if batch:
-            yield _finish(batch, size)
-        if kept == 0:
-            raise VideoError(f"{path} holds no decodable frames")
+        for _, frame in frames:
+            batch.append(frame)
+            kept += 1
+            if len(batch) == chunk or kept == max_frames:
+                yield _finish(batch, size)
+                batch = []
+            if kept == max_frames:
+                return
     finally:
-        container.close()
+        frames.close()
+    if batch:
+        yield _finish(batch, size)
 
 
 def _finish(batch: list[Tensor], size: Optional[tuple[int, int]]) -> Tensor:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..data.sources import Failure, Record, csv_records, expand_urls, folder_records, shard_records
 from ..data.transforms import frames_to_clip
-from ..video import VideoError, VideoSource, frame_interval, open_video, source_name, stream_fps
+from ..video import VideoError, VideoSource, sampled_frames
 from .config import EvalDataConfig
 
 T = TypeVar("T")
@@ -110,45 +110,6 @@ def _task(order: int, prefix: str, item: Union[Record, Failure]) -> Union[VideoT
     # shard samples are named by their shard too: keys repeat across shards
     key = f"{prefix}/{item.key}" if prefix else item.key
     return VideoTask(order, key, item.name, item.source, item.meta)
-
-
-def sampled_frames(source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None) -> Iterator:
-    """``(fps of the sampled frames, iterator of (source index, uint8 frame (H, W, 3)))``, decoding front to back.
-    Corrupt data raises :class:`VideoError` naming the video (after the frames decoded before it)."""
-    import av
-
-    label = source_name(source, name)
-    container = open_video(source, name)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        interval = frame_interval(stream_fps(stream, label), sample_fps)
-        fps = stream_fps(stream, label) / interval
-    except BaseException:
-        container.close()
-        raise
-
-    def frames() -> Iterator[tuple[int, Tensor]]:
-        decoded = 0
-        size: Optional[tuple[int, int]] = None
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                decoded += 1
-                if index % interval:
-                    continue
-                if size is None:
-                    size = (frame.width, frame.height)
-                elif (frame.width, frame.height) != size:  # a stream may change size: keep the first (as decord)
-                    frame = frame.reformat(width=size[0], height=size[1])
-                yield index, torch.from_numpy(frame.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError as err:
-            raise VideoError(f"cannot decode video {label} after {decoded} frames: {err}") from None
-        finally:
-            container.close()
-        if decoded == 0:
-            raise VideoError(f"video {label} holds no decodable frames")
-
-    return fps, frames()
 
 
 def clip_pieces(
