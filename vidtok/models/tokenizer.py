@@ -237,16 +237,8 @@ class Tokenizer(nn.Module):
             raise InputError(f"context: expected f-1 = {f - 1} frames of shape {want}, found {found}")
         tile, overlap = self._tile_args(tile, tile_overlap)
         full = torch.cat([context.to(x), x], dim=2).to(self._dtype())
-        encode = partial(self.encoder, collapse_head=False)
-        decode = partial(self.decoder, collapse_head=False)
-        fs = self.config.spatial_factor
-        if tile is None:
-            moments = encode(full)
-        else:
-            moments = tiled(lambda part, _: encode(part), full, tile, overlap, 1 / fs)
-        z = self._regularize(moments, sample=sample, generator=generator)
-        out = decode(z) if tile is None else tiled(lambda part, _: decode(part), z, tile // fs, overlap // fs, fs)
-        return out[:, :, f - 1 :]
+        z = self._regularize(self._encoder_pass(full, tile, overlap, False), sample=sample, generator=generator)
+        return self._decoder_pass(z, tile, overlap, False)
 
     def compile(self, **kwargs) -> Tokenizer:
         """Compile the encoder and decoder with ``torch.compile`` (in place: state-dict keys do not change).
@@ -303,22 +295,34 @@ class Tokenizer(nn.Module):
                 parts = [stream.push(x[:, :, i : i + chunk_frames]) for i in range(0, x.shape[2], chunk_frames)]
                 parts.append(stream.finish())
             return torch.cat(parts, dim=2)
-        x = self._pad_frames(x, pad)
-        if tile is not None:
-            return tiled(lambda part, _: self.encoder(part), x, tile, overlap, 1 / self.config.spatial_factor)
-        return self.encoder(x)
+        return self._encoder_pass(self._pad_frames(x, pad), tile, overlap)
 
     def _frames(self, z: Tensor, chunk_latents: Optional[int], tile: Optional[int], overlap: Optional[int]) -> Tensor:
         """Decoded frames (causal padding frames dropped) for checked latents."""
         tile, overlap = self._tile_args(tile, overlap)
         if chunk_latents is not None:
             return self._frames_chunked(z, chunk_latents, tile, overlap)
-        fs = self.config.spatial_factor
+        return self._decoder_pass(z, tile, overlap)
+
+    def _encoder_pass(
+        self, x: Tensor, tile: Optional[int], overlap: Optional[int], collapse_head: Optional[bool] = None
+    ) -> Tensor:
+        """The encoder on padded frames, in one pass or by tiles; ``collapse_head=False``: the first group of f
+        frames is given in full (see :meth:`reconstruct_after`)."""
+        encode = partial(self.encoder, collapse_head=collapse_head)
         if tile is not None:
-            x = tiled(lambda part, _: self.decoder(part), z, tile // fs, overlap // fs, fs)
-        else:
-            x = self.decoder(z)
-        if self.config.causal and not self.decoder.collapse_head:
+            return tiled(lambda part, _: encode(part), x, tile, overlap, 1 / self.config.spatial_factor)
+        return encode(x)
+
+    def _decoder_pass(
+        self, z: Tensor, tile: Optional[int], overlap: Optional[int], collapse_head: Optional[bool] = None
+    ) -> Tensor:
+        """The decoder in one pass or by tiles, without the frames that stand for a causal model's padding."""
+        decode = partial(self.decoder, collapse_head=collapse_head)
+        fs = self.config.spatial_factor
+        x = decode(z) if tile is None else tiled(lambda part, _: decode(part), z, tile // fs, overlap // fs, fs)
+        collapsed = self.decoder.collapse_head if collapse_head is None else collapse_head
+        if self.config.causal and not collapsed:
             x = x[:, :, self.config.temporal_factor - 1 :]
         return x
 
