@@ -101,20 +101,10 @@ class VideoMetrics:
     I3D feature statistics of all real clips with those of all reconstructed clips (first ``fvd_frames`` frames).
     """
 
-    def __init__(
-        self,
-        lpips: bool = True,
-        vgg_path: Optional[Union[str, os.PathLike]] = None,
-        fvd: bool = False,
-        detector_path: Optional[Union[str, os.PathLike]] = None,
-        device: Union[str, torch.device] = "cpu",
-        detector_sha256: Optional[str] = I3D_SHA256,
-        fvd_frames: int = I3D_FRAMES,
-        lpips_frames_per_batch: int = 16,
-    ) -> None:
-        self.scorer = FrameScorer(
-            lpips, vgg_path, fvd, detector_path, device, detector_sha256, fvd_frames, lpips_frames_per_batch
-        )
+    def __init__(self, **scorer_options: Any) -> None:
+        """``scorer_options``: those of :class:`FrameScorer` (``lpips``, ``vgg_path``, ``fvd``, ``detector_path``,
+        ``device``, ...)."""
+        self.scorer = FrameScorer(**scorer_options)
         self.records: list[dict[str, Any]] = []
         self.gathered_records: list[dict[str, Any]] = []
         self.real_stats = FeatureStats()
