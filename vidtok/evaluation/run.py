@@ -264,7 +264,7 @@ class _VideoRunner:
                     recon = torch.cat(outs)
                 else:
                     recon = tok(x, **self._options())
-            ids = list(range(clip_no, clip_no + x.shape[0]))
+            ids = [[clip_no + i] * len(clip) for i, clip in enumerate(piece.indices)]
             clip_no += x.shape[0]
             yield x, recon, piece.indices, ids
 
@@ -284,7 +284,7 @@ class _VideoRunner:
             self.tok,
             chunks(),
             chunk_frames=cfg.chunk_frames,
-            chunk_latents=max(1, cfg.chunk_frames // self.f),
+            chunk_latents=cfg.chunk_frames // self.f,
             **self._options(),
         )
         try:
@@ -342,14 +342,14 @@ class _VideoState:
         self.seconds = dict.fromkeys(TIMERS, 0.0)
         self._window: tuple[list[Tensor], list[Tensor]] = ([], [])
 
-    def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list) -> None:
+    def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list[list[int]]) -> None:
+        """Per-frame scores (n, T) of n clips (or one chunk), their source frame indices and clip numbers."""
         for i, clip in enumerate(indices):
             pad = _padding(clip)
-            ids = clip_ids[i] if isinstance(clip_ids[i], list) else [clip_ids[i]] * len(clip)
             for m in self.metrics:
                 self.values[m].extend(scores[m][i].tolist())
             self.source_frames.extend(clip)
-            self.clip_of_frame.extend(ids)
+            self.clip_of_frame.extend(clip_ids[i])
             self.padded.extend([False] * (len(clip) - pad) + [True] * pad)
 
     def add_windows(self, scorer: FrameScorer, x: Tensor, recon: Tensor, clip_mode: bool) -> None:
