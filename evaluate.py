@@ -5,13 +5,13 @@ python evaluate.py ckpt=vidtok_kl_causal_488_4chn_v1_1.ckpt data.dir=MCL-JCV/ mo
 accelerate launch evaluate.py ckpt=... data.dir=... metrics.fvd=true output.reconstructions=true
 """
 
-import hydra
 from omegaconf import DictConfig
 
 from vidtok.evaluation import evaluate_from_hydra
+from vidtok.hydra_app import hydra_app
 
 
-@hydra.main(config_path="conf", config_name="eval", version_base="1.3")
+@hydra_app("eval")
 def main(cfg: DictConfig) -> float:
     return evaluate_from_hydra(cfg)
 

@@ -5,13 +5,13 @@ accelerate launch train.py regularizer=fsq compression=488 data.path=/videos val
 python train.py -m regularizer=kl,fsq compression=488,444 ...   # a local sweep
 """
 
-import hydra
 from omegaconf import DictConfig
 
+from vidtok.hydra_app import hydra_app
 from vidtok.training.run import train_from_hydra
 
 
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+@hydra_app("train")
 def main(cfg: DictConfig) -> float:
     return train_from_hydra(cfg, script=__file__)
 

@@ -452,11 +452,11 @@ def test_sample_posterior_draws_per_video_like_the_original_script(videos: Path,
 
 
 def test_eval_config_composes_tokenizer_presets_and_groups() -> None:
-    from vidtok.config import compose_conf, normalize_overrides
+    from vidtok.config import compose_conf
     from vidtok.evaluation import evaluate_from_hydra
 
     def compose(*overrides: str):
-        return compose_conf("eval", normalize_overrides(list(overrides)), "the eval config")
+        return compose_conf("eval", list(overrides), "the eval config")
 
     cfg = EvalConfig.from_any(
         compose("ckpt=m.ckpt", "data.dir=v", "tokenizer=vidtok_fsq_causal_488_32768_v1_1", "model.ch=4")

@@ -284,22 +284,6 @@ def _strip_plus(override: str) -> str:
     return override.lstrip("+")
 
 
-# Groups whose option names are numbers (compression=488); Hydra parses a bare 488 as an int and
-# refuses it as a group choice, so such values are quoted before composing.
-NUMERIC_GROUPS = ("compression",)
-
-
-def normalize_overrides(overrides: Sequence[str]) -> list[str]:
-    """Quote numeric group choices (``compression=488`` -> ``compression='488'``) so Hydra accepts them."""
-    out = []
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if sep and key.lstrip("+~") in NUMERIC_GROUPS and value.isdigit():
-            override = f"{key}='{value}'"
-        out.append(override)
-    return out
-
-
 def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str] = ()) -> TokenizerConfig:
     """Compose a :class:`TokenizerConfig` from a preset name (or a YAML/JSON file) and Hydra overrides.
 
@@ -308,7 +292,7 @@ def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str
     ``None`` for the defaults of each group. ``overrides`` are Hydra override strings such as
     ``model.ch=16`` or ``regularizer=fsq``.
     """
-    overrides = normalize_overrides(overrides)
+    overrides = list(overrides)
     if name is not None and _looks_like_path(name):
         return _config_from_file(Path(name), overrides)
     if name is not None and name not in official_names():
@@ -329,6 +313,9 @@ def compose_conf(config_name: str, overrides: Sequence[str], what: str) -> DictC
     from hydra.errors import HydraException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
+    from .hydra_app import allow_numeric_group_choices
+
+    allow_numeric_group_choices()
     backup = get_gh_backup()
     GlobalHydra.instance().clear()
     try:

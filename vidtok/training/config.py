@@ -166,6 +166,7 @@ class RunConfig:
     train: LoopConfig
     run_dir: str
     init_from: Optional[str] = None
+    dry_run: bool = False  # validate and describe the run, train nothing
     raw: Optional[dict] = None  # the resolved composed config, saved in the run
 
     @property
@@ -244,6 +245,7 @@ def load_run_config(cfg: Any) -> RunConfig:
         train=_section(LoopConfig, data.get("train"), "train").validate(),
         run_dir=str(data.get("run_dir") or "runs/train"),
         init_from=init_from,
+        dry_run=bool(data.get("dry_run", False)),
         raw=data,
     )
     if hasattr(run.loss, "validate"):
@@ -258,3 +260,18 @@ def load_run_config(cfg: Any) -> RunConfig:
                 f"val_data.num_frames is {val_data.num_frames}"
             )
     return run
+
+
+def describe_run(run: RunConfig) -> str:
+    """One line saying what a run would train, on what, and where it would write."""
+    tok = run.tokenizer
+    t, s, _ = tok.factors
+    model = tok.name or f"{'causal' if tok.causal else 'non-causal'} {tok.version}"
+    latent = f"FSQ {tok.codebook_size}" if tok.is_discrete else f"KL {tok.latent_channels} ch"
+    val = f", validation on {run.val_data.source} {run.val_data.path}" if run.val_data else ""
+    height, width = run.resolution
+    return (
+        f"{model} {t}x{s}x{s} {latent}, width {tok.model.ch}, stage {run.stage.name}, {run.train.max_steps} steps "
+        f"on {run.data.source} {run.data.path} ({run.data.num_frames}x{height}x{width} clips){val}; "
+        f"run_dir {run.run_dir}"
+    )

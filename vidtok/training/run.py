@@ -11,9 +11,9 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, compose_conf, normalize_overrides
+from ..config import ConfigError, compose_conf
 from ..distributed import drop_stray_hydra_dir, hydra_output_dir
-from .config import RunConfig, load_run_config
+from .config import RunConfig, describe_run, load_run_config
 
 log = logging.getLogger("vidtok.train")
 
@@ -21,7 +21,7 @@ log = logging.getLogger("vidtok.train")
 def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
     """``conf/train.yaml`` composed with Hydra overrides, without starting a Hydra app (``run_dir`` must
     then be given, e.g. ``run_dir=runs/x``, since there is no Hydra output directory)."""
-    overrides = normalize_overrides(list(overrides))
+    overrides = list(overrides)
     return compose_conf("train", overrides, f"the training config with {overrides}")
 
 
@@ -48,6 +48,9 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
         run = load_run_config(cfg)
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
+    if run.dry_run:
+        print(f"dry run (nothing trained): {describe_run(run)}", flush=True)
+        return math.nan
     from ..checkpoint import CheckpointError
     from ..data import DataSourceError
     from ..weights import WeightsError
