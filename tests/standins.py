@@ -18,13 +18,12 @@ from torch import Tensor, nn
 from vidtok.weights import VGG16
 
 
-def make_vgg_home(home: Path) -> Path:
-    """A TORCH_HOME whose hub cache holds a random VGG16 under torchvision's file name (not hash-checked there).
-
-    Classifier tensors are stride-0 views of one zero, so the file holds the conv weights only (59 MB, not 528)."""
+def random_vgg16_file(path: Path, seed: int = 0) -> Path:
+    """A torchvision-format VGG16 state dict with random convolutions (Kaiming-scaled). The classifier, which strict
+    loaders need and LPIPS does not use, is stored as stride-0 views of one zero, so the file is 59 MB, not 528."""
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in torchvision.models.vgg16().state_dict().items()}
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     state = {}
     for k, shape in shapes.items():
         if not k.startswith("features."):
@@ -33,9 +32,14 @@ def make_vgg_home(home: Path) -> Path:
             state[k] = torch.randn(shape, generator=gen) * math.sqrt(2.0 / math.prod(shape[1:]))
         else:
             state[k] = torch.randn(shape, generator=gen) * 0.01
-    path = home / "hub" / "checkpoints" / VGG16.filename
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
+    return path
+
+
+def make_vgg_home(home: Path, seed: int = 0) -> Path:
+    """A TORCH_HOME whose hub cache holds a random VGG16 under torchvision's file name (not hash-checked there)."""
+    random_vgg16_file(home / "hub" / "checkpoints" / VGG16.filename, seed)
     return home
 
 

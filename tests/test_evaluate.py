@@ -25,7 +25,7 @@ from vidtok.checkpoint import CheckpointError, save_tokenizer_safetensors
 from vidtok.config import ConfigError
 from vidtok.evaluation import EvalConfig, evaluate
 from vidtok.evaluation.videos import prefetch
-from vidtok.metrics import LPIPSMetric, frechet_distance, ssim_per_frame
+from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
 from vidtok.metrics.fvd import preprocess_for_i3d
 from vidtok.synthetic import moving_shapes
 from vidtok.video import tensor_to_frames, write_video
@@ -206,7 +206,7 @@ def test_fvd_and_lpips_end_to_end_with_stand_in_networks(
     metrics = {"lpips": True, "fvd": True, "detector_path": str(detector_path), "detector_sha256": sha}
     result = run(ckpt, videos, metrics=metrics)
 
-    detector, lpips = StandInI3D(frames=16), LPIPSMetric()
+    detector, lpips = StandInI3D(frames=16), LPIPS()
     real_feats, fake_feats, lpips_frames = [], [], []
     with torch.no_grad():
         for name in LENGTHS:
@@ -214,7 +214,7 @@ def test_fvd_and_lpips_end_to_end_with_stand_in_networks(
             recon = tok(clips).clamp(-1, 1)
             real_feats.append(detector(preprocess_for_i3d(clips, 16), False, False, True).double())
             fake_feats.append(detector(preprocess_for_i3d(recon, 16), False, False, True).double())
-            lpips_frames.append(lpips(clips, recon).reshape(-1))
+            lpips_frames.append(lpips.per_frame(clips, recon).reshape(-1))
     real, fake = torch.cat(real_feats).numpy(), torch.cat(fake_feats).numpy()
     want = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
     assert result.summary["fvd_clips"] == 6

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from standins import make_vgg_home, random_vgg16_file
 
 import vidtok
 import vidtok.weights
 from vidtok.config import ConfigError
 from vidtok.losses import (
-    LPIPS,
     LeCAM,
     LossConfig,
     NLayerDiscriminator,
@@ -40,7 +40,7 @@ from vidtok.losses import (
     vanilla_d_loss,
 )
 from vidtok.losses import regularization as reg_module
-from vidtok.losses.lpips import default_heads_path
+from vidtok.metrics.lpips import LPIPS, heads_path
 from vidtok.models.regularizers import FSQ
 from vidtok.modules.conv import unwrap_conv
 from vidtok.weights import WeightsError
@@ -72,24 +72,10 @@ def last_layer(tok: vidtok.Tokenizer) -> torch.Tensor:
     return unwrap_conv(tok.decoder.conv_out).weight
 
 
-def random_vgg16_file(path: Path, seed: int = 0) -> Path:
-    """A torchvision-format VGG16 state dict with a random backbone (torchvision's init). The classifier, which
-    strict loaders need and LPIPS does not use, is stored as zero-stride views, so the file is small."""
-    torch.manual_seed(seed)
-    state = {f"features.{k}": v for k, v in LPIPS(pretrained=False).features.state_dict().items()}
-    for i, (n_in, n_out) in zip((0, 3, 6), ((25088, 4096), (4096, 4096), (4096, 1000)), strict=True):
-        state[f"classifier.{i}.weight"] = torch.zeros(1).expand(n_out, n_in)
-        state[f"classifier.{i}.bias"] = torch.zeros(1).expand(n_out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path
-
-
 @pytest.fixture
 def vgg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """$TORCH_HOME with a random VGG16 in the hub cache (torchvision does not hash-check cached files)."""
-    home = tmp_path / "torch_home"
-    random_vgg16_file(home / "hub" / "checkpoints" / vidtok.weights.VGG16.filename)
+    home = make_vgg_home(tmp_path / "torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.delenv("VIDTOK_VGG16", raising=False)
     return home
@@ -118,12 +104,66 @@ def test_lpips_explicit_path_and_heads(tmp_path: Path, monkeypatch: pytest.Monke
     vgg = random_vgg16_file(tmp_path / "vgg.pth", seed=3)
     net = LPIPS(vgg_path=vgg)
     state = torch.load(vgg, weights_only=True)
-    assert torch.equal(net.features[28].weight, state["features.28.weight"])
-    heads = torch.load(default_heads_path(), map_location="cpu", weights_only=True)
-    for k, head in enumerate(net.heads):
-        assert torch.equal(head.weight, heads[f"lin{k}.model.1.weight"])
+    assert torch.equal(getattr(net.net.net.slice5, "28").weight, state["features.28.weight"])
+    assert torch.equal(getattr(net.net.net.slice1, "0").bias, state["features.0.bias"])
+    heads = torch.load(heads_path(), map_location="cpu", weights_only=True)
+    for k, lin in enumerate(net.net.lins):
+        assert torch.equal(lin.model[1].weight, heads[f"lin{k}.model.1.weight"])
     x = video(1, 32).squeeze(2)
     assert net(x, x).abs().max() == 0
+
+
+def reference_lpips(vgg_state: dict, heads: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LPIPS v0.1 written out from the paper and the original VidTok's vidtok/modules/lpips.py: scale, VGG16 convs
+    (torchvision's layout), unit-normalise over channels (+1e-10), squared difference, 1x1 heads, spatial mean,
+    and the sum taken as the original does (``val = res[0]; val += res[l]``)."""
+    import torch.nn.functional as F
+
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def taps(h: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], (h - shift) / scale
+        for i in range(30):
+            if f"features.{i}.weight" in vgg_state:
+                h = F.conv2d(h, vgg_state[f"features.{i}.weight"], vgg_state[f"features.{i}.bias"], padding=1)
+            elif i in (4, 9, 16, 23):
+                h = F.max_pool2d(h, 2, 2)
+            else:
+                h = F.relu(h)
+            if i in (3, 8, 15, 22, 29):
+                out.append(h)
+        return out
+
+    def unit(f: torch.Tensor) -> torch.Tensor:
+        return f / (torch.sqrt(torch.sum(f**2, dim=1, keepdim=True)) + 1e-10)
+
+    res = [
+        F.conv2d((unit(a) - unit(b)) ** 2, heads[f"lin{k}.model.1.weight"]).mean([2, 3], keepdim=True)
+        for k, (a, b) in enumerate(zip(taps(x), taps(y), strict=True))
+    ]
+    val = res[0]
+    for r in res[1:]:
+        val += r
+    return val
+
+
+def test_lpips_is_bit_identical_to_the_written_out_formula(tmp_path: Path) -> None:
+    # The original's training loss and evaluation numbers both come from this computation: ours must equal it
+    # exactly, not within a tolerance, so that loss curves and LPIPS tables reproduce digit for digit.
+    vgg = random_vgg16_file(tmp_path / "vgg.pth", seed=5)
+    net = LPIPS(vgg_path=vgg)
+    state = torch.load(vgg, weights_only=True)
+    heads = torch.load(heads_path(), map_location="cpu", weights_only=True)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand((3, 3, 48, 40), generator=gen) * 2 - 1
+    y = (x + 0.2 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+    got, want = net(x, y), reference_lpips(state, heads, x, y)
+    assert got.shape == want.shape == (3, 1, 1, 1)
+    assert torch.equal(got, want), (got - want).abs().max()
+    # per_frame (the metric) is the same network on the same frames
+    videos = x.unsqueeze(0).transpose(1, 2), y.unsqueeze(0).transpose(1, 2)  # (1, 3, 3, H, W)
+    assert torch.equal(net.per_frame(*videos).view(3), got.view(3))
 
 
 def test_lpips_is_frozen_and_chunked_passes_match() -> None:
@@ -518,7 +558,7 @@ def test_loss_state_stays_out_of_the_tokenizer() -> None:
     assert not any("feature" in k or "head" in k for k in state)  # no LPIPS weights in training checkpoints
     assert {id(p) for p in loss.parameters()} == {id(loss.logvar)} | {id(p) for p in loss.discriminator_parameters()}
     loss.double()  # moves follow into the unregistered LPIPS network
-    assert loss.perceptual.heads[0].weight.dtype == torch.float64
+    assert loss.perceptual.net.lins[0].model[1].weight.dtype == torch.float64
 
 
 # ---- parity with the original (optional) -----------------------------------------------------------------
@@ -547,7 +587,7 @@ def original_parity(root: str, workdir: Path) -> dict[str, float]:
         diffs[name] = max(diffs.get(name, 0.0), rel)
 
     (workdir / "checkpoints" / "lpips").mkdir(parents=True, exist_ok=True)
-    shutil.copy(default_heads_path(), workdir / "checkpoints" / "lpips" / "vgg.pth")
+    shutil.copy(heads_path(), workdir / "checkpoints" / "lpips" / "vgg.pth")
     for disc_type, disc_loss, ce in (("2d", "hinge", True), ("3d", "vanilla", False)):
         torch.manual_seed(0)
         orig = losses.GeneralLPIPSWithDiscriminator(

@@ -22,9 +22,9 @@ from standins import StandInI3D, go_offline, make_vgg_home, save_detector, use_t
 from torch import Tensor
 
 from vidtok.metrics import (
+    LPIPS,
     PSNR_MAX_DB,
     FeatureStats,
-    LPIPSMetric,
     VideoMetrics,
     frechet_distance,
     load_i3d_detector,
@@ -158,8 +158,8 @@ def test_lpips_matches_torchmetrics_per_frame(torch_home: Path) -> None:
 
     real = video(2, 3, 16, 24, seed=8)  # VGG16's five stages need 16 px; small frames keep this fast
     fake = degrade(real, seed=9).clamp(-1, 1)
-    metric = LPIPSMetric(frames_per_batch=4)
-    got = metric(real, fake)
+    metric = LPIPS()
+    got = metric.per_frame(real, fake, frames_per_pass=4)
 
     reference = LearnedPerceptualImagePatchSimilarity(net_type="vgg", reduction="none", normalize=False)
     want = reference(frames01(fake) * 2 - 1, frames01(real) * 2 - 1).view(2, 3)
@@ -170,22 +170,21 @@ def test_lpips_matches_torchmetrics_per_frame(torch_home: Path) -> None:
     metric.train()
     assert not metric.training and not metric.net.training
     assert not any(p.requires_grad for p in metric.parameters())
-    metric.frames_per_batch = 1
-    torch.testing.assert_close(metric(real, fake), got, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(metric.per_frame(real, fake, frames_per_pass=1), got, rtol=1e-5, atol=1e-6)
 
 
 def test_lpips_rejects_a_file_that_is_not_vgg16(offline: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "not_vgg.pth"
     torch.save({"conv.weight": torch.zeros(1)}, wrong)
     with pytest.raises(
-        ValueError, match=r"not_vgg\.pth: expected a torchvision vgg16 .* features\.0\.weight is missing"
+        ValueError, match=r"not_vgg\.pth: expected a torchvision vgg16 .* found keys like \['conv\.weight'\]"
     ):
-        LPIPSMetric(vgg_path=wrong)
+        LPIPS(vgg_path=wrong)
 
 
 def test_lpips_offline_error_says_where_to_put_the_file(offline: Path) -> None:
     with pytest.raises(WeightsError) as err:
-        LPIPSMetric()
+        LPIPS()
     msg = str(err.value)
     assert "could not be downloaded" in msg and VGG16.url in msg
     assert str(offline / "hub" / "checkpoints" / VGG16.filename) in msg and "$VIDTOK_VGG16" in msg

@@ -477,7 +477,7 @@ def test_sigkill_at_any_moment_then_restart_resumes(tmp_path: Path, video_dir: P
 
 
 def test_full_loss_with_lpips_and_lpips_validation(tmp_path: Path, video_dir: Path) -> None:
-    from test_losses import random_vgg16_file  # a random VGG16 stand-in (the real one is a download)
+    from standins import random_vgg16_file  # a random VGG16 stand-in (the real one is a download)
 
     vgg = random_vgg16_file(tmp_path / "vgg16.pth")
     run = debug_run(
@@ -493,6 +493,8 @@ def test_full_loss_with_lpips_and_lpips_validation(tmp_path: Path, video_dir: Pa
     trainer.fit()
     assert all(h["p_loss"] > 0 for h in trainer.history)
     assert "val/lpips" in trainer.validate()
+    # one LPIPS network in the run: validation scores with the loss's own
+    assert trainer.loss.perceptual is not None and trainer._metrics.scorer.lpips is trainer.loss.perceptual
 
 
 def test_slurm_sweep_config_composes_with_the_submitit_launcher(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from .discriminator import (
     init_discriminator_weights,
     load_discriminator_state_dict,
 )
-from .lpips import LPIPS
 from .regularization import (
     FSQEntropyTerms,
     commitment_loss,
@@ -35,7 +34,6 @@ from .vidtok_loss import VidTokLoss, original_steps
 
 __all__ = [
     "FSQEntropyTerms",
-    "LPIPS",
     "LeCAM",
     "LossConfig",
     "NLayerDiscriminator",

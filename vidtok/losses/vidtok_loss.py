@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..metrics.lpips import LPIPS
 from .adversarial import DISC_LOSSES, GEN_LOSSES, LeCAM, adaptive_generator_weight
 from .config import LossConfig
 from .discriminator import NLayerDiscriminator, NLayerDiscriminator3D, load_discriminator_state_dict
-from .lpips import LPIPS
 from .regularization import commitment_loss, entropy_loss_weight, fsq_entropy_loss, kl_loss
 
 REGULARIZER_KINDS = ("kl", "fsq")

@@ -1,6 +1,6 @@
 """Video reconstruction metrics: per-frame PSNR / SSIM / LPIPS, FVD, and a distributed-aware accumulator."""
 
-from vidtok.metrics.frame import PSNR_MAX_DB, LPIPSMetric, psnr_per_frame, ssim_per_frame
+from vidtok.metrics.frame import PSNR_MAX_DB, psnr_per_frame, ssim_per_frame
 from vidtok.metrics.fvd import (
     I3D,
     I3D_FRAMES,
@@ -14,6 +14,7 @@ from vidtok.metrics.fvd import (
     load_i3d_detector,
     preprocess_for_i3d,
 )
+from vidtok.metrics.lpips import LPIPS
 from vidtok.metrics.video import FrameScorer, VideoMetrics
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
     "PSNR_MAX_DB",
     "FeatureStats",
     "FrameScorer",
-    "LPIPSMetric",
+    "LPIPS",
     "VideoMetrics",
     "frechet_distance",
     "fvd_from_stats",

@@ -10,21 +10,17 @@ Conventions (those of the original VidTok evaluation, computed with torchmetrics
   region: torchmetrics' SSIM map (which reflect-pads by 5 px) with those 5 px borders cropped, i.e. only windows that
   lie fully inside the frame, as in the original VidTok code, Wang et al.'s reference and scikit-image.
   ``border="reflect"`` gives torchmetrics' own number instead (mean over the padded full-size map).
-* LPIPS uses the VGG16 backbone and the LPIPS linear heads bundled with torchmetrics (from the lpips package), on
-  [-1, 1] inputs.
+* LPIPS (:mod:`vidtok.metrics.lpips`) is the ``lpips`` package's VGG16 network on [-1, 1] inputs.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-from vidtok.weights import VGG16, resolve_weights
 
 PSNR_MAX_DB = 80.0
 SSIM_KERNEL = 11
@@ -32,10 +28,6 @@ SSIM_SIGMA = 1.5
 _SSIM_PAD = (SSIM_KERNEL - 1) // 2
 # Frames per SSIM call: torchmetrics holds 5 padded copies of the batch at once.
 _SSIM_FRAMES = 32
-
-# torchvision vgg16 ``features`` indices that go into each of LPIPS' five slices (up to relu1_2 ... relu5_3).
-_VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
-_VGG_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
 
 def check_videos(real: Tensor, fake: Tensor) -> None:
@@ -106,77 +98,3 @@ def ssim_per_frame(
             p = _SSIM_PAD
             out.append(full[..., p : h - p, p : w - p].mean(dim=(1, 2, 3)))
     return torch.cat(out).view(b, t)
-
-
-def _lpips_vgg_class() -> type[nn.Module]:
-    try:
-        from torchmetrics.functional.image.lpips import _LPIPS
-    except ImportError as exc:  # private class; guarded by the test against the public module
-        import torchmetrics
-
-        raise ImportError(
-            f"LPIPSMetric needs torchmetrics.functional.image.lpips._LPIPS, not found in torchmetrics "
-            f"{torchmetrics.__version__}"
-        ) from exc
-    return _LPIPS
-
-
-def vgg16_to_lpips_slices(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision vgg16 ``features.N.*`` tensors renamed for torchmetrics' LPIPS ``Vgg16`` (``sliceK.N.*``)."""
-    mapped: dict[str, Tensor] = {}
-    for k, (lo, hi) in enumerate(_VGG_SLICES, start=1):
-        for i in range(lo, hi):
-            if i in _VGG_CONVS:
-                for p in ("weight", "bias"):
-                    key = f"features.{i}.{p}"
-                    if key not in state_dict:
-                        found = sorted(state_dict)[:4]
-                        raise ValueError(
-                            f"expected a torchvision vgg16 state dict (features.0.weight ... features.28.bias), "
-                            f"{key} is missing; found keys like {found}"
-                        )
-                    mapped[f"slice{k}.{i}.{p}"] = state_dict[key]
-    return mapped
-
-
-class LPIPSMetric(nn.Module):
-    """Per-frame LPIPS (VGG) between two videos: ``forward(real, fake) -> (B, T)``; always frozen and in eval mode.
-
-    The VGG16 ImageNet backbone comes from :func:`vidtok.weights.resolve_weights` (``vgg_path``, ``$VIDTOK_VGG16``,
-    the torch hub cache, or a download); the LPIPS linear heads are the ones bundled with torchmetrics. Each clip's
-    frames go through the network ``frames_per_batch`` at a time, never mixed with other clips' frames, so a clip's
-    values do not depend on the batch it came in (float32 convolutions round differently for other batch shapes).
-    """
-
-    def __init__(self, vgg_path: Optional[str | os.PathLike] = None, frames_per_batch: int = 16) -> None:
-        super().__init__()
-        if frames_per_batch < 1:
-            raise ValueError(f"frames_per_batch must be >= 1, found {frames_per_batch}")
-        self.frames_per_batch = frames_per_batch
-        path = resolve_weights(VGG16, vgg_path)
-        try:
-            backbone = vgg16_to_lpips_slices(torch.load(path, map_location="cpu", weights_only=True))
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        # pnet_rand: build the backbone without torchvision's own download, then load the resolved file into it.
-        self.net = _lpips_vgg_class()(pretrained=True, net="vgg", pnet_rand=True, use_dropout=True)
-        self.net.net.load_state_dict(backbone, strict=True)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> LPIPSMetric:
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, real: Tensor, fake: Tensor) -> Tensor:
-        """LPIPS of every frame, shape (B, T), float32 on this module's device."""
-        check_videos(real, fake)
-        b, _, t, _, _ = real.shape
-        device = next(self.parameters()).device
-        n = self.frames_per_batch
-        out = []
-        for i in range(b):
-            x = to_frames(real[i : i + 1].to(device=device, dtype=torch.float32).clamp(-1, 1))
-            y = to_frames(fake[i : i + 1].to(device=device, dtype=torch.float32).clamp(-1, 1))
-            out += [self.net(xs, ys).flatten() for xs, ys in zip(x.split(n), y.split(n), strict=True)]
-        return torch.cat(out).view(b, t)

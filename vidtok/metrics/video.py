@@ -10,8 +10,9 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from vidtok.metrics.frame import LPIPSMetric, check_videos, psnr_per_frame, ssim_per_frame
+from vidtok.metrics.frame import check_videos, psnr_per_frame, ssim_per_frame
 from vidtok.metrics.fvd import I3D_FRAMES, I3D_SHA256, FeatureStats, fvd_from_stats, i3d_features, load_i3d_detector
+from vidtok.metrics.lpips import LPIPS
 
 
 def _distributed() -> bool:
@@ -42,12 +43,13 @@ class FrameScorer:
     Everything is computed in float32 on ``device`` whatever precision the model ran in, one clip at a time where
     batching could change the rounding, so a clip's numbers do not depend on the clips it was batched with.
     ``ssim_downsample`` average-pools large frames first as the original evaluation does (see
-    :func:`~vidtok.metrics.ssim_per_frame`).
+    :func:`~vidtok.metrics.ssim_per_frame`). ``lpips`` is True (build the network), False, or an existing
+    :class:`~vidtok.metrics.LPIPS` (a training run passes its loss's, so one network serves both).
     """
 
     def __init__(
         self,
-        lpips: bool = True,
+        lpips: Union[bool, LPIPS] = True,
         vgg_path: Optional[Union[str, os.PathLike]] = None,
         fvd: bool = False,
         detector_path: Optional[Union[str, os.PathLike]] = None,
@@ -58,7 +60,11 @@ class FrameScorer:
         ssim_downsample: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.lpips = LPIPSMetric(vgg_path, frames_per_batch=lpips_frames_per_batch).to(self.device) if lpips else None
+        if isinstance(lpips, LPIPS):
+            self.lpips: Optional[LPIPS] = lpips.to(self.device)
+        else:
+            self.lpips = LPIPS(vgg_path=vgg_path).to(self.device) if lpips else None
+        self.lpips_frames_per_batch = lpips_frames_per_batch
         self.detector = load_i3d_detector(detector_path, self.device, detector_sha256) if fvd else None
         self.fvd_frames = fvd_frames
         self.ssim_downsample = ssim_downsample
@@ -79,7 +85,7 @@ class FrameScorer:
                 "ssim": ssim_per_frame(real, fake, downsample=self.ssim_downsample).cpu(),
             }
             if self.lpips is not None:
-                out["lpips"] = self.lpips(real, fake).cpu()
+                out["lpips"] = self.lpips.per_frame(real, fake, self.lpips_frames_per_batch).cpu()
         return out
 
     @torch.no_grad()

@@ -423,8 +423,9 @@ class Trainer:
 
         vcfg = self.run.validation
         if self._metrics is None:  # built once: LPIPS and the I3D detector take seconds to load
+            shared = self.loss.perceptual  # the loss's LPIPS network, when it has one, serves validation too
             self._metrics = VideoMetrics(
-                lpips=vcfg.lpips,
+                lpips=shared if vcfg.lpips and shared is not None else vcfg.lpips,
                 vgg_path=self.run.loss.vgg_path,
                 fvd=vcfg.fvd,
                 detector_path=vcfg.detector_path,
