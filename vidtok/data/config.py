@@ -37,6 +37,7 @@ class DataConfig:
     short: str = "skip"
     flip: bool = False
     shuffle_buffer: int = 64
+    resampled: bool = True
     batch_size: int = 2
     num_workers: int = 4
     seed: int = 0
@@ -107,6 +108,7 @@ def build_dataset(
         short=config.short,
         flip=config.flip and train,
         shuffle_buffer=config.shuffle_buffer,
+        resampled=config.resampled,
         seed=config.seed,
         rank=rank,
         world_size=world_size,

@@ -3,9 +3,12 @@
 :class:`VideoClipDataset` is an ``IterableDataset`` over a list of videos (CSV or folder) or a list of
 tar shards. Each (rank, worker) pair takes its own part:
 
-- training (``train=True``): endless and resampled. Each part draws videos (or shards) at random with
-  its own seed, shuffles shard samples through a buffer, takes a random temporal crop and a random
-  spatial crop. Every rank gets batches for as long as it asks: DDP never waits on an exhausted rank.
+- training (``train=True``): endless. Each part draws videos at random with its own seed; shards are read with
+  webdataset, either resampled (``resampled=True``: each part draws shards with replacement, webdataset's
+  ``ResampledShards``) or in epochs (every shard once per epoch, in an order shuffled alike on every rank, then split
+  by rank and worker); shard samples go through a shuffle buffer. Each clip is a random temporal and spatial crop.
+  Every rank gets batches for as long as it asks, so DDP never waits on an exhausted rank; ``epoch_samples`` ends
+  each pass after that many samples per part instead (webdataset's ``with_epoch``), the same count on every rank.
 - evaluation (``train=False``): one exact pass. Videos (or shards) are dealt out round-robin, so every
   readable sample arrives exactly once over all ranks and workers, with a fixed start (the first clip,
   or every clip with ``clips="all"``) and a centre crop.
@@ -18,15 +21,18 @@ sample of its own with ``video=None`` so that reports can list it. :func:`collat
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import random
 import tarfile
+import zlib
 from collections.abc import Iterator, Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
+import webdataset as wds
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -68,6 +74,8 @@ class VideoClipDataset(IterableDataset):
             its last frame (the original's training behaviour).
         flip: random horizontal flips in training.
         shuffle_buffer: training samples of shards shuffled through a buffer of this many (raw) samples.
+        resampled: training on shards: draw shards with replacement (True), or read them in shuffled epochs.
+        epoch_samples: training: end each pass after this many samples per (rank, worker) part (None: endless).
         rank, world_size: this process's part; default from torch.distributed or the environment.
         max_consecutive_failures: in training, stop with :class:`DataError` after this many unusable
             inputs in a row (a dataset that is all bad would otherwise spin forever).
@@ -86,6 +94,8 @@ class VideoClipDataset(IterableDataset):
         short: str = "skip",
         flip: bool = False,
         shuffle_buffer: int = 64,
+        resampled: bool = True,
+        epoch_samples: Optional[int] = None,
         seed: int = 0,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
@@ -104,7 +114,10 @@ class VideoClipDataset(IterableDataset):
         self.shards = expand_urls(shards) if shards is not None else None
         self.num_frames, self.size, self.sample_fps = num_frames, tuple(size), sample_fps
         self.train, self.clips, self.short, self.flip = train, clips, short, flip
-        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        if epoch_samples is not None and epoch_samples < 1:
+            raise ValueError(f"epoch_samples must be >= 1 or None, got {epoch_samples}")
+        self.shuffle_buffer, self.resampled, self.seed = shuffle_buffer, resampled, seed
+        self.epoch_samples = epoch_samples
         self.rank, self.world_size = rank, world_size
         self.max_consecutive_failures = max_consecutive_failures
         self.epoch = 0
@@ -126,9 +139,10 @@ class VideoClipDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         index, count = self.part()
-        if self.train:
-            return self._train_samples(random.Random(f"{self.seed}/{self.epoch}/{index}"))
-        return self._eval_samples(index, count)
+        if not self.train:
+            return self._eval_samples(index, count)
+        samples = self._train_samples(random.Random(f"{self.seed}/{self.epoch}/{index}"), index, count)
+        return samples if self.epoch_samples is None else itertools.islice(samples, self.epoch_samples)
 
     # -- evaluation: one exact pass ------------------------------------------------------------------
 
@@ -162,9 +176,9 @@ class VideoClipDataset(IterableDataset):
 
     # -- training: endless, resampled ----------------------------------------------------------------
 
-    def _train_samples(self, rng: random.Random) -> Iterator[dict]:
+    def _train_samples(self, rng: random.Random, index: int, count: int) -> Iterator[dict]:
         skipped: list[tuple[str, str]] = []
-        for record in self._train_records(rng):
+        for record in self._train_records(rng, index, count):
             if isinstance(record, Failure):
                 skipped.append(self._warn(record.name, record.reason))
             else:
@@ -184,21 +198,37 @@ class VideoClipDataset(IterableDataset):
                     + "; ".join(f"{name}: {reason}" for name, reason in skipped[-3:])
                 )
 
-    def _train_records(self, rng: random.Random) -> Iterator[Union[Record, Failure]]:
+    def _train_records(self, rng: random.Random, index: int, count: int) -> Iterator[Union[Record, Failure]]:
         if self.videos is not None:
             if not self.videos:
                 return
             while True:
                 yield rng.choice(self.videos)
-        buffer: list[Union[Record, Failure]] = []
-        while True:
-            for item in shard_records(rng.choice(self.shards)):
-                if isinstance(item, Failure):
-                    yield item
-                    continue
-                buffer.append(item)
-                if len(buffer) >= max(1, self.shuffle_buffer):
-                    yield buffer.pop(rng.randrange(len(buffer)))
+        yield from wds.DataPipeline(
+            self._train_shards(index, count),
+            lambda shards: (item for shard in shards for item in shard_records(shard["url"])),
+            wds.shuffle(max(1, self.shuffle_buffer), initial=max(1, self.shuffle_buffer), rng=rng),
+        )
+
+    def _train_shards(self, index: int, count: int) -> Any:
+        """Shard urls (as webdataset's ``{"url": ...}`` dicts) for part ``index`` of ``count``, endlessly."""
+        # webdataset hashes its seed parts: ints keep them the same in every process (str hashes are salted)
+        seed = zlib.crc32(f"{self.seed}/{self.epoch}".encode())
+        if self.resampled:
+            return wds.ResampledShards(self.shards, seed=seed, worker_seed=lambda: index, deterministic=True)
+        if len(self.shards) < count:
+            raise DataError(
+                f"reading shards in epochs (resampled=False) needs at least one shard per rank x worker: "
+                f"{len(self.shards)} shards for {count} readers; use resampled=True or fewer workers"
+            )
+
+        def epochs() -> Iterator[dict]:
+            for repeat in itertools.count():
+                # the same order on every rank (a seed of the epoch only), split after shuffling: each shard once
+                order = wds.SimpleShardList(self.shards, seed=seed * 1_000_003 + repeat)
+                yield from itertools.islice(order, index, None, count)
+
+        return epochs
 
     # -- shared --------------------------------------------------------------------------------------
 

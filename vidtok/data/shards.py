@@ -11,16 +11,16 @@ command again after an interruption and it continues after the last complete sha
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
-import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+import webdataset as wds
 
 from ..video import VideoError, VideoWriter, read_info
 from .sources import Record
@@ -159,30 +159,31 @@ def _resized_copy(record: Record, short_side: int) -> bytes:
 
 
 class _Shard:
-    """One tar being written to a hidden temporary file beside its final name."""
+    """One tar being written with webdataset's ``TarWriter`` to a hidden temporary file beside its final name."""
 
     def __init__(self, path: str):
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        self.tar = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT)
+        self.file = open(self.tmp, "wb")
+        # mtime 0 and sorted members (TarWriter's order): the same inputs give byte-identical shards
+        self.tar = wds.TarWriter(self.file, encoder=False, mtime=0)
         self.count, self.bytes = 0, 0
 
     def add(self, key: str, data: bytes, meta: dict) -> None:
-        for name, payload in ((f"{key}.mp4", data), (f"{key}.json", json.dumps(meta).encode())):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(payload), 0o444, 0
-            self.tar.addfile(info, io.BytesIO(payload))
+        self.tar.write({"__key__": key, "mp4": data, "json": json.dumps(meta).encode()})
         self.count += 1
         self.bytes += len(data)
 
     def close(self) -> None:
         self.tar.close()
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         self.tar.close()
+        self.file.close()
         self.tmp.unlink(missing_ok=True)
 
 

@@ -1,9 +1,9 @@
 """Where videos come from: a CSV of relative paths (the original layout), a folder, or WebDataset tar shards.
 
 A source yields :class:`Record` s: a video's key, a name for messages, its path or bytes, and any
-metadata stored with it. Shards are read as a stream (``tarfile`` in ``r|`` mode), so a shard can be a
-local file or the output of a command (``pipe:aws s3 cp s3://bucket/shard-000.tar -``); samples are
-the files sharing a key (``<key>.mp4`` + ``<key>.json``), as WebDataset writes and reads them.
+metadata stored with it. Shards are read as streams by the ``webdataset`` library, so a shard url is whatever it
+opens: a local path, ``pipe:COMMAND``, ``http(s)://``, ``gs://``, and ``s3://`` (through the AWS CLI); samples are
+the files sharing a key (``<key>.mp4`` + ``<key>.json``), as webdataset writes and reads them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import logging
 import os
 import re
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
+
+from webdataset.gopen import Pipe, gopen_schemes
+from webdataset.shardlists import expand_urls as wds_expand_urls
+from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
 log = logging.getLogger("vidtok.data")
 
@@ -85,125 +88,116 @@ def folder_records(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EX
     return [Record(key=p.relative_to(root).as_posix(), name=str(p), source=str(p)) for p in paths]
 
 
-_BRACES = re.compile(r"\{([^{}]*)\}")
-
-
 def expand_urls(urls: Union[str, Sequence[str]]) -> list[str]:
-    """Shard lists: ``"a-{000..099}.tar"`` ranges (zero padding kept), ``{x,y}`` choices, several
-    patterns joined by ``::`` or given as a list. Order is kept."""
-    if isinstance(urls, (str, os.PathLike)):
-        urls = str(urls).split("::")
-    out: list[str] = []
-    for url in urls:
-        out.extend(_expand(str(url).strip()))
+    """Shard lists as webdataset spells them: brace ranges ``"a-{000..099}.tar"`` (padding kept), ``{x,y}`` choices,
+    several patterns joined by ``::`` or given as a list, ``${WDS_VAR}`` environment variables. Order is kept."""
+    items = str(urls).split("::") if isinstance(urls, (str, os.PathLike)) else [str(u) for u in urls]
+    out = [url for item in items if item.strip() for url in wds_expand_urls(item.strip())]
     if not out:
         raise DataSourceError(f"no shards in {urls!r}")
     return out
 
 
-def _expand(pattern: str) -> list[str]:
-    match = _BRACES.search(pattern)
-    if match is None:
-        return [pattern] if pattern else []
-    body, head, tail = match.group(1), pattern[: match.start()], pattern[match.end() :]
-    span = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if span:
-        lo, hi = span.group(1), span.group(2)
-        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
-        step = 1 if int(hi) >= int(lo) else -1
-        choices = [str(i).zfill(width) for i in range(int(lo), int(hi) + step, step)]
-    else:
-        choices = body.split(",")
-    return [url for choice in choices for url in _expand(head + choice + tail)]
+def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192):
+    """``s3://bucket/key`` through the AWS CLI, as webdataset opens ``gs://`` through gsutil."""
+    if mode[0] == "r":
+        return Pipe(["aws", "s3", "cp", url, "-"], mode=mode, bufsize=bufsize, ignore_status=[141, 23])
+    if mode[0] == "w":
+        return Pipe(["aws", "s3", "cp", "-", url], mode=mode, bufsize=bufsize, ignore_status=[141, 26])
+    raise ValueError(f"{mode}: unknown mode")
 
 
-def open_shard(url: str) -> tuple[io.BufferedIOBase, Optional[subprocess.Popen]]:
-    """A readable byte stream for a local path or a ``pipe:COMMAND`` url (the command's stdout)."""
-    if url.startswith("pipe:"):
-        proc = subprocess.Popen(url[5:], shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        return proc.stdout, proc
-    path = url[7:] if url.startswith("file://") else url
-    return open(path, "rb"), None
+# webdataset opens local paths, file://, pipe:CMD, http(s):// (curl), gs:// (gsutil), hf://, ais://; it has no s3
+# handler of its own (users write pipe:aws s3 cp ...), so s3:// gets the AWS CLI one, where none is registered.
+gopen_schemes.setdefault("s3", _gopen_s3)
 
 
 def shard_records(url: str, retries: int = 2, retry_wait: float = 1.0) -> Iterator[Union[Record, Failure]]:
-    """The samples of one tar shard, in order; problems come out as :class:`Failure` s, never raised.
+    """The samples of one tar shard, in order, read with webdataset (any url it opens); problems come out as
+    :class:`Failure` s, never raised.
 
-    A shard that cannot be opened (or whose command fails before yielding anything) is retried
-    ``retries`` times; a shard that breaks part way (truncated, corrupt) yields what came before the
-    damage and one failure naming the shard, so no sample is ever delivered twice.
+    A shard that cannot be opened (or whose command fails before yielding anything) is retried ``retries`` times; a
+    shard that breaks part way (truncated, corrupt, a duplicate member) yields the complete samples before the damage
+    and one failure naming the shard, so no sample is ever delivered twice or with members missing.
     """
     for attempt in range(retries + 1):
-        delivered = 0
-        try:
-            for item in _read_tar(url):
+        errors: list[BaseException] = []
+
+        def stop(exn: BaseException, errors: list = errors) -> bool:
+            errors.append(exn)
+            return False  # end this shard: what follows a damaged member cannot be trusted
+
+        delivered, held = 0, None
+        # A sample is passed on once the next one starts or the shard ends cleanly: the one being read when the
+        # shard broke may lack members (webdataset hands it on when its reader stops).
+        streams = _checked_to_the_end(url_opener([{"url": url}], handler=stop), errors)
+        for sample in group_by_keys(tar_file_expander(streams, handler=stop), handler=stop):
+            if held is not None:
                 delivered += 1
-                yield item
+                yield _sample(url, held)
+            held = sample
+        if not errors:
+            if held is not None:
+                yield _sample(url, held)
             return
-        except (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError) as err:
-            reason = f"{type(err).__name__}: {err}"
-            if delivered or attempt == retries:
-                where = f" after {delivered} samples" if delivered else ""
-                yield Failure(name=url, reason=f"shard unreadable{where} ({reason})")
-                return
-            log.warning("shard %s: %s; retrying (%d/%d)", url, reason, attempt + 1, retries)
-            time.sleep(retry_wait * (attempt + 1))
+        reason = _reason(errors[0], url)
+        if delivered or attempt == retries:
+            where = f" after {delivered} samples" if delivered else ""
+            yield Failure(name=url, reason=f"shard unreadable{where} ({reason})")
+            return
+        log.warning("shard %s: %s; retrying (%d/%d)", url, reason, attempt + 1, retries)
+        time.sleep(retry_wait * (attempt + 1))
 
 
-def _read_tar(url: str) -> Iterator[Union[Record, Failure]]:
-    stream, proc = open_shard(url)
-    try:
+class DamagedShardError(OSError):
+    """A tar stream that ended at a damaged header with data still after it."""
+
+
+def _checked_to_the_end(sources: Iterator[dict], errors: list) -> Iterator[dict]:
+    """Pass opened shard streams on; once one has been read, check that only tar padding (zeros) was left after it.
+
+    Python's tarfile (and so webdataset) ends an archive quietly at an invalid header: without this check a damaged
+    header would silently drop the rest of its shard. Reading to the end also lets a ``pipe:`` command finish, so its
+    exit status is known."""
+    for source in sources:
+        yield source
+        stream, left = source["stream"], 0
         try:
-            yield from _tar_samples(url, stream)
-        except (OSError, tarfile.TarError, EOFError):
-            _check_command(proc, stream)  # a failed command explains a broken stream better
-            raise
-        _check_command(proc, stream)
-    finally:
-        stream.close()
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stderr.close()
+            while block := stream.read(1 << 16):
+                if block.count(0) != len(block) or left:
+                    left += len(block)
+        except Exception as exn:  # the command or connection failed after the archive's end
+            errors.append(exn)
+            continue
+        if left:
+            errors.append(DamagedShardError(f"a damaged tar header ended the archive with {left}+ bytes after it"))
 
 
-def _tar_samples(url: str, stream) -> Iterator[Union[Record, Failure]]:
-    """Consecutive tar members with the same key (path up to the first dot of the file name) are one sample."""
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        key, files = None, {}
-        for member in tar:
-            directory, _, base = member.name.rpartition("/")
-            if not member.isfile() or base.startswith("."):
-                continue
-            stem, _, ext = base.partition(".")
-            sample_key = f"{directory}/{stem}" if directory else stem
-            if sample_key != key:
-                if key is not None:
-                    yield _sample(url, key, files)
-                key, files = sample_key, {}
-            files[ext.lower()] = tar.extractfile(member).read()
-        if key is not None:
-            yield _sample(url, key, files)
+def _reason(err: BaseException, url: str) -> str:
+    # webdataset appends the opened stream to the error's args: a failed command explains a broken stream better
+    pipe = next((a for a in err.args if isinstance(a, Pipe)), None)
+    if pipe is not None:
+        try:
+            status = pipe.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            status = None
+        if status not in (None, *pipe.ignore_status):
+            return f"command exited with {status} (its own message is on stderr)"
+    if isinstance(err, OSError) and err.errno is not None:  # webdataset appends the url to args: rebuild the message
+        return f"{type(err).__name__}: {err.strerror}: {err.filename or url}"
+    message = str(err.args[0]) if err.args else str(err)
+    status = re.search(r"\): exit (-?\d+) \(read\)", message)  # webdataset's Pipe: "(args, kw): exit N (read) ..."
+    if status:
+        return f"command exited with {status.group(1)} (its own message is on stderr)"
+    return f"{type(err).__name__}: {message}"
 
 
-def _check_command(proc: Optional[subprocess.Popen], stream) -> None:
-    """Raise if a ``pipe:`` command failed (exit status > 0; a broken pipe after we stopped reading is ours)."""
-    if proc is None:
-        return
-    stream.close()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        return
-    if proc.returncode not in (0, -13, 141):  # 141 / -13: SIGPIPE, the reader stopped first
-        err = proc.stderr.read().decode(errors="replace").strip().splitlines()
-        raise OSError(f"command exited with {proc.returncode}: {err[-1] if err else 'no message'}")
-
-
-def _sample(url: str, key: str, files: dict[str, bytes]) -> Union[Record, Failure]:
+def _sample(url: str, sample: dict) -> Union[Record, Failure]:
+    key = sample["__key__"]
     name = f"{url}#{key}"
-    video_ext = next((ext for ext in files if ext in VIDEO_EXTENSIONS), None)
+    files = {ext: data for ext, data in sample.items() if not ext.startswith("__")}
+    # webdataset keys end at the first dot of the file name: "clip.mp4" has suffix "mp4", "clip.hq.mp4" "hq.mp4"
+    video_ext = next((ext for ext in files if ext.rsplit(".", 1)[-1] in VIDEO_EXTENSIONS), None)
     if video_ext is None:
         return Failure(name=name, reason=f"no video file in the sample (files: {', '.join(sorted(files)) or 'none'})")
     meta = {}

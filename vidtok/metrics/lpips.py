@@ -144,4 +144,3 @@ class LPIPS(nn.Module):
             n = frames_per_pass
             out += [self.net(xs, ys).flatten() for xs, ys in zip(x.split(n), y.split(n), strict=True)]
         return torch.cat(out).view(b, t)
-
