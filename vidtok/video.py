@@ -17,6 +17,7 @@ from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 
@@ -210,22 +211,22 @@ def resize_crop(frames: Tensor, height: int, width: int) -> Tensor:
     n, h, w, _ = frames.shape
     new_h, new_w = cover_size(h, w, height, width)
     if (new_h, new_w) != (h, w):
-        x = frames.permute(0, 3, 1, 2).float()
+        x = rearrange(frames, "n h w c -> n c h w").float()
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-        frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        frames = rearrange(x.round_().clamp_(0, 255).to(torch.uint8), "n c h w -> n h w c")
     top, left = (new_h - height) // 2, (new_w - width) // 2
     return frames[:, top : top + height, left : left + width].contiguous()
 
 
 def frames_to_tensor(frames: Tensor) -> Tensor:
     """uint8 frames (n, H, W, 3) -> float video (1, 3, n, H, W) in [-1, 1]."""
-    return frames.permute(3, 0, 1, 2).unsqueeze(0).float().div_(127.5).sub_(1.0)
+    return rearrange(frames, "n h w c -> 1 c n h w").float().div_(127.5).sub_(1.0)
 
 
 def tensor_to_frames(video: Tensor) -> Tensor:
     """Float video (B, 3, T, H, W) in [-1, 1] (clamped) -> uint8 frames (B*T, H, W, 3), rounded."""
     x = video.detach().float().clamp(-1, 1).add(1).mul_(127.5).round_().to(torch.uint8)
-    return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1])
+    return rearrange(x, "b c t h w -> (b t) h w c")
 
 
 def even_size(height: int, width: int, factor: int) -> tuple[int, int]:

@@ -65,7 +65,8 @@ class VideoClipDataset(IterableDataset):
     Args:
         videos: records (:func:`~vidtok.data.sources.csv_records`, :func:`folder_records`), or
         shards: tar shard urls or patterns (``"data/train-{0000..0099}.tar"``, ``"pipe:..."``).
-        num_frames, size: clip length and ``(H, W)``.
+        num_frames: clip length.
+        size: clip ``(H, W)``.
         sample_fps: take every ``round(fps / sample_fps)``-th frame (None: every frame).
         train: endless random clips (True) or one exact pass (False).
         clips: evaluation only: ``"first"`` clip of each video, or ``"all"`` consecutive clips (the
@@ -76,7 +77,9 @@ class VideoClipDataset(IterableDataset):
         shuffle_buffer: training samples of shards shuffled through a buffer of this many (raw) samples.
         resampled: training on shards: draw shards with replacement (True), or read them in shuffled epochs.
         epoch_samples: training: end each pass after this many samples per (rank, worker) part (None: endless).
-        rank, world_size: this process's part; default from torch.distributed or the environment.
+        seed: seed of the training draws (with the epoch and the part).
+        rank: this process's rank; default from torch.distributed or the environment.
+        world_size: the number of processes; default as ``rank``.
         max_consecutive_failures: in training, stop with :class:`DataError` after this many unusable
             inputs in a row (a dataset that is all bad would otherwise spin forever).
     """

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from ..video import cover_size
@@ -38,7 +39,7 @@ def frames_to_clip(
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
     target_h, target_w = size
-    x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W)
+    x = rearrange(frames, "t h w c -> t c h w").float().div_(255.0)
     new_h, new_w = cover_size(x.shape[-2], x.shape[-1], target_h, target_w)
     if (new_h, new_w) != tuple(x.shape[-2:]):
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
@@ -46,4 +47,4 @@ def frames_to_clip(
     x = x[:, :, top : top + target_h, left : left + target_w]
     if flip and rng is not None and rng.random() < 0.5:
         x = x.flip(-1)
-    return x.mul(2.0).sub_(1.0).permute(1, 0, 2, 3).contiguous()
+    return rearrange(x.mul(2.0).sub_(1.0), "t c h w -> c t h w").contiguous()

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
@@ -43,8 +44,7 @@ def check_videos(real: Tensor, fake: Tensor) -> None:
 
 def to_frames(video: Tensor) -> Tensor:
     """(B, 3, T, H, W) -> (B*T, 3, H, W), frames of the first video first."""
-    b, c, t, h, w = video.shape
-    return video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    return rearrange(video, "b c t h w -> (b t) c h w")
 
 
 def _unit_frames(video: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:

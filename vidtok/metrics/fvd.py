@@ -25,6 +25,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from vidtok.weights import PretrainedFile, WeightsError, resolve_weights
@@ -181,14 +182,14 @@ def preprocess_for_i3d(video: Tensor, num_frames: int = I3D_FRAMES) -> Tensor:
     if t < num_frames:
         raise ValueError(f"FVD takes the first {num_frames} frames of each clip; found clips of {t} frames")
     x = video[:, :, :num_frames].to(torch.float32).clamp(-1, 1)
-    x = x.permute(0, 2, 1, 3, 4).reshape(b * num_frames, c, h, w)
+    x = rearrange(x, "b c t h w -> (b t) c h w")
     scale = I3D_RESOLUTION / min(h, w)
     size = (I3D_RESOLUTION, math.ceil(w * scale)) if h <= w else (math.ceil(h * scale), I3D_RESOLUTION)
     if size != (h, w):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     top, left = (size[0] - I3D_RESOLUTION) // 2, (size[1] - I3D_RESOLUTION) // 2
     x = x[:, :, top : top + I3D_RESOLUTION, left : left + I3D_RESOLUTION]
-    return x.reshape(b, num_frames, c, I3D_RESOLUTION, I3D_RESOLUTION).permute(0, 2, 1, 3, 4).contiguous()
+    return rearrange(x, "(b t) c h w -> b c t h w", b=b).contiguous()
 
 
 @torch.no_grad()
