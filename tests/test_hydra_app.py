@@ -91,3 +91,35 @@ def test_an_unknown_numeric_choice_names_the_group(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "compression/489" in proc.stderr and "Got int" not in proc.stderr
+
+
+def test_shard_brace_patterns_are_taken_as_typed(tmp_path: Path) -> None:
+    pattern = "shards/train-{000000..000099}.tar"
+    out = run([sys.executable, str(REPO / "train.py"), "data=shards", f"data.path={pattern}", "--cfg", "job"], tmp_path)
+    assert yaml.safe_load(out.stdout)["data"]["path"] == pattern
+    args = ["-m", "data=shards", f"data.path={pattern}", "regularizer=kl,fsq", "dry_run=true"]
+    out = run([sys.executable, str(REPO / "train.py"), *args], tmp_path).stdout
+    assert out.count(f"on shards {pattern} ") == 2, out
+
+    from vidtok.training.run import compose_train_config
+
+    assert compose_train_config(["data=shards", f"data.path={pattern}", "run_dir=r"]).data.path == pattern
+
+
+def test_brace_quoting_leaves_other_values_alone() -> None:
+    from vidtok.hydra_app import quote_brace_patterns
+
+    given = [
+        "data.path=a-{0..9}.tar",
+        "+x=b-{x,y}.tar",
+        "hydra.run.dir=runs/${now:%H}",
+        "data.path='c-{0..1}.tar'",
+        "model={ch: 8}",
+        "regularizer=kl,fsq",
+        "plain=1",
+    ]
+    assert quote_brace_patterns(given) == [
+        "data.path='a-{0..9}.tar'",
+        "+x='b-{x,y}.tar'",
+        *given[2:],
+    ]

@@ -313,9 +313,10 @@ def compose_conf(config_name: str, overrides: Sequence[str], what: str) -> DictC
     from hydra.errors import HydraException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    from .hydra_app import allow_numeric_group_choices
+    from .hydra_app import allow_numeric_group_choices, quote_brace_patterns
 
     allow_numeric_group_choices()
+    overrides = quote_brace_patterns(overrides)
     backup = get_gh_backup()
     GlobalHydra.instance().clear()
     try:

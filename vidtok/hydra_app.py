@@ -8,7 +8,9 @@ sweeps, under ``accelerate launch`` and from Python.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _INSTALLED = False
@@ -50,12 +52,46 @@ def allow_numeric_group_choices() -> None:
     _INSTALLED = True
 
 
+# a brace range or choice as webdataset and the shell write them: {000..099}, {a,b}
+_BRACES = re.compile(r"\{[^{}]*(\.\.|,)[^{}]*\}")
+_OVERRIDE = re.compile(r"^([+~]{0,2}[\w.@/-]+)=(.*)$", re.S)
+
+
+def quote_brace_patterns(overrides: Sequence[str]) -> list[str]:
+    """Quote override values that hold shard brace patterns (``data.path=s/train-{000..099}.tar``), which Hydra's
+    grammar would otherwise read as a dict and refuse; quoted, or with interpolations (``${...}``), lists, dicts
+    and values holding quotes are left as they are."""
+    out = []
+    for override in overrides:
+        m = _OVERRIDE.match(override)
+        if m:
+            key, value = m.groups()
+            plain = not value.startswith(("{", "[", "'", '"')) and "${" not in value and not set("'\"") & set(value)
+            if plain and _BRACES.search(value):
+                override = f"{key}='{value}'"
+        out.append(override)
+    return out
+
+
 def hydra_app(config_name: str) -> Callable[[Callable], Callable]:
     """``@hydra.main`` for a vidtok app: the config ``conf/<config_name>.yaml`` from vidtok's config directory (the
-    checkout's ``conf/`` or the installed package's), Hydra 1.3 semantics, numeric group choices accepted."""
+    checkout's ``conf/`` or the installed package's), Hydra 1.3 semantics, numeric group choices accepted, and shard
+    brace patterns taken as typed (:func:`quote_brace_patterns` on the command line)."""
     import hydra
 
     from .config import conf_dir
 
     allow_numeric_group_choices()
-    return hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
+    main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
+
+    def decorate(task: Callable) -> Callable:
+        app = main(task)
+
+        @functools.wraps(task)
+        def entry(*args: Any, **kwargs: Any) -> Any:
+            sys.argv[1:] = quote_brace_patterns(sys.argv[1:])
+            return app(*args, **kwargs)
+
+        return entry
+
+    return decorate
