@@ -55,7 +55,7 @@ def train_step_rate(args: argparse.Namespace) -> tuple[float, str]:
     import vidtok
 
     overrides = [f"model.ch={args.width}"] if args.width else []
-    tok = vidtok.load_tokenizer(args.model, overrides=overrides).train().requires_grad_(True)
+    tok = vidtok.load_tokenizer(args.model, overrides=overrides, pretrained=False).train().requires_grad_(True)
     optimizer = torch.optim.Adam(tok.parameters(), lr=1e-5)
     x = torch.rand(args.batch, 3, args.frames, args.size, args.size) * 2 - 1
     times = []

@@ -89,7 +89,7 @@ def worker(args: argparse.Namespace) -> dict:
     else:
         import vidtok
 
-        model = vidtok.load_tokenizer(args.tokenizer, device=device)
+        model = vidtok.load_tokenizer(args.tokenizer, device=device, pretrained=False)
 
         def encode(x):
             return model.encode(x, chunk_frames=args.chunk_frames or None)
@@ -142,7 +142,7 @@ def stream_worker(args: argparse.Namespace) -> dict:
     import vidtok
 
     torch.set_num_threads(args.threads)
-    tok = vidtok.load_tokenizer(args.tokenizer, device=args.device)
+    tok = vidtok.load_tokenizer(args.tokenizer, device=args.device, pretrained=False)
     base_rss = rss_mb()
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()

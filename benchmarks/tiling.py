@@ -83,7 +83,9 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    tok = vidtok.load_tokenizer(args.tokenizer, ckpt=args.ckpt, overrides=args.overrides)
+    tok = vidtok.load_tokenizer(
+        args.tokenizer, ckpt=args.ckpt, overrides=args.overrides, pretrained=args.ckpt is not None
+    )
     if args.video:
         frames = torch.cat(list(iter_frames(args.video, size=(args.size, args.size), max_frames=args.frames)))
         x = frames_to_tensor(frames)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 MANIFESTS = SHARED / "manifests"
+
+# No test reaches the Hugging Face Hub (the tests that need one build an offline cache), nor the user's caches.
+# Set before huggingface_hub is first imported, which reads them once; subprocesses inherit them.
+_CACHES = tempfile.mkdtemp(prefix="vidtok-test-caches-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = os.path.join(_CACHES, "hf")
+os.environ["VIDTOK_CACHE"] = os.path.join(_CACHES, "vidtok")
 
 # Deterministic CPU numerics for parity tests; 2 threads is what CI machines have.
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -80,14 +80,14 @@ def test_config_file_round_trip(tmp_path: Path, capsys) -> None:
     assert cli(["config", "vidtok_fsq_causal_888_32768_v1_1", "-o", "model.ch=4"]) == 0
     path = tmp_path / "tok.yaml"
     path.write_text(capsys.readouterr().out)
-    tok = vidtok.load_tokenizer(str(path))
+    tok = vidtok.load_tokenizer(str(path), pretrained=False)
     assert tok.config == vidtok.compose_tokenizer_config("vidtok_fsq_causal_888_32768_v1_1", ["model.ch=4"])
-    wider = vidtok.load_tokenizer(str(path), overrides=["model.ch=8"])
+    wider = vidtok.load_tokenizer(str(path), overrides=["model.ch=8"], pretrained=False)
     assert wider.config.model.ch == 8
     with pytest.raises(vidtok.ConfigError, match="modle"):
         bad = tmp_path / "bad.yaml"
         bad.write_text(path.read_text().replace("model:", "modle:"))
-        vidtok.load_tokenizer(str(bad))
+        vidtok.load_tokenizer(str(bad), pretrained=False)
 
 
 def test_converted_file_is_written_atomically(tmp_path: Path, official_file: Path, monkeypatch) -> None:

@@ -23,12 +23,22 @@ def test_list_shows_every_official_tokenizer(capsys) -> None:
     out = capsys.readouterr().out
     for name in vidtok.official_names():
         assert re.search(rf"^{name}\s", out, re.M), name
-    assert re.search(r"^vidtok_fsq_causal_888_32768_v1_1\s+v1.1\s+yes\s+8x8x8\s+FSQ 5\s+32,768$", out, re.M)
+    assert re.search(r"^vidtok_fsq_causal_888_32768_v1_1\s+v1.1\s+yes\s+8x8x8\s+FSQ 5\s+32,768\s+no$", out, re.M)
 
 
 def test_demo_runs_on_the_built_in_clip() -> None:
     run = subprocess.run(
-        [vidtok_exe(), "demo", "--tokenizer", "vidtok_fsq_causal_488_4096", "--size", "32", "-o", "model.ch=4"],
+        [
+            vidtok_exe(),
+            "demo",
+            "--tokenizer",
+            "vidtok_fsq_causal_488_4096",
+            "--size",
+            "32",
+            "-o",
+            "model.ch=4",
+            "--random-weights",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

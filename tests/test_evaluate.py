@@ -470,7 +470,7 @@ def test_eval_config_composes_tokenizer_presets_and_groups() -> None:
     plain = EvalConfig.from_any(compose("ckpt=m", "data.dir=v"))
     assert plain.tokenizer_config is None and plain.metrics.detector_sha256 is not None  # "default": the I3D hash
     assert (plain.height, plain.width, plain.sample_fps, plain.chunk_frames, plain.mode) == (256, 256, 30, 16, "clips")
-    with pytest.raises(SystemExit, match="cannot evaluate: ckpt must be given"):
+    with pytest.raises(SystemExit, match="cannot evaluate: ckpt must name the checkpoint to evaluate, or tokenizer="):
         evaluate_from_hydra(compose("data.dir=v"))
 
 

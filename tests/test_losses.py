@@ -65,7 +65,7 @@ def video(frames: int = 5, size: int = 32, batch: int = 1, seed: int = 0) -> tor
 
 def tiny(name: str, seed: int = 0) -> vidtok.Tokenizer:
     torch.manual_seed(seed)
-    return vidtok.load_tokenizer(name, overrides=["model.ch=8"]).train().requires_grad_(True)
+    return vidtok.load_tokenizer(name, overrides=["model.ch=8"], pretrained=False).train().requires_grad_(True)
 
 
 def last_layer(tok: vidtok.Tokenizer) -> torch.Tensor:

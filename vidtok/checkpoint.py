@@ -170,14 +170,20 @@ def _width_hint(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
 
 
 def save_tokenizer_safetensors(
-    state_dict: Mapping[str, Tensor], config: TokenizerConfig, path: str | os.PathLike
+    state_dict: Mapping[str, Tensor],
+    config: Optional[TokenizerConfig],
+    path: str | os.PathLike,
+    metadata: Optional[Mapping[str, str]] = None,
 ) -> Path:
-    """Write tokenizer weights plus the config (name and full JSON) as metadata, atomically."""
+    """Write tokenizer weights plus the config (name and full JSON) and any other ``metadata`` as metadata,
+    atomically. ``config=None`` stores the weights without a config (they then load by name)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tokenizer_state_dict(state_dict).items()}
-    metadata = {META_FORMAT: FORMAT_TOKENIZER, META_CONFIG: config.to_json(), META_NAME: config.name or ""}
+    metadata = {META_FORMAT: FORMAT_TOKENIZER, **(metadata or {})}
+    if config is not None:
+        metadata.update({META_CONFIG: config.to_json(), META_NAME: config.name or ""})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -1,6 +1,7 @@
 """The ``vidtok`` console script.
 
-vidtok list                              the official tokenizers and what they produce
+vidtok list                              the official tokenizers, what they produce, which are cached
+vidtok download NAME ... | --all         fetch published weights from the Hugging Face Hub into the cache
 vidtok config NAME [-o key=value ...]    print a tokenizer's resolved config as YAML
 vidtok convert IN.ckpt OUT.safetensors   official checkpoint -> safetensors with the config inside
 vidtok demo [--tokenizer NAME] [--ckpt FILE]
@@ -44,15 +45,40 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    header = f"{'name':38s} {'version':7s} {'causal':6s} {'factors':8s} {'latent':8s} {'codebook':>9s}"
+    from .hub import cached
+
+    header = f"{'name':38s} {'version':7s} {'causal':6s} {'factors':8s} {'latent':8s} {'codebook':>9s}  {'cached':>9s}"
     print(header)
     print("-" * len(header))
+    total = 0
     for name in official_names():
         c = compose_tokenizer_config(name)
         latent = f"FSQ {c.latent_channels}" if c.is_discrete else f"KL {c.latent_channels}"
         codebook = f"{c.codebook_size:,}" if c.is_discrete else "-"
         factors = "x".join(map(str, c.factors))
-        print(f"{name:38s} {c.version:7s} {'yes' if c.causal else 'no':6s} {factors:8s} {latent:8s} {codebook:>9s}")
+        here = cached(name)
+        total += here.size
+        state = f"{here.size / 2**20:,.0f} MiB" if here.checkpoint else "no"
+        print(
+            f"{name:38s} {c.version:7s} {'yes' if c.causal else 'no':6s} {factors:8s} {latent:8s} {codebook:>9s}  "
+            f"{state:>9s}"
+        )
+    print(f"cached: {total / 2**20:,.0f} MiB (Hub cache and vidtok's converted copies); `vidtok download NAME` fetches")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .hub import cached, pretrained_file
+
+    names = official_names() if args.all else args.names
+    if not names:
+        raise ConfigError("name the tokenizers to download (vidtok download NAME ...) or pass --all")
+    unknown = [n for n in names if n not in official_names()]
+    if unknown:
+        raise ConfigError(f"not official names: {unknown}; `vidtok list` shows them")
+    for name in names:
+        path = pretrained_file(name, revision=args.revision, progress=not args.quiet)
+        print(f"{name}: {cached(name).size / 2**20:,.0f} MiB cached, weights at {path}")
     return 0
 
 
@@ -73,7 +99,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     name = args.tokenizer or (None if args.ckpt else DEFAULT_TOKENIZER)
-    tokenizer = load_tokenizer(name, ckpt=args.ckpt, overrides=args.overrides)
+    tokenizer = load_tokenizer(
+        name, ckpt=args.ckpt, overrides=args.overrides, pretrained=not args.random_weights, revision=args.revision
+    )
     cfg = tokenizer.config
     frames = args.frames if args.frames else (17 if cfg.causal else 16)
     video = moving_shapes(frames, args.size, args.size)
@@ -81,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"tokenizer  {cfg.name or name}  ({cfg.version}, {'causal' if cfg.causal else 'non-causal'}, "
         f"{'x'.join(map(str, cfg.factors))}, {params / 1e6:.1f}M parameters, "
-        f"{'weights from ' + str(args.ckpt) if args.ckpt else 'random weights: quality numbers are meaningless'})"
+        f"{_weights_origin(args)})"
     )
     print(f"input      {tuple(video.shape)} built-in moving-shapes clip, {torch.get_num_threads()} threads")
     with torch.inference_mode():
@@ -106,11 +134,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_origin(args: argparse.Namespace) -> str:
+    if args.ckpt:
+        return f"weights from {args.ckpt}"
+    if args.random_weights:
+        return "random weights: quality numbers are meaningless"
+    return "published weights (Hugging Face Hub, microsoft/VidTok)"
+
+
+def _add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ckpt", type=Path, default=None, help="weights: official .ckpt or safetensors (default: the published ones)"
+    )
+    parser.add_argument("--revision", default=None, help="Hub revision of the published weights (default main)")
+    parser.add_argument("--random-weights", action="store_true", help="no weights at all: random initialisation")
+
+
 def _add_model(parser: argparse.ArgumentParser, default_from: str = "the checkpoint") -> None:
     parser.add_argument(
         "--tokenizer", default=None, help=f"official name or config file (default: taken from {default_from})"
     )
-    parser.add_argument("--ckpt", type=Path, default=None, help="weights: official .ckpt or safetensors")
+    _add_weights(parser)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_overrides(parser)
@@ -131,11 +175,18 @@ def _add_tiling(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace, name: str | None = None):
     name = name or args.tokenizer
-    if args.ckpt is None:
-        if name is None:
-            raise ConfigError("give --ckpt (and --tokenizer unless the checkpoint names it)")
-        print("warning: no --ckpt given, using random weights", file=sys.stderr)
-    return load_tokenizer(name, ckpt=args.ckpt, overrides=args.overrides, device=args.device)
+    if args.ckpt is None and name is None:
+        raise ConfigError("give --tokenizer NAME (its published weights) or --ckpt FILE")
+    if args.ckpt is None and args.random_weights:
+        print("warning: --random-weights: the output is meaningless", file=sys.stderr)
+    return load_tokenizer(
+        name,
+        ckpt=args.ckpt,
+        overrides=args.overrides,
+        device=args.device,
+        pretrained=not args.random_weights,
+        revision=args.revision,
+    )
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -255,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the official tokenizers")
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser("download", help="fetch published weights into the cache (with a progress bar)")
+    p.add_argument("names", nargs="*", help="official names")
+    p.add_argument("--all", action="store_true", help="all 23 official tokenizers (about 15 GB)")
+    p.add_argument("--revision", default=None, help="Hub revision (default main)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download)
+
     p = sub.add_parser("config", help="print a tokenizer's resolved config")
     p.add_argument("name", help="official name or config file")
     _add_overrides(p)
@@ -273,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"official name or config file (default: from --ckpt, else {DEFAULT_TOKENIZER})",
     )
-    p.add_argument("--ckpt", type=Path, default=None, help="weights (official .ckpt or safetensors)")
+    _add_weights(p)
     p.add_argument("--frames", type=int, default=0, help="clip length (default 17 causal, 16 non-causal)")
     p.add_argument("--size", type=int, default=64, help="frame height and width (default 64)")
     _add_overrides(p)

@@ -89,6 +89,9 @@ def load_tokenizer(
     ckpt: Optional[str | os.PathLike] = None,
     overrides: Sequence[str] = (),
     *,
+    pretrained: bool = True,
+    revision: Optional[str] = None,
+    local_files_only: bool = False,
     device: str | torch.device = "cpu",
     config: Optional[TokenizerConfig] = None,
 ) -> Tokenizer:
@@ -99,8 +102,13 @@ def load_tokenizer(
             config file, or ``None`` to take the config from ``ckpt`` (safetensors written by
             ``vidtok convert`` carry it; official ``.ckpt`` files are recognised by their file name).
         ckpt: an official Lightning ``.ckpt`` (a dict with ``state_dict``; ``loss.*`` entries are
-            ignored), a bare state dict, or a ``.safetensors`` file. ``None`` gives random weights.
+            ignored), a bare state dict, or a ``.safetensors`` file. ``None`` with an official name: the
+            published weights from the Hugging Face Hub (``microsoft/VidTok``), downloaded once and cached
+            (see :mod:`vidtok.hub`).
         overrides: Hydra-style overrides such as ``["model.ch=16"]``.
+        pretrained: ``False`` (without ``ckpt``) gives random weights; nothing else does.
+        revision: the Hub revision (branch, tag or commit) of the published weights.
+        local_files_only: use the Hub cache only, never the network.
         device: where to put the model.
         config: a full tokenizer config to use instead of ``name`` (e.g. one Hydra composed from the groups).
 
@@ -108,6 +116,19 @@ def load_tokenizer(
     ``.train().requires_grad_(True)`` to fine-tune). Keys are checked strictly: missing, unexpected
     and mis-shaped entries are all reported at once.
     """
+    if ckpt is None and pretrained:
+        official = config.name if config is not None else name
+        if official not in official_names():
+            if config is None and name is not None:
+                resolve_config(name, None, None, overrides)  # an unknown name or a bad config file is named first
+            what = repr(name) if config is None else f"the config of {config.name or 'a tokenizer'}"
+            raise ConfigError(
+                f"no weights for {what}: published weights exist for the 23 official names only; "
+                "pass ckpt= (a checkpoint file) or pretrained=False (random weights)"
+            )
+        from .hub import pretrained_file
+
+        ckpt = pretrained_file(official, revision=revision, local_files_only=local_files_only)
     loaded = read_checkpoint(ckpt) if ckpt is not None else None
     config = resolve_config(
         name, loaded.config if loaded else None, Path(ckpt) if ckpt is not None else None, overrides, config

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import ConfigError, TokenizerConfig
+from ..config import ConfigError, TokenizerConfig, official_names
 from ..data.dataset import READ_ERRORS
 from ..distributed import make_accelerator
+from ..hub import pretrained_file
 from ..inference.pipeline import reconstruct_stream
 from ..loading import load_tokenizer
 from ..metrics import FeatureStats, FrameScorer, fvd_from_stats
@@ -77,13 +78,18 @@ def evaluate(
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision=fp16 needs a CUDA device; found {device} (use bf16 or full)")
     tokenizer_given = tokenizer
+    composed = TokenizerConfig.from_any(cfg.tokenizer_config) if cfg.tokenizer_config else None
+    official = composed.name if composed is not None else cfg.tokenizer
+    if tokenizer is None and not cfg.ckpt and official not in official_names():
+        raise ConfigError(
+            "ckpt must name the checkpoint to evaluate, or tokenizer=<official name> its published weights"
+        )
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
     if cfg.data.resolved_source() != "shards":  # listed before the model loads: a wrong path fails at once
         listing = list(listing)
     if tokenizer is None:
         if not cfg.ckpt:
-            raise ConfigError("ckpt must name the checkpoint to evaluate (ckpt=path/to/model.ckpt)")
-        composed = TokenizerConfig.from_any(cfg.tokenizer_config) if cfg.tokenizer_config else None
+            cfg.ckpt = str(pretrained_file(official))  # the file is then identified (SHA-256) like any other
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.ckpt, cfg.overrides, device=device, config=composed)
     tok = tokenizer.to(device).eval()
     tc = tok.config

@@ -140,7 +140,14 @@ class Trainer:
 
     # ---- set-up helpers ------------------------------------------------------------------------
     def _init_from(self, path: str) -> None:
-        """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``."""
+        """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``, or from the published
+        checkpoint when ``path`` is an official name (the Hub's ``.ckpt``, which holds the discriminator too)."""
+        from ..config import official_names
+
+        if path in official_names() and not Path(path).exists():
+            from ..hub import download_checkpoint
+
+            path = str(download_checkpoint(path))
         loaded = read_checkpoint(path)
         check_state_dict(self.tok, loaded.state_dict, source=str(path))
         self.tok.load_state_dict(tokenizer_state_dict(loaded.state_dict))
