@@ -3,8 +3,9 @@
 Shell commands come from ```bash blocks (one command per line, ``\\`` continuations joined) and ```console blocks
 (lines after ``$ ``); Python examples are the ```python blocks. Each block runs in a fresh folder that holds the
 files the pages name: generated videos (``videos/``, ``val/``, ``in.mp4``, ``train.csv``), shards of them
-(``shards/``), official-format checkpoints of full width with random weights under their official file names, and
-a width-16 ``runs/demo`` checkpoint. Commands of a block run in order, as a user types them.
+(``shards/``), official-format checkpoints of full width with random weights under their official file names (also
+in an offline Hugging Face Hub cache, so that names alone load them as they load the published weights), and a
+width-16 ``runs/demo`` checkpoint. Commands of a block run in order, as a user types them.
 
 :data:`HOW` says how each shell command runs. ``RUN``: as written. A suffix: as written plus those arguments, where
 the full job is too long for a test (``--cfg job`` prints the composed config, ``dry_run=true`` validates every job
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hubcache import add_to_hub_cache, hub_environment
 from videos import write_indexed_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,16 +60,18 @@ HOW: dict[str, How] = {
     "vidtok config vidtok_fsq_causal_888_32768_v1_1": How("run", expect="temporal: 8"),
     "vidtok convert vidtok_kl_causal_488_4chn.ckpt vidtok_kl_causal_488_4chn.safetensors": RUN,
     "vidtok demo": RUN,
-    "vidtok reconstruct --ckpt vidtok_kl_causal_488_4chn_v1_1.ckpt in.mp4 out.mp4 --side-by-side": How(
+    "vidtok download vidtok_kl_causal_488_4chn_v1_1": How("run", expect="MiB cached"),
+    "vidtok download vidtok_kl_causal_488_4chn_v1_1 vidtok_fsq_causal_488_32768_v1_1": How("run", expect="MiB cached"),
+    "vidtok reconstruct --tokenizer vidtok_kl_causal_488_4chn_v1_1 in.mp4 out.mp4 --side-by-side": How(
         "run", expect="PSNR"
     ),
-    "vidtok reconstruct --ckpt vidtok_kl_causal_488_4chn_v1_1.ckpt in.mp4 small.mp4 --height 32 --width 32 "
+    "vidtok reconstruct --tokenizer vidtok_kl_causal_488_4chn_v1_1 in.mp4 small.mp4 --height 32 --width 32 "
     "--fps 12 --max-frames 9": How("run", expect="5 frames, 32x32"),
     "vidtok reconstruct --ckpt vidtok_kl_causal_488_4chn_v1_1.ckpt in.mp4 tiled.mp4 --tile 32 --tile-overlap 16 "
     "--chunk-frames 8 --chunk-latents 2": RUN,
-    "vidtok encode --ckpt vidtok_fsq_causal_488_32768_v1_1.ckpt in.mp4 tokens.safetensors --indices": RUN,
-    "vidtok decode --ckpt vidtok_fsq_causal_488_32768_v1_1.ckpt tokens.safetensors decoded.mp4": RUN,
-    "vidtok encode --ckpt vidtok_kl_causal_488_4chn_v1_1.ckpt in.mp4 in.latents.safetensors": RUN,
+    "vidtok encode --tokenizer vidtok_fsq_causal_488_32768_v1_1 in.mp4 tokens.safetensors --indices": RUN,
+    "vidtok decode tokens.safetensors decoded.mp4": RUN,
+    "vidtok encode --tokenizer vidtok_kl_causal_488_4chn_v1_1 in.mp4 in.latents.safetensors": RUN,
     "vidtok shards videos/ shards/train-%06d.tar --max-count 2": RUN,
     "vidtok shards videos/ shards/train-%06d.tar --max-count 2 --quiet": RUN,
     "vidtok shards train.csv shards_csv/train-%06d.tar --data-dir videos/ --column videos --resize 32": RUN,
@@ -77,7 +81,7 @@ HOW: dict[str, How] = {
     "python train.py regularizer=fsq compression=488 --cfg job": How("run", expect="kind: fsq"),
     "accelerate launch train.py regularizer=fsq compression=488 data.path=videos/ val_data.path=val/": DRY,
     "accelerate launch train.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 "
-    "init_from=vidtok_kl_causal_488_4chn_v1_1.ckpt data=shards data.path='shards/train-{000000..000001}.tar' "
+    "init_from=vidtok_kl_causal_488_4chn_v1_1 data=shards data.path='shards/train-{000000..000001}.tar' "
     "val_data.path=val/": DRY,
     "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 train.py experiment=debug "
     "data.path=videos/": RUN,
@@ -102,9 +106,9 @@ HOW: dict[str, How] = {
     "data.dir=vidtok/assets/demo/val height=64 width=64 sample_fps=8 chunk_frames=8 metrics.lpips=false": How(
         "run", expect="4 videos evaluated (16 clips)"
     ),
-    "python evaluate.py ckpt=vidtok_kl_causal_488_4chn.ckpt data.dir=mcl_jcv/": CFG,
-    "python evaluate.py ckpt=vidtok_fsq_noncausal_488_262144.ckpt data.dir=mcl_jcv/": CFG,
-    "python evaluate.py ckpt=vidtok_kl_causal_488_4chn_v1_1.ckpt data.dir=mcl_jcv/ mode=whole": CFG,
+    "python evaluate.py tokenizer=vidtok_kl_causal_488_4chn data.dir=mcl_jcv/": CFG,
+    "python evaluate.py tokenizer=vidtok_fsq_noncausal_488_262144 data.dir=mcl_jcv/": CFG,
+    "python evaluate.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=mcl_jcv/ mode=whole": CFG,
     "python evaluate.py ckpt=runs/x/checkpoints/step_00020000/tokenizer.safetensors data.dir=val/ metrics.fvd=true "
     "output.reconstructions=true output.side_by_side=true": CFG,
     "python evaluate.py ckpt=finetuned.ckpt tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=test.csv": CFG,
@@ -204,8 +208,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_shards(folder_records(base / "videos"), str(base / "shards" / "train-%06d.tar"), max_count=2, progress=False)
     for name in CHECKPOINTS:  # official format: a Lightning-style dict with the state under "state_dict"
         torch.manual_seed(0)
-        torch.save({"state_dict": vidtok.load_tokenizer(name).state_dict()}, base / f"{name}.ckpt")
-    demo = vidtok.load_tokenizer("vidtok_kl_causal_488_4chn", overrides=["model.ch=16", "model.num_res_blocks=1"])
+        torch.save({"state_dict": vidtok.load_tokenizer(name, pretrained=False).state_dict()}, base / f"{name}.ckpt")
+    # the same files as the Hub's: names alone load them (offline), as they would the published weights
+    add_to_hub_cache(base / ".hf", {name: base / f"{name}.ckpt" for name in CHECKPOINTS})
+    demo = vidtok.load_tokenizer(
+        "vidtok_kl_causal_488_4chn", overrides=["model.ch=16", "model.num_res_blocks=1"], pretrained=False
+    )
     step = base / "runs" / "demo" / "checkpoints" / "step_00000400"
     step.mkdir(parents=True)
     save_tokenizer_safetensors(demo.state_dict(), demo.config, step / "tokenizer.safetensors")
@@ -225,12 +233,12 @@ def workdir(sandbox: Path, block: Block, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def environment(tmp_path: Path) -> dict[str, str]:
+def environment(tmp_path: Path, sandbox: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDTOK_", "PYTEST"))}
+    env.update(hub_environment(sandbox / ".hf", sandbox / ".vidtok_cache"))
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         WANDB_MODE="disabled",
-        HF_HUB_OFFLINE="1",
         TORCH_HOME=str(tmp_path / ".torch"),
         NODE_RANK="0",
         FIRST_NODE="127.0.0.1",
@@ -282,7 +290,7 @@ def run_slurm_command(command: str, cwd: Path, env: dict[str, str]) -> None:
 @pytest.mark.parametrize("block", SHELL, ids=[b.id for b in SHELL])
 def test_shell_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
     cwd = workdir(sandbox, block, tmp_path / "work")
-    env = environment(tmp_path)
+    env = environment(tmp_path, sandbox)
     for command in block.commands():
         how = HOW[command]
         if how.kind == "ci":
@@ -301,4 +309,4 @@ def test_shell_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
 def test_python_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
     cwd = workdir(sandbox, block, tmp_path / "work")
     (cwd / "example.py").write_text(block.body)
-    shell("python example.py", cwd, environment(tmp_path))
+    shell("python example.py", cwd, environment(tmp_path, sandbox))
