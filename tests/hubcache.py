@@ -18,7 +18,16 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def add_to_hub_cache(root: Path, files: dict[str, Path], commit: str = COMMIT, revision: str = "main") -> Path:
     """Put ``{official name: checkpoint file}`` into the cache at ``root`` under ``commit``; returns ``root``."""
-    repo = root / "models--microsoft--VidTok"
+    return add_repo_to_hub_cache(
+        root, "microsoft/VidTok", {hub_filename(name): src for name, src in files.items()}, commit, revision
+    )
+
+
+def add_repo_to_hub_cache(
+    root: Path, repo_id: str, files: dict[str, Path], commit: str = COMMIT, revision: str = "main"
+) -> Path:
+    """Put ``{path in the repository: file}`` of model repository ``repo_id`` into the cache at ``root``."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / revision).write_text(commit)
     for name, source in files.items():
@@ -29,7 +38,7 @@ def add_to_hub_cache(root: Path, files: dict[str, Path], commit: str = COMMIT, r
                 os.link(source, blob)  # large stand-ins are not copied
             except OSError:
                 shutil.copyfile(source, blob)
-        link = repo / "snapshots" / commit / hub_filename(name)
+        link = repo / "snapshots" / commit / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))

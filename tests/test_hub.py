@@ -212,3 +212,53 @@ def test_commands_take_official_names_without_ckpt(hub_env: dict, tmp_path: Path
     train = [sys.executable, str(REPO / "train.py"), "experiment=debug", f"tokenizer={V10}", "model.ch=4"]
     train += [f"init_from={V10}", "data.path=videos", "train.max_steps=1", "run_dir=run", "validation.every=100"]
     assert "tokenizer initialised from" in run(train, hub_env, tmp_path)
+
+
+# ---- save_pretrained / from_pretrained -------------------------------------------------------------------------
+
+
+def test_save_pretrained_round_trips_exactly_with_config_and_model_card(hub: Path, tmp_path: Path) -> None:
+    from vidtok import Tokenizer
+
+    tok = vidtok.load_tokenizer(V11, overrides=TINY)  # the published (stand-in) weights
+    out = tmp_path / "saved"
+    tok.save_pretrained(out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert vidtok.TokenizerConfig.from_any(__import__("json").loads((out / "config.json").read_text())) == tok.config
+    back = Tokenizer.from_pretrained(out)
+    assert back.config == tok.config and same_weights(back, tok) and not back.training
+    card = (out / "README.md").read_text()
+    for text in (V11, "v1.1, causal", "4 x 8 x 8", "KL, 4 channels", "(4, 5, 32, 32)", "license: mit", "library_name"):
+        assert text in card, text
+    params = sum(p.numel() for p in tok.parameters())
+    assert f"{params:,}" in card and f"checkpoints/vidtok_v1_1/{V11}.ckpt" in card and COMMIT in card
+    assert back.weights_source == tok.weights_source  # carried in the weights file's metadata
+    # the same folder as a Hub repository, offline
+    from hubcache import add_repo_to_hub_cache
+
+    add_repo_to_hub_cache(hub, "someone/my-vidtok", {p.name: p for p in out.iterdir()})
+    from_repo = Tokenizer.from_pretrained("someone/my-vidtok", local_files_only=True)
+    assert same_weights(from_repo, tok) and from_repo.config == tok.config
+
+
+def test_from_pretrained_takes_names_files_and_training_checkpoints(hub: Path, tmp_path: Path, capsys) -> None:
+    from vidtok import Tokenizer
+    from vidtok.cli import main as cli
+
+    published = Tokenizer.from_pretrained(V10, overrides=TINY)
+    assert same_weights(published, vidtok.load_tokenizer(V10, overrides=TINY))
+    assert "published checkpoint checkpoints/vidtok_kl_causal_488_4chn.ckpt" in published.weights_source
+    # vidtok convert output: one file that carries its config
+    assert (
+        cli(["convert", str(tmp_path / "src" / f"{V10}.ckpt"), str(tmp_path / "c.safetensors"), *("-o", "model.ch=4")])
+        == 0
+    )
+    converted = Tokenizer.from_pretrained(tmp_path / "c.safetensors")
+    assert same_weights(converted, published) and "converted by vidtok convert" in converted.weights_source
+    # a training checkpoint folder (checkpoints/step_N/ holds tokenizer.safetensors with its config)
+    step = tmp_path / "run" / "checkpoints" / "step_00000010"
+    step.mkdir(parents=True)
+    (step / "tokenizer.safetensors").write_bytes((tmp_path / "c.safetensors").read_bytes())
+    assert same_weights(Tokenizer.from_pretrained(step), published)
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
+        Tokenizer.from_pretrained(tmp_path / "run")

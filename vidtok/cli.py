@@ -25,6 +25,7 @@ from .data.shards import ShardWriterError
 from .data.sources import DataSourceError
 from .loading import load_tokenizer
 from .models import InputError
+from .models.pretrained import META_SOURCE
 from .synthetic import moving_shapes
 from .tokens import TokenFileError, load_tokens, save_tokens
 from .video import VideoError
@@ -90,7 +91,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer, ckpt=args.input, overrides=args.overrides)
-    out = save_tokenizer_safetensors(tokenizer.state_dict(), tokenizer.config, args.output)
+    source = f"converted by vidtok convert from {args.input.name} ({tokenizer.weights_source})"
+    out = save_tokenizer_safetensors(tokenizer.state_dict(), tokenizer.config, args.output, {META_SOURCE: source})
     n = sum(p.numel() for p in tokenizer.parameters())
     print(f"wrote {out} ({tokenizer.config.name or 'custom config'}, {n:,} parameters)")
     return 0

@@ -22,7 +22,7 @@ from typing import Optional
 from .checkpoint import META_NAME, CheckpointError, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
 
 REPO_ID = "microsoft/VidTok"
-META_SOURCE = "vidtok_hub_file"  # safetensors metadata of a converted copy: the Hub file it came from
+META_HUB_FILE = "vidtok_hub_file"  # safetensors metadata of a converted copy: the Hub file it came from
 
 
 class HubError(CheckpointError):
@@ -148,7 +148,9 @@ def _readable(path: Path, name: str) -> bool:
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            return meta.get(META_NAME) == name and meta.get(META_SOURCE) == hub_filename(name) and bool(list(f.keys()))
+            return (
+                meta.get(META_NAME) == name and meta.get(META_HUB_FILE) == hub_filename(name) and bool(list(f.keys()))
+            )
     except Exception:  # a truncated or overwritten file: convert again
         return False
 
@@ -179,7 +181,7 @@ def pretrained_file(
         except CheckpointError as again:
             raise HubError(f"{checkpoint} is damaged even after a fresh download: {again}") from None
     # no config inside: the weights load by name (with any overrides), exactly as the .ckpt would
-    meta = {META_NAME: name, META_SOURCE: hub_filename(name), "vidtok_hub_repo": REPO_ID, "vidtok_hub_commit": commit}
+    meta = {META_NAME: name, META_HUB_FILE: hub_filename(name), "vidtok_hub_repo": REPO_ID, "vidtok_hub_commit": commit}
     save_tokenizer_safetensors(tokenizer_state_dict(loaded.state_dict), None, target, meta)
     return target
 

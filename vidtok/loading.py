@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from omegaconf import OmegaConf
 
-from .checkpoint import CheckpointError, check_state_dict, read_checkpoint, tokenizer_state_dict
+from .checkpoint import CheckpointError, LoadedCheckpoint, check_state_dict, read_checkpoint, tokenizer_state_dict
 from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
 from .models import Tokenizer
 
@@ -84,6 +84,24 @@ def _check_against(
     return config
 
 
+def weights_source(loaded: LoadedCheckpoint) -> str:
+    """Where weights came from, in words: the Hub file of a converted official checkpoint, what a vidtok file says
+    of itself (a training run, a conversion), or the file."""
+    from .hub import META_HUB_FILE as HUB_FILE
+    from .hub import REPO_ID
+    from .models.pretrained import META_SOURCE
+
+    meta = loaded.metadata or {}
+    if meta.get(HUB_FILE):
+        commit = meta.get("vidtok_hub_commit", "?")
+        return (
+            f"the published checkpoint {meta[HUB_FILE]} of the Hugging Face Hub repository {REPO_ID} (commit {commit})"
+        )
+    if meta.get(META_SOURCE):
+        return meta[META_SOURCE]
+    return f"loaded from {loaded.path.name}"
+
+
 def load_tokenizer(
     name: Optional[str] = None,
     ckpt: Optional[str | os.PathLike] = None,
@@ -135,6 +153,7 @@ def load_tokenizer(
     )
     if loaded is None:
         tokenizer = Tokenizer(config)
+        tokenizer.weights_source = "random initialisation (no weights were loaded)"
     else:
         state_dict = {
             k: (v.float() if v.is_floating_point() else v) for k, v in tokenizer_state_dict(loaded.state_dict).items()
@@ -144,4 +163,5 @@ def load_tokenizer(
         check_state_dict(tokenizer, state_dict, source=str(loaded.path))
         tokenizer.load_state_dict(state_dict, strict=True, assign=True)
         tokenizer.reset_buffers()
+        tokenizer.weights_source = weights_source(loaded)
     return tokenizer.to(device).eval().requires_grad_(False)

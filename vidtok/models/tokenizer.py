@@ -26,6 +26,7 @@ from ..inference.streams import VideoDecoderStream, VideoEncoderStream, check_ch
 from ..inference.tiling import check_tile, tiled
 from ..modules import pad_time_front
 from .autoencoder import Decoder, Encoder
+from .pretrained import PretrainedMixin
 from .regularizers import FSQ, DiagonalGaussian
 
 # Inputs are checked to lie in [-1, 1] up to this slack (resampling can overshoot slightly).
@@ -38,11 +39,12 @@ def _make_regularizer(config: TokenizerConfig) -> nn.Module:
     return DiagonalGaussian(config.latent_channels)
 
 
-class Tokenizer(nn.Module):
-    """A VidTok video tokenizer. Build one with :func:`vidtok.load_tokenizer`.
+class Tokenizer(nn.Module, PretrainedMixin):
+    """A VidTok video tokenizer. Build one with :func:`vidtok.load_tokenizer` (or ``Tokenizer.from_pretrained``).
 
     ``encode`` / ``decode`` map video (B, 3, T, H, W) in [-1, 1] to latents (B, C, t, h, w) and back;
-    FSQ models also map to and from integer indices (B, t, h, w).
+    FSQ models also map to and from integer indices (B, t, h, w). ``save_pretrained(dir)`` /
+    ``from_pretrained(dir_or_repo_id)`` / ``push_to_hub(repo_id)`` follow the Hugging Face Hub's conventions.
     """
 
     def __init__(self, config: TokenizerConfig):

@@ -32,6 +32,7 @@ from ..checkpoint import check_state_dict, read_checkpoint, save_tokenizer_safet
 from ..data.config import build_dataset, build_loader
 from ..distributed import make_accelerator, reset_accelerate_state  # noqa: F401 (re-exported)
 from ..loading import build_tokenizer
+from ..models.pretrained import META_SOURCE
 from ..modules.conv import unwrap_conv
 from ..video import tensor_to_frames, write_video
 from .checkpoints import CheckpointDir
@@ -367,10 +368,12 @@ class Trainer:
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
         if self.is_main:
-            save_tokenizer_safetensors(self.tok.state_dict(), self.run.tokenizer, tmp / "tokenizer.safetensors")
+            source = {META_SOURCE: f"trained with vidtok train.py: run {self.run_dir}, step {self.state.step}"}
+            save_tokenizer_safetensors(self.tok.state_dict(), self.run.tokenizer, tmp / "tokenizer.safetensors", source)
             if self.ema is not None:
                 ema_state = self.ema.averaged_state_dict(self.tok)
-                save_tokenizer_safetensors(ema_state, self.run.tokenizer, tmp / "tokenizer_ema.safetensors")
+                source = {META_SOURCE: f"{source[META_SOURCE]} (EMA weights)"}
+                save_tokenizer_safetensors(ema_state, self.run.tokenizer, tmp / "tokenizer_ema.safetensors", source)
             (tmp / "trainer_state.json").write_text(json.dumps(self.state.state_dict(), indent=1))
         self.acc.wait_for_everyone()
         final = self.ckpts.path(step)

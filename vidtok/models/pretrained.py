@@ -1,0 +1,195 @@
+"""``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` in the Hugging Face Hub's conventions, through
+huggingface_hub's own ``PyTorchModelHubMixin``: a folder (or Hub repository) holds ``config.json`` (the
+:class:`~vidtok.config.TokenizerConfig`), ``model.safetensors`` (the weights, with the config in their metadata too)
+and a generated model card ``README.md``. Loading goes through :func:`vidtok.load_tokenizer` (strict keys,
+pickle-free), so folders, official names, training checkpoints and single weight files all load the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
+
+from ..config import TokenizerConfig
+
+WEIGHTS_NAME = "model.safetensors"
+META_SOURCE = "vidtok.source"  # safetensors metadata: where the weights came from (shown in model cards)
+# what a vidtok training checkpoint folder holds (checkpoints/step_N/): tried in this order
+TRAINING_FILES = ("tokenizer.safetensors", "tokenizer_ema.safetensors")
+
+
+def _encode_config(config: TokenizerConfig) -> dict:
+    return config.to_dict()
+
+
+def _decode_config(data: Any) -> TokenizerConfig:
+    return TokenizerConfig.from_any(data)
+
+
+class PretrainedMixin(
+    PyTorchModelHubMixin,
+    library_name="vidtok",
+    repo_url="https://github.com/microsoft/VidTok",
+    paper_url="https://arxiv.org/abs/2412.13061",
+    license="mit",
+    tags=["video", "video-tokenizer", "vidtok", "autoencoder"],
+    coders={TokenizerConfig: (_encode_config, _decode_config)},
+):
+    """Hub conventions for :class:`~vidtok.Tokenizer` (whose ``__init__`` takes the one ``config``)."""
+
+    #: where the weights came from; set by :func:`vidtok.load_tokenizer`, written into model cards
+    weights_source: str = "random initialisation (no weights were loaded)"
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> Any:
+        """A tokenizer from an official name (its published weights), a folder written by :meth:`save_pretrained`,
+        a vidtok training checkpoint folder (``checkpoints/step_N/``), a weights file (``.safetensors`` / ``.ckpt``),
+        or a Hub repository id holding a ``save_pretrained`` folder. ``revision``, ``local_files_only``,
+        ``cache_dir``, ``force_download``, ``token`` work as in every Hub library; ``map_location`` is the device;
+        ``overrides`` (official names only) are :func:`vidtok.load_tokenizer`'s."""
+        from ..config import official_names
+        from ..loading import load_tokenizer
+
+        target = str(pretrained_model_name_or_path)
+        device = kwargs.get("map_location", "cpu")
+        if target in official_names() and not Path(target).exists():
+            return load_tokenizer(
+                target,
+                overrides=kwargs.get("overrides", ()),
+                revision=kwargs.get("revision"),
+                local_files_only=kwargs.get("local_files_only", False),
+                device=device,
+            )
+        path = Path(target)
+        if path.is_file():
+            return load_tokenizer(ckpt=path, device=device)
+        if path.is_dir() and not (path / "config.json").is_file():
+            found = next((path / name for name in (WEIGHTS_NAME, *TRAINING_FILES) if (path / name).is_file()), None)
+            if found is None:
+                raise FileNotFoundError(
+                    f"{path} holds no tokenizer: expected config.json + {WEIGHTS_NAME} (save_pretrained) or one of "
+                    f"{', '.join(TRAINING_FILES)} (a training checkpoint)"
+                )
+            return load_tokenizer(ckpt=found, device=device)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: Optional[str],
+        cache_dir: Optional[Union[str, Path]],
+        force_download: bool,
+        local_files_only: bool,
+        token: Optional[Union[str, bool]],
+        map_location: str = "cpu",
+        strict: bool = True,
+        config: Optional[TokenizerConfig] = None,
+        **unused: Any,
+    ) -> Any:
+        from huggingface_hub import hf_hub_download
+
+        from ..loading import load_tokenizer
+
+        if os.path.isdir(model_id):
+            weights = Path(model_id) / WEIGHTS_NAME
+        else:
+            weights = Path(
+                hf_hub_download(
+                    model_id,
+                    WEIGHTS_NAME,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    local_files_only=local_files_only,
+                    token=token,
+                    library_name="vidtok",
+                )
+            )
+        if config is not None and not isinstance(config, TokenizerConfig):
+            config = _decode_config(config)  # the mixin decodes by annotation, which postponed annotations hide
+        return load_tokenizer(ckpt=weights, config=config, device=map_location)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from ..checkpoint import save_tokenizer_safetensors
+
+        save_tokenizer_safetensors(
+            self.state_dict(), self.config, save_directory / WEIGHTS_NAME, {META_SOURCE: self.weights_source}
+        )
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The model card of a saved tokenizer: what it is, the shapes it produces, where its weights came from."""
+        return ModelCard(model_card(self, **kwargs))
+
+
+def model_card(tok: Any, repo_id: Optional[str] = None, **_: Any) -> str:
+    """Markdown (with the Hub's YAML header) describing ``tok``."""
+    c = tok.config
+    t, s, _s = c.factors
+    params = sum(p.numel() for p in tok.parameters())
+    latent = (
+        f"FSQ, codebook {c.codebook_size:,} (levels {list(c.regularizer.levels)})"
+        if c.is_discrete
+        else (f"KL, {c.latent_channels} channels")
+    )
+    if c.causal:
+        frames = f"1 + ceil((T - 1) / {t})"
+        accepts = "any T >= 1 frames (17, 33, ... exactly as the original)"
+    else:
+        frames = f"T / {t}"
+        accepts = f"T a multiple of {t}"
+    title = c.name or "VidTok tokenizer"
+    official = "published checkpoint" in tok.weights_source
+    load = repo_id or "PATH_OR_REPO_ID"
+    example_t = 17 if c.causal else 16
+    latents = 1 + math.ceil((example_t - 1) / t) if c.causal else example_t // t
+    example = f"{example_t}x256x256 -> ({c.latent_channels}, {latents}, {256 // s}, {256 // s})"
+    return f"""---
+library_name: vidtok
+license: mit
+tags:
+- video
+- video-tokenizer
+- vidtok
+- autoencoder
+---
+
+# {title}
+
+A VidTok video tokenizer ([paper](https://arxiv.org/abs/2412.13061), [original code](https://github.com/microsoft/VidTok)),
+saved by [vidtok](https://github.com/microsoft/VidTok).
+
+| | |
+|---|---|
+| version | {c.version}, {"causal" if c.causal else "non-causal"} |
+| compression (time x height x width) | {t} x {s} x {s} |
+| latent | {latent} |
+| input | video (B, 3, T, H, W) in [-1, 1]; {accepts}; H and W multiples of {s} |
+| latent shape | (B, {c.latent_channels}, {frames}, H / {s}, W / {s}), e.g. {example} |
+| parameters | {params:,} ({params / 1e6:.1f}M) |
+| base width | {c.model.ch} |
+
+## Weights
+
+{tok.weights_source}.
+
+## Licence
+
+MIT. The VidTok architecture{" and the official weights" if official else ""} are by Microsoft (MIT licence,
+https://github.com/microsoft/VidTok); vidtok is MIT-licensed too.
+
+## Use
+
+```python
+from vidtok import Tokenizer
+
+tok = Tokenizer.from_pretrained("{load}")
+z = tok.encode(video)  # video: (B, 3, T, H, W) in [-1, 1]
+video_hat = tok.decode(z)
+```
+"""
