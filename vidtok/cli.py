@@ -2,6 +2,7 @@
 
 vidtok list                              the official tokenizers, what they produce, which are cached
 vidtok download NAME ... | --all         fetch published weights from the Hugging Face Hub into the cache
+vidtok export-diffusers --tokenizer NAME OUT   a folder that diffusers.AutoencoderVidTok.from_pretrained loads
 vidtok config NAME [-o key=value ...]    print a tokenizer's resolved config as YAML
 vidtok convert IN.ckpt OUT.safetensors   official checkpoint -> safetensors with the config inside
 vidtok demo [--tokenizer NAME] [--ckpt FILE]
@@ -23,6 +24,7 @@ from .checkpoint import CheckpointError, save_tokenizer_safetensors
 from .config import ConfigError, compose_tokenizer_config, official_names
 from .data.shards import ShardWriterError
 from .data.sources import DataSourceError
+from .diffusers_export import ExportError
 from .loading import load_tokenizer
 from .models import InputError
 from .models.pretrained import META_SOURCE
@@ -265,6 +267,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_diffusers(args: argparse.Namespace) -> int:
+    from .diffusers_export import export_diffusers
+
+    tok = _load(args)
+    out = export_diffusers(tok, args.output, force=args.force)
+    print(f"wrote {out}: diffusers.AutoencoderVidTok.from_pretrained({str(out)!r}) loads it")
+    return 0
+
+
 def cmd_shards(args: argparse.Namespace) -> int:
     import logging
 
@@ -366,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-latents", type=int, default=4, help="latents decoded at a time (default 4)")
     p.set_defaults(func=cmd_decode)
 
+    p = sub.add_parser("export-diffusers", help="write a folder that diffusers.AutoencoderVidTok loads")
+    _add_model(p, default_from="--ckpt")
+    p.add_argument("output", type=Path, help="output folder")
+    p.add_argument(
+        "--force", action="store_true", help="export v1.0 causal models too (diffusers computes them differently)"
+    )
+    p.set_defaults(func=cmd_export_diffusers)
+
     p = sub.add_parser("shards", help="pack videos into WebDataset tar shards (resumable)")
     p.add_argument("input", help="a folder of videos (searched recursively) or a CSV of relative paths")
     p.add_argument("output", help="shard path pattern with one integer field, e.g. out/train-%%06d.tar")
@@ -381,7 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Bad input named in one line, not a traceback.
-USER_ERRORS = (ConfigError, CheckpointError, InputError, VideoError, TokenFileError, DataSourceError, ShardWriterError)
+USER_ERRORS = (
+    ConfigError,
+    CheckpointError,
+    InputError,
+    VideoError,
+    TokenFileError,
+    DataSourceError,
+    ShardWriterError,
+    ExportError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
