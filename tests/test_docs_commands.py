@@ -59,6 +59,9 @@ HOW: dict[str, How] = {
     "vidtok config vidtok_kl_causal_488_4chn_v1_1": How("run", expect="temporal_upsample: linear"),
     "vidtok config vidtok_fsq_causal_888_32768_v1_1": How("run", expect="temporal: 8"),
     "vidtok convert vidtok_kl_causal_488_4chn.ckpt vidtok_kl_causal_488_4chn.safetensors": RUN,
+    "vidtok export-diffusers --tokenizer vidtok_kl_causal_488_4chn_v1_1 vidtok_diffusers/": How(
+        "run", expect="AutoencoderVidTok.from_pretrained"
+    ),
     "vidtok demo": RUN,
     "vidtok download vidtok_kl_causal_488_4chn_v1_1": How("run", expect="MiB cached"),
     "vidtok download vidtok_kl_causal_488_4chn_v1_1 vidtok_fsq_causal_488_32768_v1_1": How("run", expect="MiB cached"),
