@@ -84,7 +84,12 @@ def download_checkpoint(
 
     if name not in official_names():
         raise HubError(f"{name!r} is not an official VidTok checkpoint; the official names are: {official_names()}")
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
     filename = hub_filename(name)
+    quiet = not progress and not are_progress_bars_disabled()
+    if quiet:
+        disable_progress_bars()
     try:
         path = hf_hub_download(
             REPO_ID,
@@ -93,7 +98,6 @@ def download_checkpoint(
             local_files_only=local_files_only,
             force_download=force_download,
             library_name="vidtok",
-            tqdm_class=None if progress else _NoBar,
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         why = "offline (HF_HUB_OFFLINE=1)" if _offline() else "local_files_only" if local_files_only else str(err)
@@ -107,26 +111,10 @@ def download_checkpoint(
             f"cannot download the file {filename} of the Hub repository {REPO_ID} (revision {revision or 'main'}): "
             f"{err}; " + _place_by_hand(name)
         ) from None
+    finally:
+        if quiet:
+            enable_progress_bars()
     return Path(path)
-
-
-class _NoBar:
-    """A tqdm stand-in that shows nothing (``progress=False``)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        pass
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _commit_of(path: Path) -> str:
