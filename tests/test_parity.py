@@ -44,6 +44,29 @@ def assert_video(ours: torch.Tensor, ref: torch.Tensor, what: str) -> None:
     assert diff.mean().item() <= REC_MEAN_TOL, f"{what}: mean abs error {diff.mean().item():.3g} > {REC_MEAN_TOL}"
 
 
+def expected_keys(meta: dict) -> set[str]:
+    """What a fixture of this kind holds (every check below runs on every fixture of its kind, none is optional)."""
+    keys = {"x", "enc_out", "z", "x_rec"}
+    keys |= {"mean", "logvar", "kl_loss"} if meta["regularizer"] == "KL" else {"indices", "aux_loss"}
+    if not meta["causal"]:
+        keys.add("x_rec_forward")  # the original's causal forward pads differently: no forward reference for those
+    return keys
+
+
+def reference(folder: Path, name: str = "io.safetensors") -> dict[str, torch.Tensor]:
+    data = load_file(folder / name)
+    meta = fixture_meta(folder)
+    wanted = (
+        expected_keys(meta)
+        if name == "io.safetensors"
+        else {"x_long", "z_full", "x_rec_full"}
+        | ({"x_rec_tiled", "z_tiled"} if meta["version"] == "v1.1" else {"x_rec_chunked"})
+    )
+    missing = sorted(wanted - set(data))
+    assert not missing, f"{folder / name} lacks {missing}: the fixture does not match its README"
+    return data
+
+
 def reference_decode(tok: vidtok.Tokenizer, ref: torch.Tensor, latent_frames: int) -> torch.Tensor:
     """The original's decode output without the f-1 leading padding frames its v1.1 models return."""
     return ref[:, :, ref.shape[2] - tok.decoded_frames(latent_frames) :]
@@ -52,17 +75,16 @@ def reference_decode(tok: vidtok.Tokenizer, ref: torch.Tensor, latent_frames: in
 @pytest.mark.parametrize("folder", FOLDERS, ids=IDS)
 def test_encode_decode_match_reference(folder: Path) -> None:
     tok = load(folder)
-    io = load_file(folder / "io.safetensors")
+    io = reference(folder)
     x = io["x"]
     with torch.no_grad():
         moments = tok.encode_moments(x)
         z = tok.encode(x)
         x_rec = tok.decode(io["z"])
         x_fwd = tok(x)
-    if "enc_out" in io:
-        assert_latents(moments, io["enc_out"], "raw encoder output")
+    assert_latents(moments, io["enc_out"], "raw encoder output")
     assert_latents(z, io["z"], "encode(x)")
-    if "mean" in io:
+    if fixture_meta(folder)["regularizer"] == "KL":
         mean, logvar = tok.regularizer.split(moments)
         assert_latents(mean, io["mean"], "posterior mean")
         assert_latents(logvar, io["logvar"], "posterior log-variance")
@@ -70,8 +92,10 @@ def test_encode_decode_match_reference(folder: Path) -> None:
         assert torch.allclose(kl, io["kl_loss"].squeeze(), rtol=1e-4), (kl.item(), io["kl_loss"].item())
     assert_video(x_rec, reference_decode(tok, io["x_rec"], io["z"].shape[2]), "decode(z)")
     assert x_fwd.shape == x.shape
-    if "x_rec_forward" in io:
+    if not fixture_meta(folder)["causal"]:
         assert_video(x_fwd, io["x_rec_forward"], "forward(x)")
+    else:  # causal, T = 1 + 4k: the forward pass is decode(encode(x)), which the reference gives exactly
+        assert_video(x_fwd, reference_decode(tok, io["x_rec"], io["z"].shape[2]), "forward(x)")
 
 
 @pytest.mark.parametrize(
@@ -81,7 +105,7 @@ def test_encode_decode_match_reference(folder: Path) -> None:
 )
 def test_fsq_indices_match_reference(folder: Path) -> None:
     tok = load(folder)
-    io = load_file(folder / "io.safetensors")
+    io = reference(folder)
     ref_indices = io["indices"].long()
     with torch.no_grad():
         indices = tok.encode_indices(io["x"])
@@ -90,11 +114,8 @@ def test_fsq_indices_match_reference(folder: Path) -> None:
         rec = tok.decode(tok.encode(io["x"]))
     assert indices.shape == ref_indices.shape
     assert torch.equal(indices, ref_indices), f"{int((indices != ref_indices).sum())} indices differ"
-    assert_latents(from_indices, io.get("z_from_indices", io["z"]), "codes from indices")
-    if "x_rec_from_indices" in io:
-        assert_video(
-            rec_from_indices, reference_decode(tok, io["x_rec_from_indices"], indices.shape[1]), "decode_indices"
-        )
+    assert_latents(from_indices, io["z"], "codes from indices")  # the codes are the quantised latents
+    assert_video(rec_from_indices, reference_decode(tok, io["x_rec"], indices.shape[1]), "decode_indices")
     assert torch.equal(rec_from_indices, rec), "decode_indices(encode_indices(x)) != decode(encode(x))"
 
 
@@ -105,7 +126,7 @@ def test_fsq_indices_match_reference(folder: Path) -> None:
 )
 def test_long_video_full_pass_matches_reference(folder: Path) -> None:
     tok = load(folder)
-    long = load_file(folder / "long.safetensors")
+    long = reference(folder, "long.safetensors")
     with torch.no_grad():
         z = tok.encode(long["x_long"])
         x_rec = tok.decode(long["z_full"])
@@ -123,14 +144,14 @@ def test_chunked_passes_reproduce_the_full_pass_not_the_originals_chunking(folde
     Max abs tolerance as for chunking (1e-4 at realistic widths); this width-4 fixture amplifies rounding,
     so the reconstruction bound here is the parity one (5e-4 max, 1e-5 mean)."""
     tok = load(folder)
-    long = load_file(folder / "long.safetensors")
+    long = reference(folder, "long.safetensors")
     f = tok.config.temporal_factor
     with torch.no_grad():
         z = tok.encode(long["x_long"], chunk_frames=4 * f)
         x_rec = tok.decode(long["z_full"], chunk_latents=4)
     assert_latents(z, long["z_full"], "chunked encode")
     assert_video(x_rec, reference_decode(tok, long["x_rec_full"], z.shape[2]), "chunked decode")
-    if "x_rec_tiled" in long:
+    if fixture_meta(folder)["version"] == "v1.1":
         original_gap = (long["x_rec_tiled"] - long["x_rec_full"]).abs().max().item()
         assert original_gap > 1e-3  # the reference chunking really is different, so this test means something
 
