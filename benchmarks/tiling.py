@@ -17,13 +17,13 @@ built-in moving-shapes clip is used.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
 
 import vidtok
 from vidtok.inference.tiling import tile_starts
+from vidtok.metrics import psnr
 from vidtok.synthetic import moving_shapes
 from vidtok.video import frames_to_tensor, iter_frames
 
@@ -36,11 +36,6 @@ def border_mask(size: int, tile: int, overlap: int, band: int = 8) -> torch.Tens
             if 0 < edge < size:
                 mask[max(0, edge - band) : edge + band] = True
     return mask
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def fit(tok: vidtok.Tokenizer, x: torch.Tensor, steps: int, crop: int, frames: int, lr: float = 3e-4) -> float:

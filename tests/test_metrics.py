@@ -423,3 +423,16 @@ def test_video_metrics_two_processes_equal_one(
     assert got["fvd"] == pytest.approx(want["fvd"], rel=1e-10)
     assert math.isfinite(got["fvd"]) and got["fvd"] > 0
     assert ranks[0]["gathered"] == single.records
+
+
+def test_one_psnr_rule_everywhere() -> None:
+    from vidtok.metrics import psnr, psnr_from_mse
+
+    assert psnr_from_mse(1e-3) == pytest.approx(30.0) and psnr_from_mse(0.0) == PSNR_MAX_DB == psnr_from_mse(1e-12)
+    with pytest.raises(ValueError, match=">= 0"):
+        psnr_from_mse(-1.0)
+    real = video(1, 3, 16, 16, seed=3)
+    fake = degrade(real, seed=4).clamp(-1, 1)
+    # a whole-tensor PSNR of one frame equals that frame's per-frame PSNR; a perfect copy is capped, not infinite
+    assert psnr(real[:, :, :1], fake[:, :, :1]) == pytest.approx(psnr_per_frame(real, fake)[0, 0].item(), abs=1e-4)
+    assert psnr(real, real) == PSNR_MAX_DB

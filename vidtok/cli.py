@@ -124,8 +124,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         recon = tokenizer.decode(latents)[:, :, :frames]
         decode_s = time.perf_counter() - start
         indices = tokenizer.encode_indices(video) if cfg.is_discrete else None
-    mse = torch.mean(((recon.clamp(-1, 1) - video) / 2) ** 2).item()
-    psnr = 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))).item()
+    from .metrics.frame import psnr as psnr_of
+
+    psnr = psnr_of(video, recon)
     ratio = video.numel() / latents.numel()
     print(f"latents    {tuple(latents.shape)}  ({ratio:.0f}x fewer values than the input)")
     if indices is not None:

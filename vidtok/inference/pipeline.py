@@ -287,6 +287,7 @@ def reconstruct_video(
             count += inputs.numel()
             writer.write(torch.cat([inputs, frames], dim=2) if side_by_side else frames)
             bar.update(frames.shape[0])
-    mse = squared_error / max(count, 1)
-    psnr = float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
+    from ..metrics.frame import psnr_from_mse
+
+    psnr = psnr_from_mse(squared_error / max(count, 1) / 255.0**2)  # of the 8-bit frames written, on [0, 1]
     return {"frames": writer.frames_written, "height": plan.height, "width": plan.width, "fps": plan.fps, "psnr": psnr}

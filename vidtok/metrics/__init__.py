@@ -1,6 +1,6 @@
 """Video reconstruction metrics: per-frame PSNR / SSIM / LPIPS, FVD, and a distributed-aware accumulator."""
 
-from vidtok.metrics.frame import PSNR_MAX_DB, psnr_per_frame, ssim_per_frame
+from vidtok.metrics.frame import PSNR_MAX_DB, psnr, psnr_from_mse, psnr_per_frame, ssim_per_frame
 from vidtok.metrics.fvd import (
     I3D,
     I3D_FRAMES,
@@ -33,6 +33,8 @@ __all__ = [
     "i3d_features",
     "load_i3d_detector",
     "preprocess_for_i3d",
+    "psnr",
+    "psnr_from_mse",
     "psnr_per_frame",
     "ssim_per_frame",
 ]

@@ -15,6 +15,7 @@ Conventions (those of the original VidTok evaluation, computed with torchmetrics
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -50,6 +51,23 @@ def to_frames(video: Tensor) -> Tensor:
 def _unit_frames(video: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """Clamp to [-1, 1], map to [0, 1], flatten to frames."""
     return to_frames(video.to(dtype).clamp(-1, 1).add(1).div(2))
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB for a mean squared error of [0, 1] data: ``10 log10(1 / MSE)``, capped at :data:`PSNR_MAX_DB`
+    (so a perfect reconstruction gives 80 dB, not infinity). The one rule every PSNR in vidtok follows."""
+    if mse < 0 or math.isnan(mse):
+        raise ValueError(f"a mean squared error must be >= 0, found {mse}")
+    return PSNR_MAX_DB if mse <= 10 ** (-PSNR_MAX_DB / 10) else min(PSNR_MAX_DB, -10 * math.log10(mse))
+
+
+@torch.no_grad()
+def psnr(real: Tensor, fake: Tensor) -> float:
+    """One PSNR (dB) over every pixel of two same-shaped tensors in [-1, 1] (clamped), by :func:`psnr_from_mse`."""
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, found {tuple(real.shape)} and {tuple(fake.shape)}")
+    mse = (real.double().clamp(-1, 1) - fake.double().clamp(-1, 1)).div(2).pow(2).mean().item()
+    return psnr_from_mse(mse)
 
 
 @torch.no_grad()
