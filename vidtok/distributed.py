@@ -1,5 +1,6 @@
-"""Accelerate set-up shared by training and evaluation: one Accelerator per process, on CPU over gloo where
-there is no CUDA."""
+"""Processes: where this one stands (:func:`process_part`, :func:`is_distributed`, used by data, losses and metrics)
+and the Accelerate set-up shared by training and evaluation (one Accelerator per process, on CPU over gloo where
+there is no CUDA)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+
+def process_part() -> tuple[int, int]:
+    """(rank, world size): from ``torch.distributed`` when it is initialised, else from the ``RANK`` /
+    ``WORLD_SIZE`` that launchers set (DataLoader workers and not-yet-initialised processes see those)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_distributed() -> bool:
+    """True when torch.distributed runs with more than one process (collectives are needed)."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class LaunchError(RuntimeError):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import random
 import tarfile
 import zlib
@@ -36,6 +35,7 @@ import webdataset as wds
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..distributed import process_part
 from ..video import VideoError, read_info
 from .decode import read_clip
 from .sampling import check_length, clip_span, eval_clips, frame_interval, padded_indices
@@ -50,13 +50,6 @@ READ_ERRORS = (VideoError, OSError, EOFError, ValueError, tarfile.TarError, json
 
 class DataError(RuntimeError):
     """Too many inputs in a row could not be read: the data source itself is broken."""
-
-
-def distributed_part() -> tuple[int, int]:
-    """(rank, world size) from ``torch.distributed`` when initialised, else from RANK / WORLD_SIZE."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 class VideoClipDataset(IterableDataset):
@@ -133,7 +126,7 @@ class VideoClipDataset(IterableDataset):
 
     def part(self) -> tuple[int, int]:
         """(index, count) of this (rank, worker) among all ranks x workers."""
-        rank, world = distributed_part()
+        rank, world = process_part()
         rank = self.rank if self.rank is not None else rank
         world = self.world_size if self.world_size is not None else world
         info = get_worker_info()

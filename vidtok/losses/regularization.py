@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..distributed import is_distributed
 from ..models.regularizers import DiagonalGaussian
 
 #: Probabilities below this are clamped before the log, as in the original's entropy.
@@ -90,14 +91,10 @@ class _ChunkedCodeEntropy(torch.autograd.Function):
         return grad_z, None, None, None
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def _mean_over_processes(t: Tensor) -> Tensor:
     """The mean of ``t`` over processes when torch.distributed runs; gradients pass to the local ``t``
     scaled by 1 / world size, as the original's in-place all_reduce followed by a division gives."""
-    if not _distributed():
+    if not is_distributed():
         return t
     total = t.detach().clone()
     dist.all_reduce(total)
