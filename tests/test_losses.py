@@ -330,7 +330,7 @@ def test_fsq_code_distribution_is_averaged_over_processes(monkeypatch: pytest.Mo
     def codebook_entropy(world: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if world:  # a second process with a uniform code distribution
             uniform = 1.0 / fsq.codebook_size
-            monkeypatch.setattr(reg_module, "_distributed", lambda: True)
+            monkeypatch.setattr(reg_module, "is_distributed", lambda: True)
             monkeypatch.setattr(reg_module.dist, "get_world_size", lambda: 2)
             monkeypatch.setattr(reg_module.dist, "all_reduce", lambda t: t.add_(uniform))
         leaf = z.clone().requires_grad_(True)
