@@ -280,14 +280,10 @@ def cmd_export_diffusers(args: argparse.Namespace) -> int:
 def cmd_shards(args: argparse.Namespace) -> int:
     import logging
 
-    from .data import csv_records, folder_records, write_shards
+    from .data import video_records, write_shards
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    source = Path(args.input)
-    if source.is_file():
-        records = csv_records(args.data_dir or source.parent, source, column=args.column)
-    else:
-        records = folder_records(source)
+    records = video_records(args.input, data_dir=args.data_dir, column=args.column)
     summary = write_shards(
         records,
         args.output,

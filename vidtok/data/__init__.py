@@ -10,7 +10,17 @@ from .dataset import DataError, VideoClipDataset, collate_clips
 from .decode import read_clip
 from .sampling import ShortVideoError, clip_indices, clip_span, eval_clips, frame_interval
 from .shards import ShardSummary, ShardWriterError, write_shards
-from .sources import DataSourceError, Failure, Record, csv_records, expand_urls, folder_records, shard_records
+from .sources import (
+    DataSourceError,
+    Failure,
+    Record,
+    csv_records,
+    expand_urls,
+    folder_records,
+    shard_records,
+    source_kind,
+    video_records,
+)
 from .transforms import frames_to_clip
 
 __all__ = [
@@ -34,5 +44,7 @@ __all__ = [
     "read_clip",
     "read_info",
     "shard_records",
+    "source_kind",
+    "video_records",
     "write_shards",
 ]

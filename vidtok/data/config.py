@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError
 from .dataset import VideoClipDataset, collate_clips
-from .sources import csv_records, folder_records
-
-SOURCES = ("folder", "csv", "shards")
+from .sources import SOURCE_KINDS, video_records
 
 
 @dataclass
@@ -43,8 +40,8 @@ class DataConfig:
     seed: int = 0
 
     def validate(self) -> DataConfig:
-        if self.source not in SOURCES:
-            raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source not in SOURCE_KINDS:
+            raise ConfigError(f"data.source must be one of {', '.join(SOURCE_KINDS)}, got {self.source!r}")
         if not self.path:
             raise ConfigError(f"data.path must name the {self.source} to read (data.path=...)")
         for name in ("num_frames", "batch_size"):
@@ -94,10 +91,9 @@ def build_dataset(
         raise ConfigError("data.height and data.width are unset and no stage resolution gives them")
     if config.source == "shards":
         sources: dict = {"shards": config.path}
-    elif config.source == "csv":
-        sources = {"videos": csv_records(config.data_dir or Path(config.path).parent, config.path, config.column)}
     else:
-        sources = {"videos": folder_records(config.path)}
+        records = video_records(config.path, kind=config.source, data_dir=config.data_dir, column=config.column)
+        sources = {"videos": records}
     return VideoClipDataset(
         **sources,
         num_frames=config.num_frames,

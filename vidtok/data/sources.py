@@ -88,6 +88,51 @@ def folder_records(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EX
     return [Record(key=p.relative_to(root).as_posix(), name=str(p), source=str(p)) for p in paths]
 
 
+SOURCE_KINDS = ("folder", "csv", "shards")
+
+
+def source_kind(path: str | os.PathLike, meta: str | os.PathLike | None = None, kind: str = "auto") -> str:
+    """Which kind of source a data path is: ``kind`` when given; else ``csv`` with a CSV listing (``meta``), ``shards``
+    for tar urls (``pipe:``, ``.tar``, brace patterns), ``csv`` for a file (a ``.csv`` or any existing file), else a
+    folder. The one rule that training data, evaluation and ``vidtok shards`` follow."""
+    if kind != "auto":
+        if kind not in SOURCE_KINDS:
+            raise DataSourceError(f"source must be one of {', '.join(SOURCE_KINDS)} or auto, got {kind!r}")
+        return kind
+    if meta:
+        return "csv"
+    text = str(path)
+    if text.startswith("pipe:") or ".tar" in text or "{" in text or "://" in text:
+        return "shards"
+    return "csv" if text.lower().endswith(".csv") or Path(text).is_file() else "folder"
+
+
+def video_records(
+    path: str | os.PathLike,
+    *,
+    kind: str = "auto",
+    meta: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    column: str = "videos",
+) -> list[Record]:
+    """The videos of a folder or CSV source (for shards, stream :func:`shard_records` instead).
+
+    A CSV is ``path`` itself (paths relative to ``data_dir``, default the CSV's folder), or ``meta`` with paths
+    relative to ``path`` (the original's ``--data_dir`` + ``--meta_path``; ``meta`` itself relative to ``path``
+    when it is not a file as given)."""
+    resolved = source_kind(path, meta, kind)
+    if resolved == "shards":
+        raise DataSourceError(f"{path} is a shard source: read it with shard_records / VideoClipDataset(shards=...)")
+    if resolved == "folder":
+        return folder_records(path)
+    if meta:
+        csv_path = Path(meta)
+        if not csv_path.is_absolute() and not csv_path.is_file():
+            csv_path = Path(path) / csv_path
+        return csv_records(path, csv_path, column)
+    return csv_records(data_dir or Path(path).parent, path, column)
+
+
 def expand_urls(urls: Union[str, Sequence[str]]) -> list[str]:
     """Shard lists as webdataset spells them: brace ranges ``"a-{000..099}.tar"`` (padding kept), ``{x,y}`` choices,
     several patterns joined by ``::`` or given as a list, ``${WDS_VAR}`` environment variables. Order is kept."""

@@ -27,14 +27,9 @@ class EvalDataConfig:
     limit: Optional[int] = None
 
     def resolved_source(self) -> str:
-        if self.source != "auto":
-            return self.source
-        if self.meta:
-            return "csv"
-        d = str(self.dir)
-        if d.startswith("pipe:") or ".tar" in d or "{" in d:
-            return "shards"
-        return "csv" if d.lower().endswith(".csv") else "folder"
+        from ..data.sources import source_kind
+
+        return source_kind(self.dir, self.meta, self.source)
 
 
 @dataclass

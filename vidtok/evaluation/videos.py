@@ -11,13 +11,12 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, TypeVar, Union
 
 import torch
 from torch import Tensor
 
-from ..data.sources import Failure, Record, csv_records, expand_urls, folder_records, shard_records
+from ..data.sources import Failure, Record, expand_urls, shard_records, video_records
 from ..data.transforms import frames_to_clip
 from ..video import VideoError, VideoSource, sampled_frames
 from .config import EvalDataConfig
@@ -74,14 +73,8 @@ def list_videos(data: EvalDataConfig, rank: int = 0, world: int = 1) -> Iterator
         items: Iterator[tuple[str, Union[Record, Failure]]] = (
             (_stem(url), item) for url in urls for item in shard_records(url)
         )
-    elif source == "csv":
-        csv_path = Path(data.meta) if data.meta else Path(data.dir)
-        if data.meta and not csv_path.is_absolute() and not csv_path.is_file():
-            csv_path = Path(data.dir) / csv_path
-        root = Path(data.dir) if data.meta else csv_path.parent
-        items = (("", r) for r in csv_records(root, csv_path, data.column))
     else:
-        items = (("", r) for r in folder_records(data.dir))
+        items = (("", r) for r in video_records(data.dir, kind=source, meta=data.meta, column=data.column))
     for order, (prefix, item) in enumerate(items):
         if data.limit is not None and order >= data.limit:
             return
