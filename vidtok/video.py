@@ -120,10 +120,11 @@ def frame_interval(source_fps: float, sample_fps: Optional[float]) -> int:
 
 
 def sampled_frames(
-    source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None
+    source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None, *, interval: Optional[int] = None
 ) -> tuple[float, Iterator[tuple[int, Tensor]]]:
     """``(fps of the sampled frames, iterator of (source index, uint8 frame (H, W, 3)))``, decoding front to back.
-    Keeps every ``round(fps / sample_fps)``-th frame; a stream that changes frame size midway is scaled to its first
+    Keeps every ``round(fps / sample_fps)``-th frame (or every ``interval``-th, when the caller has worked it out
+    already: give one of the two); a stream that changes frame size midway is scaled to its first
     frame's size. Corrupt data raises :class:`VideoError` naming the video (after the frames decoded before it)."""
     import av
 
@@ -132,7 +133,10 @@ def sampled_frames(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        interval = frame_interval(stream_fps(stream, label), sample_fps)
+        if interval is None:
+            interval = frame_interval(stream_fps(stream, label), sample_fps)
+        elif sample_fps is not None or interval < 1:
+            raise ValueError(f"give sample_fps or a positive interval, not both (got {sample_fps}, {interval})")
         fps = stream_fps(stream, label) / interval
     except BaseException:
         container.close()
@@ -165,6 +169,7 @@ def iter_frames(
     path: VideoSource,
     *,
     sample_fps: Optional[float] = None,
+    interval: Optional[int] = None,
     size: Optional[tuple[int, int]] = None,
     chunk: int = 16,
     max_frames: Optional[int] = None,
@@ -174,7 +179,7 @@ def iter_frames(
     Frames are those of :func:`sampled_frames`; with ``size=(H, W)`` they are resized so they cover H x W
     (antialiased) and centre-cropped to it. Corrupt data raises :class:`VideoError` naming the file.
     """
-    _, frames = sampled_frames(path, sample_fps)
+    _, frames = sampled_frames(path, sample_fps, interval=interval)
     batch: list[Tensor] = []
     kept = 0
     try:

@@ -78,7 +78,7 @@ def plan_read(
 def _frames(plan: ReadPlan, chunk: int) -> Iterator[Tensor]:
     return iter_frames(
         plan.info.path,
-        sample_fps=plan.info.fps / plan.interval,
+        interval=plan.interval,  # worked out once, by plan_read
         size=(plan.height, plan.width),
         chunk=chunk,
         max_frames=plan.max_frames,
