@@ -9,9 +9,12 @@ with copies of its final frame (or dropped).
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Iterable, Iterator
+from typing import Optional, TypeVar
 
 from ..video import VideoError, frame_interval
+
+T = TypeVar("T")
 
 __all__ = ["ShortVideoError", "clip_span", "clip_indices", "eval_clips", "frame_interval"]
 
@@ -37,21 +40,25 @@ def padded_indices(total: int, start: int, num_frames: int, interval: int) -> li
     return indices + [indices[-1]] * (num_frames - len(indices))
 
 
-def eval_clips(total: int, num_frames: int, interval: int, last: str = "repeat") -> list[list[int]]:
-    """Every frame sampled at ``interval``, cut into consecutive clips of ``num_frames``; a shorter last
-    clip is completed with copies of its final frame (``last="repeat"``) or dropped (``"drop"``)."""
+def consecutive_clips(frames: Iterable[T], num_frames: int, last: str = "repeat") -> Iterator[list[T]]:
+    """The evaluation protocol's clips: consecutive runs of ``num_frames`` of ``frames`` (indices, or decoded
+    frames as they stream in), a shorter last run completed with copies of its final item (``last="repeat"``, as
+    the original) or dropped (``"drop"``). Lazy: each clip comes out as soon as it is complete."""
     if last not in ("repeat", "drop"):
         raise ValueError(f"last must be 'repeat' or 'drop', got {last!r}")
-    sampled = list(range(0, total, interval))
-    clips = []
-    for first in range(0, len(sampled), num_frames):
-        clip = sampled[first : first + num_frames]
-        if len(clip) < num_frames:
-            if last == "drop":
-                break
-            clip = clip + [clip[-1]] * (num_frames - len(clip))
-        clips.append(clip)
-    return clips
+    clip: list[T] = []
+    for item in frames:
+        clip.append(item)
+        if len(clip) == num_frames:
+            yield clip
+            clip = []
+    if clip and last == "repeat":
+        yield clip + [clip[-1]] * (num_frames - len(clip))
+
+
+def eval_clips(total: int, num_frames: int, interval: int, last: str = "repeat") -> list[list[int]]:
+    """Frame indices of :func:`consecutive_clips` over a ``total``-frame video sampled every ``interval`` frames."""
+    return list(consecutive_clips(range(0, total, interval), num_frames, last))
 
 
 def check_length(total: Optional[int], num_frames: int, interval: int, name: str) -> None:

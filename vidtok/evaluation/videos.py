@@ -16,6 +16,7 @@ from typing import Optional, TypeVar, Union
 import torch
 from torch import Tensor
 
+from ..data.sampling import consecutive_clips
 from ..data.sources import Failure, Record, expand_urls, shard_records, video_records
 from ..data.transforms import frames_to_clip
 from ..video import VideoError, VideoSource, sampled_frames
@@ -117,22 +118,20 @@ def clip_pieces(
     """Consecutive clips of ``clip_frames`` sampled frames, ``group`` clips per piece (never two videos in one);
     the last clip is completed with copies of its final frame (``last="repeat"``) or dropped (``"drop"``)."""
     fps, frames = sampled_frames(task.source, sample_fps, task.name)
-    clips: list[tuple[list[int], Tensor]] = []  # complete clips, already resized (raw frames are large)
-    current: tuple[list[int], list[Tensor]] = ([], [])
     count = 0
-    for index, frame in frames:
-        count += 1
-        current[0].append(index)
-        current[1].append(frame)
-        if len(current[0]) == clip_frames:
-            clips.append(_clip(current, size))
-            current = ([], [])
-            if len(clips) == group:
-                yield _piece(clips, fps)
-                clips = []
-    if current[0] and last == "repeat":
-        missing = clip_frames - len(current[0])
-        clips.append(_clip((current[0] + [current[0][-1]] * missing, current[1] + [current[1][-1]] * missing), size))
+
+    def counted() -> Iterator[tuple[int, Tensor]]:
+        nonlocal count
+        for item in frames:
+            count += 1
+            yield item
+
+    clips: list[tuple[list[int], Tensor]] = []  # complete clips, already resized (raw frames are large)
+    for clip in consecutive_clips(counted(), clip_frames, last):
+        clips.append(_clip(([i for i, _ in clip], [f for _, f in clip]), size))
+        if len(clips) == group:
+            yield _piece(clips, fps)
+            clips = []
     if clips:
         yield _piece(clips, fps)
     elif count < clip_frames and last == "drop":
