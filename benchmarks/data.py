@@ -24,8 +24,8 @@ import torch
 
 from vidtok.data import VideoClipDataset, collate_clips, folder_records, read_clip, write_shards
 from vidtok.data import decode as decode_module
+from vidtok.io.video import VideoWriter, iter_frames, read_info, tensor_to_frames
 from vidtok.synthetic import moving_shapes
-from vidtok.video import VideoWriter, iter_frames, read_info, tensor_to_frames
 
 
 def make_videos(folder: Path, count: int, frames: int, height: int, width: int, fps: float) -> None:

@@ -42,8 +42,8 @@ ON_OFF = ("off", "on")
 
 def make_videos(folder: Path, count: int, frames: int, size: int, fps: float = 30.0) -> None:
     """Moving-shapes clips (vidtok.synthetic), h264 mp4."""
+    from vidtok.io.video import tensor_to_frames, write_video
     from vidtok.synthetic import moving_shapes
-    from vidtok.video import tensor_to_frames, write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     for v in range(count):
@@ -117,7 +117,7 @@ def run_row(args: argparse.Namespace, tok, name: str, width: int, mode: str, lpi
     from vidtok.config import ConfigError
     from vidtok.data import DataSourceError
     from vidtok.evaluation import evaluate
-    from vidtok.weights import WeightsError
+    from vidtok.io.auxiliary_weights import WeightsError
 
     try:
         for limit in (1, args.videos):  # the first: the untimed warm-up on one video

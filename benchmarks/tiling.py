@@ -23,9 +23,9 @@ import torch
 
 import vidtok
 from vidtok.inference.tiling import tile_starts
+from vidtok.io.video import frames_to_tensor, iter_frames
 from vidtok.metrics import psnr
 from vidtok.synthetic import moving_shapes
-from vidtok.video import frames_to_tensor, iter_frames
 
 
 def border_mask(size: int, tile: int, overlap: int, band: int = 8) -> torch.Tensor:

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_videos(folder: Path, count: int, frames: int, size: int) -> None:
     """Moving-shapes clips (vidtok.synthetic), h264 mp4."""
+    from vidtok.io.video import tensor_to_frames, write_video
     from vidtok.synthetic import moving_shapes
-    from vidtok.video import tensor_to_frames, write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     for v in range(count):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from vidtok.weights import VGG16
+from vidtok.io.auxiliary_weights import VGG16
 
 
 def random_vgg16_file(path: Path, seed: int = 0) -> Path:

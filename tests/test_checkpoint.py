@@ -12,8 +12,8 @@ import torch
 from safetensors import safe_open
 
 import vidtok
-from vidtok.checkpoint import META_CONFIG, META_NAME
 from vidtok.cli import main as cli
+from vidtok.io.weight_files import META_CONFIG, META_NAME
 
 from conftest import random_video, tiny_tokenizer
 

@@ -51,7 +51,7 @@ def test_demo_runs_on_the_built_in_clip() -> None:
 
 def test_demo_with_a_converted_checkpoint(tmp_path: Path, capsys) -> None:
     tok = vidtok.build_tokenizer(vidtok.compose_tokenizer_config("vidtok_kl_noncausal_488_4chn", ["model.ch=4"]))
-    from vidtok.checkpoint import save_tokenizer_safetensors
+    from vidtok.io.weight_files import save_tokenizer_safetensors
 
     path = save_tokenizer_safetensors(tok.state_dict(), tok.config, tmp_path / "nc.safetensors")
     assert cli(["demo", "--ckpt", str(path), "--size", "16"]) == 0

@@ -10,12 +10,10 @@ import torch
 from test_cli import vidtok_exe
 
 import vidtok
-from vidtok.checkpoint import save_tokenizer_safetensors
 from vidtok.cli import main as cli
 from vidtok.inference.pipeline import decode_frames, encode_video
-from vidtok.synthetic import moving_shapes
-from vidtok.tokens import TokenFileError, load_tokens, save_tokens
-from vidtok.video import (
+from vidtok.io.token_files import TokenFileError, load_tokens, save_tokens
+from vidtok.io.video import (
     VideoError,
     VideoWriter,
     frames_to_tensor,
@@ -24,6 +22,8 @@ from vidtok.video import (
     resize_crop,
     tensor_to_frames,
 )
+from vidtok.io.weight_files import save_tokenizer_safetensors
+from vidtok.synthetic import moving_shapes
 
 from conftest import tiny_tokenizer
 

@@ -37,7 +37,7 @@ from vidtok.data import (
 from vidtok.data import decode as decode_module
 from vidtok.data import shards as shards_module
 from vidtok.data.sampling import padded_indices
-from vidtok.video import VideoError, cover_size
+from vidtok.io.video import VideoError, cover_size
 
 # -- sampling ---------------------------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ def long_video(tmp_path_factory) -> Path:
 
 
 def test_indexed_videos_decode_to_their_indices(long_video: Path) -> None:
-    from vidtok.video import iter_frames
+    from vidtok.io.video import iter_frames
 
     frames = torch.cat(list(iter_frames(long_video)))
     assert frame_ids(frames) == list(range(120))

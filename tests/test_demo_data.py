@@ -11,7 +11,7 @@ import vidtok.demo as demo
 from vidtok.data.config import DataConfig, build_dataset
 from vidtok.data.sampling import clip_span
 from vidtok.demo import demo_dir, demo_root
-from vidtok.video import frame_interval, read_info
+from vidtok.io.video import frame_interval, read_info
 
 EXPECTED = {
     "train": [

@@ -198,8 +198,8 @@ def test_every_command_on_the_pages_is_known_and_every_known_command_is_shown() 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import vidtok
-    from vidtok.checkpoint import save_tokenizer_safetensors
     from vidtok.data import folder_records, write_shards
+    from vidtok.io.weight_files import save_tokenizer_safetensors
 
     base = tmp_path_factory.mktemp("docs_sandbox")
     for i in range(4):

@@ -21,14 +21,14 @@ import pytest
 import torch
 from standins import StandInI3D, make_vgg_home, save_detector, use_torch_home
 
-from vidtok.checkpoint import CheckpointError, save_tokenizer_safetensors
 from vidtok.config import ConfigError
 from vidtok.evaluation import EvalConfig, evaluate
 from vidtok.evaluation.videos import prefetch
+from vidtok.io.video import tensor_to_frames, write_video
+from vidtok.io.weight_files import CheckpointError, save_tokenizer_safetensors
 from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
 from vidtok.metrics.fvd import preprocess_for_i3d
 from vidtok.synthetic import moving_shapes
-from vidtok.video import tensor_to_frames, write_video
 
 from conftest import REPO, tiny_tokenizer
 

@@ -19,8 +19,9 @@ import torch.nn as nn
 from standins import make_vgg_home, random_vgg16_file
 
 import vidtok
-import vidtok.weights
+import vidtok.io.auxiliary_weights
 from vidtok.config import ConfigError
+from vidtok.io.auxiliary_weights import WeightsError
 from vidtok.losses import (
     LeCAM,
     LossConfig,
@@ -43,7 +44,6 @@ from vidtok.losses import regularization as reg_module
 from vidtok.metrics.lpips import LPIPS, heads_path
 from vidtok.models.regularizers import FSQ
 from vidtok.modules.conv import unwrap_conv
-from vidtok.weights import WeightsError
 
 KL_NAME = "vidtok_kl_causal_488_4chn"
 FSQ_NAME = "vidtok_fsq_causal_488_4096"
@@ -196,7 +196,11 @@ def test_lpips_offline_error_is_clear(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(WeightsError) as err:
         LPIPS(pretrained=True)
     message = str(err.value)
-    assert vidtok.weights.VGG16.url in message and "VIDTOK_VGG16" in message and "vgg16-397923af.pth" in message
+    assert (
+        vidtok.io.auxiliary_weights.VGG16.url in message
+        and "VIDTOK_VGG16" in message
+        and "vgg16-397923af.pth" in message
+    )
     with pytest.raises(WeightsError):
         VidTokLoss(LossConfig(), "kl", pretrained_lpips=True)
     with pytest.raises(WeightsError, match="no file at"):

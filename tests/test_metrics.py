@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from standins import StandInI3D, go_offline, make_vgg_home, save_detector, use_torch_home
 from torch import Tensor
 
+from vidtok.io.auxiliary_weights import VGG16, WeightsError
 from vidtok.metrics import (
     LPIPS,
     PSNR_MAX_DB,
@@ -31,7 +32,6 @@ from vidtok.metrics import (
     psnr_per_frame,
     ssim_per_frame,
 )
-from vidtok.weights import VGG16, WeightsError
 
 
 def video(b: int, t: int, h: int, w: int, seed: int) -> Tensor:

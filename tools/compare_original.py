@@ -21,7 +21,7 @@ import torch
 from original import Original, import_original
 
 import vidtok
-from vidtok.checkpoint import check_state_dict
+from vidtok.io.weight_files import check_state_dict
 
 LATENT_TOL = 1e-4
 REC_MAX_TOL = 5e-4

@@ -13,10 +13,10 @@ import os
 # before torch (as the `vidtok` command does); set THP_MEM_ALLOC_ENABLE=0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from .checkpoint import CheckpointError  # noqa: E402
 from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
-from .loading import build_tokenizer, load_tokenizer
+from .io.weight_files import CheckpointError  # noqa: E402
 from .models import InputError, Tokenizer
+from .models.loading import build_tokenizer, load_tokenizer
 
 __version__ = "0.1.0"
 

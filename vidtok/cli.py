@@ -20,17 +20,17 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .checkpoint import CheckpointError, save_tokenizer_safetensors
 from .config import ConfigError, compose_tokenizer_config, official_names
 from .data.shards import ShardWriterError
 from .data.sources import DataSourceError
 from .diffusers_export import ExportError
-from .loading import load_tokenizer
+from .io.token_files import TokenFileError, load_tokens, save_tokens
+from .io.video import VideoError
+from .io.weight_files import CheckpointError, save_tokenizer_safetensors
 from .models import InputError
+from .models.loading import load_tokenizer
 from .models.pretrained import META_SOURCE
 from .synthetic import moving_shapes
-from .tokens import TokenFileError, load_tokens, save_tokens
-from .video import VideoError
 
 DEFAULT_TOKENIZER = "vidtok_kl_causal_488_4chn"
 

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .checkpoint import META_NAME, CheckpointError, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
+from .io.weight_files import (
+    META_NAME,
+    CheckpointError,
+    read_checkpoint,
+    save_tokenizer_safetensors,
+    tokenizer_state_dict,
+)
 
 REPO_ID = "microsoft/VidTok"
 META_HUB_FILE = "vidtok_hub_file"  # safetensors metadata of a converted copy: the Hub file it came from

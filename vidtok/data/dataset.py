@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..distributed import process_part
-from ..video import VideoError, read_info
+from ..io.video import VideoError, read_info
 from .decode import read_clip
 from .sampling import check_length, clip_span, eval_clips, frame_interval, padded_indices
 from .sources import Failure, Record, expand_urls, shard_records

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..video import VideoError, VideoSource, open_video, source_name, stream_fps
+from ..io.video import VideoError, VideoSource, open_video, source_name, stream_fps
 
 # Seeking costs a reopen of the decoder; decoding forward is cheaper for clips that start early.
 SEEK_MIN_FRAMES = 24

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Optional, TypeVar
 
-from ..video import VideoError, frame_interval
+from ..io.video import VideoError, frame_interval
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from typing import Optional
 
 import webdataset as wds
 
-from ..video import VideoError, VideoWriter, read_info
+from ..io.video import VideoError, VideoWriter, read_info
 from .sources import Record
 
 log = logging.getLogger("vidtok.data")
@@ -144,7 +144,7 @@ def _encode(record: Record, resize: Optional[int]) -> tuple[bytes, dict]:
 
 
 def _resized_copy(record: Record, short_side: int) -> bytes:
-    from ..video import iter_frames
+    from ..io.video import iter_frames
     from .transforms import cover_size
 
     info = read_info(record.source, record.name)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ..video import cover_size
+from ..io.video import cover_size
 
 
 def crop_offsets(

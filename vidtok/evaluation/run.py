@@ -29,11 +29,11 @@ from ..data.dataset import READ_ERRORS
 from ..distributed import make_accelerator
 from ..hub import pretrained_file
 from ..inference.pipeline import reconstruct_stream
-from ..loading import load_tokenizer
+from ..io.auxiliary_weights import sha256_of
+from ..io.video import VideoWriter, tensor_to_frames
 from ..metrics import FeatureStats, FrameScorer, fvd_from_stats
 from ..metrics.video import exact_mean, gather_objects
-from ..video import VideoWriter, tensor_to_frames
-from ..weights import sha256_of
+from ..models.loading import load_tokenizer
 from .config import EvalConfig
 from .videos import ListingFailure, Piece, VideoTask, clip_pieces, list_videos, prefetch, whole_pieces
 
@@ -498,11 +498,11 @@ def evaluate_from_hydra(cfg: Any) -> float:
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-    from ..checkpoint import CheckpointError
     from ..data import DataSourceError
     from ..distributed import LaunchError, drop_stray_hydra_dir, hydra_output_dir, reset_accelerate_state
     from ..errors import InputError
-    from ..weights import WeightsError
+    from ..io.auxiliary_weights import WeightsError
+    from ..io.weight_files import CheckpointError
     from .report import format_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -19,7 +19,7 @@ from torch import Tensor
 from ..data.sampling import consecutive_clips
 from ..data.sources import Failure, Record, expand_urls, shard_records, video_records
 from ..data.transforms import frames_to_clip
-from ..video import VideoError, VideoSource, sampled_frames
+from ..io.video import VideoError, VideoSource, sampled_frames
 from .config import EvalDataConfig
 
 T = TypeVar("T")

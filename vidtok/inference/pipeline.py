@@ -19,8 +19,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..tokens import TokenFile
-from ..video import (
+from ..io.token_files import TokenFile
+from ..io.video import (
     VideoInfo,
     VideoWriter,
     even_size,

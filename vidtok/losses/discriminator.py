@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..checkpoint import CheckpointError
+from ..io.weight_files import CheckpointError
 
 
 def init_discriminator_weights(module: nn.Module) -> None:
@@ -79,7 +79,7 @@ def load_discriminator_state_dict(
     discriminator: nn.Module, state_dict: Mapping[str, Tensor], prefix: str = "loss.discriminator."
 ) -> None:
     """Load the ``prefix``-ed entries of a full state dict (e.g. an official checkpoint's ``state_dict``)
-    into ``discriminator``, strictly: raises :class:`~vidtok.checkpoint.CheckpointError` naming missing,
+    into ``discriminator``, strictly: raises :class:`~vidtok.io.weight_files.CheckpointError` naming missing,
     unexpected or mis-shaped keys."""
     sub = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not sub:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from vidtok.weights import PretrainedFile, WeightsError, resolve_weights
+from vidtok.io.auxiliary_weights import PretrainedFile, WeightsError, resolve_weights
 
 I3D_RESOLUTION = 224
 I3D_FRAMES = 16
@@ -154,7 +154,8 @@ def load_i3d_detector(
     """The TorchScript I3D detector, from ``path``, ``$VIDTOK_I3D``, the torch hub cache, or a download.
 
     ``sha256``: the expected SHA-256 of the file (default: StyleGAN-V's ``i3d_torchscript.pt``); None skips the
-    check. Raises :class:`~vidtok.weights.WeightsError` saying where to put the file when it is missing or wrong.
+    check. Raises :class:`~vidtok.io.auxiliary_weights.WeightsError` saying where to put the file when it is
+    missing or wrong.
     """
     spec = dataclasses.replace(I3D, sha256=sha256)
     file = resolve_weights(spec, path)

@@ -5,8 +5,8 @@ heads that package ships. The original VidTok's loss and evaluation use the same
 copy of it: same layers, scaling, normalisation and order of sums, and the same ``vgg.pth`` heads, MD5
 d507d7349b931f0638a25a48a722f98a), so the values are bit-identical to the original's (checked against a checkout by
 ``tests/test_losses.py`` with ``VIDTOK_ORIGINAL``). The VGG16 ImageNet backbone is read from the file that
-:func:`vidtok.weights.resolve_weights` finds (a path, ``$VIDTOK_VGG16``, torch hub's cache, or a download), instead
-of torchvision's own download, so an offline machine gets an error saying where to put it.
+:func:`vidtok.io.auxiliary_weights.resolve_weights` finds (a path, ``$VIDTOK_VGG16``, torch hub's cache, or a
+download), instead of torchvision's own download, so an offline machine gets an error saying where to put it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from vidtok.io.auxiliary_weights import VGG16, resolve_weights
 from vidtok.metrics.frame import check_videos, to_frames
-from vidtok.weights import VGG16, resolve_weights
 
 #: torchvision ``vgg16().features`` indices that go into each of LPIPS' five slices (up to relu1_2 ... relu5_3).
 VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))

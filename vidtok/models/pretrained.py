@@ -52,7 +52,7 @@ class PretrainedMixin(
         ``cache_dir``, ``force_download``, ``token`` work as in every Hub library; ``map_location`` is the device;
         ``overrides`` (official names only) are :func:`vidtok.load_tokenizer`'s."""
         from ..config import official_names
-        from ..loading import load_tokenizer
+        from .loading import load_tokenizer
 
         target = str(pretrained_model_name_or_path)
         device = kwargs.get("map_location", "cpu")
@@ -94,7 +94,7 @@ class PretrainedMixin(
     ) -> Any:
         from huggingface_hub import hf_hub_download
 
-        from ..loading import load_tokenizer
+        from .loading import load_tokenizer
 
         if os.path.isdir(model_id):
             weights = Path(model_id) / WEIGHTS_NAME
@@ -116,7 +116,7 @@ class PretrainedMixin(
         return load_tokenizer(ckpt=weights, config=config, device=map_location)
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        from ..checkpoint import save_tokenizer_safetensors
+        from ..io.weight_files import save_tokenizer_safetensors
 
         save_tokenizer_safetensors(
             self.state_dict(), self.config, save_directory / WEIGHTS_NAME, {META_SOURCE: self.weights_source}

@@ -51,9 +51,9 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
     if run.dry_run:
         print(f"dry run (nothing trained): {describe_run(run)}", flush=True)
         return math.nan
-    from ..checkpoint import CheckpointError
     from ..data import DataSourceError
-    from ..weights import WeightsError
+    from ..io.auxiliary_weights import WeightsError
+    from ..io.weight_files import CheckpointError
 
     try:
         last = train(run)

@@ -28,13 +28,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..checkpoint import check_state_dict, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
 from ..data.config import build_dataset, build_loader
 from ..distributed import make_accelerator, reset_accelerate_state  # noqa: F401 (re-exported)
-from ..loading import build_tokenizer
+from ..io.video import tensor_to_frames, write_video
+from ..io.weight_files import check_state_dict, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
+from ..models.loading import build_tokenizer
 from ..models.pretrained import META_SOURCE
 from ..modules.conv import unwrap_conv
-from ..video import tensor_to_frames, write_video
 from .checkpoints import CheckpointDir
 from .config import RunConfig
 from .ema import EMA

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .config import TokenizerConfig
+from ..config import TokenizerConfig
 
 TOKEN_FORMAT = "vidtok-tokens-v1"
 

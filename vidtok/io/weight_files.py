@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .config import TokenizerConfig
+from ..config import TokenizerConfig
 
 #: Prefixes of training-only entries in official/Lightning checkpoints (LPIPS, discriminator, logvar).
 IGNORED_PREFIXES = ("loss.",)

@@ -10,9 +10,9 @@ from typing import Optional
 import torch
 from omegaconf import OmegaConf
 
-from .checkpoint import CheckpointError, LoadedCheckpoint, check_state_dict, read_checkpoint, tokenizer_state_dict
-from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
-from .models import Tokenizer
+from ..config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
+from ..io.weight_files import CheckpointError, LoadedCheckpoint, check_state_dict, read_checkpoint, tokenizer_state_dict
+from .tokenizer import Tokenizer
 
 
 def build_tokenizer(config: TokenizerConfig) -> Tokenizer:
@@ -87,9 +87,9 @@ def _check_against(
 def weights_source(loaded: LoadedCheckpoint) -> str:
     """Where weights came from, in words: the Hub file of a converted official checkpoint, what a vidtok file says
     of itself (a training run, a conversion), or the file."""
-    from .hub import META_HUB_FILE as HUB_FILE
-    from .hub import REPO_ID
-    from .models.pretrained import META_SOURCE
+    from ..hub import META_HUB_FILE as HUB_FILE
+    from ..hub import REPO_ID
+    from .pretrained import META_SOURCE
 
     meta = loaded.metadata or {}
     if meta.get(HUB_FILE):
@@ -144,7 +144,7 @@ def load_tokenizer(
                 f"no weights for {what}: published weights exist for the 23 official names only; "
                 "pass ckpt= (a checkpoint file) or pretrained=False (random weights)"
             )
-        from .hub import pretrained_file
+        from ..hub import pretrained_file
 
         ckpt = pretrained_file(official, revision=revision, local_files_only=local_files_only)
     loaded = read_checkpoint(ckpt) if ckpt is not None else None
