@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vidtok.data import VideoClipDataset, collate_clips, folder_records, read_clip, write_shards
-from vidtok.data import decode as decode_module
+from vidtok.io import video as video_module
 from vidtok.io.video import VideoWriter, iter_frames, read_info, tensor_to_frames
 from vidtok.synthetic import moving_shapes
 
@@ -84,7 +84,7 @@ def seek_vs_decode_all(path: Path, frames: int, interval: int) -> tuple[float, f
         return min(times)
 
     seek = best(lambda: read_clip(path, indices))
-    full = best(lambda: decode_module._decode(path, set(indices), str(path), seek=False))
+    full = best(lambda: video_module._front_frames(path, set(indices), str(path)))
     return seek, full
 
 

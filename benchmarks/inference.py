@@ -60,7 +60,7 @@ def count_gflop(name: str, frames: int, size: int, original: str | None = None) 
             tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name))
         # inference mode: the paths that encode/decode take (fused time upsampling does less work)
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            tok.decoder(tok._regularize(tok.encoder(tok._pad_frames(x))))
+            tok.decoder(tok.regularizer.latents(tok.encoder(tok._pad_frames(x))))
     return counter.get_total_flops() / 1e9
 
 

@@ -22,9 +22,9 @@ import time
 import torch
 
 import vidtok
-from vidtok.inference.tiling import tile_starts
 from vidtok.io.video import frames_to_tensor, iter_frames
 from vidtok.metrics import psnr
+from vidtok.models.tiling import tile_starts
 from vidtok.synthetic import moving_shapes
 
 

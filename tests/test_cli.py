@@ -18,6 +18,11 @@ def vidtok_exe() -> str:
     return exe
 
 
+def run_vidtok(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The installed `vidtok` console script run with ``args``, as a user types it (output captured)."""
+    return subprocess.run([vidtok_exe(), *args], capture_output=True, text=True, timeout=timeout)
+
+
 def test_list_shows_every_official_tokenizer(capsys) -> None:
     assert cli(["list"]) == 0
     out = capsys.readouterr().out
@@ -27,21 +32,8 @@ def test_list_shows_every_official_tokenizer(capsys) -> None:
 
 
 def test_demo_runs_on_the_built_in_clip() -> None:
-    run = subprocess.run(
-        [
-            vidtok_exe(),
-            "demo",
-            "--tokenizer",
-            "vidtok_fsq_causal_488_4096",
-            "--size",
-            "32",
-            "-o",
-            "model.ch=4",
-            "--random-weights",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = run_vidtok(
+        "demo", "--tokenizer", "vidtok_fsq_causal_488_4096", "--size", "32", "-o", "model.ch=4", "--random-weights"
     )
     assert run.returncode == 0, run.stderr
     assert "latents    (1, 4, 5, 4, 4)" in run.stdout

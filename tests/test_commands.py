@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from test_cli import vidtok_exe
+from test_cli import run_vidtok
 
 import vidtok
 from vidtok.cli import main as cli
@@ -115,14 +114,15 @@ def test_writer_leaves_nothing_half_written(tmp_path: Path) -> None:
 )
 def test_token_file_round_trip_equals_in_memory(name: str, clip: Path, weights, tmp_path: Path) -> None:
     tok = vidtok.load_tokenizer(ckpt=weights[name])
-    indices = tok.config.is_discrete
-    tokens = encode_video(tok, clip, height=32, width=48, chunk_frames=8, indices=indices)
+    indices, causal = tok.config.is_discrete, tok.config.causal
+    cut = {"chunk_frames": 8} if causal else {"clip_frames": 8}  # a causal stream's chunks / non-causal clips
+    tokens = encode_video(tok, clip, height=32, width=48, indices=indices, **cut)
     path = save_tokens(tmp_path / "t.safetensors", tokens)
     loaded = load_tokens(path)
     assert loaded.kind == tokens.kind and torch.equal(loaded.data, tokens.data)
     assert (loaded.frames, loaded.height, loaded.width, loaded.fps) == (21, 32, 48, 24.0)
     assert loaded.tokenizer == tok.config
-    decoded = torch.cat(list(decode_frames(tok, loaded, chunk_latents=2)))
+    decoded = torch.cat(list(decode_frames(tok, loaded, **({"chunk_latents": 2} if causal else {}))))
     assert decoded.shape == (21, 32, 48, 3)
 
     # the same clip in memory, in one pass (non-causal: the same 8-frame clips)
@@ -208,51 +208,21 @@ def test_reconstruct_tiled_fsq_and_non_causal(clip: Path, weights, tmp_path: Pat
 def test_encode_decode_commands_through_the_console_script(clip: Path, weights, tmp_path: Path) -> None:
     ckpt = str(weights["vidtok_fsq_causal_488_4096"])
     tokens, video = tmp_path / "clip.tokens.safetensors", tmp_path / "decoded.mp4"
-    exe = vidtok_exe()
-    run = subprocess.run(
-        [
-            exe,
-            "encode",
-            str(clip),
-            str(tokens),
-            "--ckpt",
-            ckpt,
-            "--height",
-            "32",
-            "--width",
-            "32",
-            "--indices",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    size = ("--height", "32", "--width", "32")
+    run = run_vidtok("encode", str(clip), str(tokens), "--ckpt", ckpt, *size, "--indices", "--quiet")
     assert run.returncode == 0, run.stderr
     assert "indices (1, 6, 4, 4) for 21 frames" in run.stdout
-    run = subprocess.run(
-        [exe, "decode", str(tokens), str(video), "--ckpt", ckpt, "--quiet"], capture_output=True, text=True, timeout=300
-    )
+    run = run_vidtok("decode", str(tokens), str(video), "--ckpt", ckpt, "--quiet")
     assert run.returncode == 0, run.stderr
     assert read_info(video).frames == 21
     # a clear error, no traceback and no output file, for bad inputs
     bad_out = tmp_path / "never.mp4"
-    run = subprocess.run(
-        [exe, "reconstruct", str(tokens), str(bad_out), "--ckpt", ckpt], capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 2 and "cannot read video" in run.stderr and "Traceback" not in run.stderr
-    run = subprocess.run(
-        [exe, "reconstruct", str(clip), str(bad_out), "--ckpt", ckpt, "--chunk-frames", "6"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 2 and "chunk_frames must be a positive multiple of 4" in run.stderr
-    run = subprocess.run(
-        [exe, "reconstruct", str(clip), str(bad_out), "--ckpt", ckpt, "--height", "36"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 2 and "even multiples of 8" in run.stderr
+    refusals = [
+        ((str(tokens),), "cannot read video"),
+        ((str(clip), "--chunk-frames", "6"), "chunk_frames must be a positive multiple of 4"),
+        ((str(clip), "--height", "36"), "even multiples of 8"),
+    ]
+    for args, message in refusals:
+        run = run_vidtok("reconstruct", args[0], str(bad_out), "--ckpt", ckpt, *args[1:])
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not bad_out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]

@@ -34,9 +34,9 @@ from vidtok.data import (
     shard_records,
     write_shards,
 )
-from vidtok.data import decode as decode_module
 from vidtok.data import shards as shards_module
 from vidtok.data.sampling import padded_indices
+from vidtok.io import video as video_module
 from vidtok.io.video import VideoError, cover_size
 
 # -- sampling ---------------------------------------------------------------------------------------
@@ -87,16 +87,24 @@ def test_read_clip_returns_the_requested_frames(long_video: Path, indices: list[
 
 def test_late_clips_seek_instead_of_decoding_everything(long_video: Path, monkeypatch) -> None:
     decoded = []
-    original = decode_module._decode
 
-    def counting(source, wanted, label, seek):
-        found = original(source, wanted, label, seek)
-        decoded.append((seek, found is not None))
-        return found
+    def counting(name):
+        original = getattr(video_module, name)
 
-    monkeypatch.setattr(decode_module, "_decode", counting)
+        def count(source, wanted, label):
+            found = original(source, wanted, label)
+            decoded.append((name, found is not None))
+            return found
+
+        return count
+
+    monkeypatch.setattr(video_module, "_seek_frames", counting("_seek_frames"))
+    monkeypatch.setattr(video_module, "_front_frames", counting("_front_frames"))
     assert frame_ids(read_clip(long_video, [100, 101, 102])) == [100, 101, 102]
-    assert decoded == [(True, True)]  # one seeking pass, trusted: no fallback to decoding from the start
+    assert decoded == [("_seek_frames", True)]  # one seeking pass, trusted: no fallback to decoding from the start
+    decoded.clear()
+    assert frame_ids(read_clip(long_video, [3, 4])) == [3, 4]
+    assert decoded == [("_front_frames", True)]  # an early clip decodes from the start
 
 
 @pytest.mark.parametrize("fps", [24, 25, 60])

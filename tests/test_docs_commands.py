@@ -106,7 +106,7 @@ HOW: dict[str, How] = {
         "run", expect="2 videos evaluated"
     ),
     "python evaluate.py ckpt=runs/demo/checkpoints/step_00000400/tokenizer.safetensors "
-    "data.dir=vidtok/assets/demo/val height=64 width=64 sample_fps=8 chunk_frames=8 metrics.lpips=false": How(
+    "data.dir=vidtok/assets/demo/val height=64 width=64 sample_fps=8 clip_frames=9 metrics.lpips=false": How(
         "run", expect="4 videos evaluated (16 clips)"
     ),
     "python evaluate.py tokenizer=vidtok_kl_causal_488_4chn data.dir=mcl_jcv/": CFG,

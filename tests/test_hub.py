@@ -206,7 +206,7 @@ def test_commands_take_official_names_without_ckpt(hub_env: dict, tmp_path: Path
         "data.dir=videos",
         "height=32",
     ]
-    evaluate += ["width=32", "chunk_frames=8", "metrics.lpips=false", "output.dir=eval"]
+    evaluate += ["width=32", "clip_frames=9", "metrics.lpips=false", "output.dir=eval"]
     assert "1 videos evaluated" in run(evaluate, hub_env, tmp_path)
 
     train = [sys.executable, str(REPO / "train.py"), "experiment=debug", f"tokenizer={V10}", "model.ch=4"]

@@ -440,7 +440,7 @@ def test_load_discriminator_from_full_state_dict() -> None:
 # ---- config -----------------------------------------------------------------------------------------------
 def test_config_defaults_and_validation() -> None:
     c = LossConfig()
-    assert (c.disc_start, c.disc_weight, c.disc_type, c.lecam_weight, c.kl_weight) == (20001, 0.2, "2d", 0.005, 1e-6)
+    assert (c.disc_start, c.disc_weight, c.disc_type, c.lecam_weight, c.kl_weight) == (10001, 0.2, "2d", 0.005, 1e-6)
     assert (c.entropy_weight, c.entropy_annealing_steps, c.entropy_annealing_factor) == (0.1, 2000, 3.0)
     assert (c.commitment_weight, c.gen_loss, c.disc_loss, c.learn_logvar) == (0.25, "non_saturating", "hinge", True)
     for kwargs, field in (
@@ -511,7 +511,7 @@ def test_fsq_3d_discriminator_vanilla_hinge_step() -> None:
 
 def test_before_disc_start_skips_the_discriminator(monkeypatch: pytest.MonkeyPatch) -> None:
     tok = tiny(KL_NAME)
-    cfg = LossConfig(perceptual_weight=0.0, logvar_init=0.4)
+    cfg = LossConfig(perceptual_weight=0.0, logvar_init=0.4, disc_start=20001)
     loss = VidTokLoss(cfg, "kl").train()
     calls = []
     loss.discriminator.register_forward_hook(lambda *args: calls.append(1))

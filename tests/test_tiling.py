@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidtok.inference.tiling import tile_starts, tiled
+from vidtok.models.tiling import tile_starts, tiled
 from vidtok.synthetic import moving_shapes
 
 from conftest import tiny_tokenizer

@@ -15,7 +15,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
 from .io.weight_files import CheckpointError  # noqa: E402
-from .models import InputError, Tokenizer
+from .models import InferenceOptions, InputError, Tokenizer, VideoDecoderStream, VideoEncoderStream
 from .models.loading import build_tokenizer, load_tokenizer
 
 __version__ = "0.1.0"
@@ -23,9 +23,12 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "InferenceOptions",
     "InputError",
     "Tokenizer",
     "TokenizerConfig",
+    "VideoDecoderStream",
+    "VideoEncoderStream",
     "build_tokenizer",
     "compose_tokenizer_config",
     "load_tokenizer",

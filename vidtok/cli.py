@@ -27,7 +27,7 @@ from .diffusers_export import ExportError
 from .io.token_files import TokenFileError, load_tokens, save_tokens
 from .io.video import VideoError
 from .io.weight_files import CheckpointError, save_tokenizer_safetensors
-from .models import InputError
+from .models import InferenceOptions, InputError
 from .models.loading import load_tokenizer
 from .models.pretrained import META_SOURCE
 from .synthetic import moving_shapes
@@ -170,12 +170,45 @@ def _add_reading(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None, help="frame width (default: the video's, cropped to fit)")
     parser.add_argument("--fps", type=float, default=None, help="sample frames at this rate (default: the video's)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many (sampled) frames")
-    parser.add_argument("--chunk-frames", type=int, default=16, help="frames encoded at a time (default 16)")
+    parser.add_argument(
+        "--chunk-frames", type=int, default=None, help="causal models: frames encoded at a time (default 16)"
+    )
+    parser.add_argument(
+        "--clip-frames", type=int, default=16, help="non-causal models: frames per independent clip (default 16)"
+    )
 
 
-def _add_tiling(parser: argparse.ArgumentParser) -> None:
+def _add_tiling(parser: argparse.ArgumentParser, chunk_latents: bool = True) -> None:
     parser.add_argument("--tile", type=int, default=None, help="process frames in tiles of this many pixels")
     parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default tile/4)")
+    if chunk_latents:
+        parser.add_argument(
+            "--chunk-latents", type=int, default=None, help="causal models: latents decoded at a time (default 4)"
+        )
+
+
+def _options(args: argparse.Namespace) -> InferenceOptions:
+    """The inference options the command line gave (checked against the model where they are used)."""
+    return InferenceOptions(
+        chunk_frames=getattr(args, "chunk_frames", None),
+        chunk_latents=getattr(args, "chunk_latents", None),
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+    )
+
+
+def _read_args(args: argparse.Namespace) -> dict:
+    """The keywords that ``reconstruct`` and ``encode`` pass to the file pipeline: how the video is read, the
+    options, the non-causal clip length."""
+    return {
+        "height": args.height,
+        "width": args.width,
+        "sample_fps": args.fps,
+        "max_frames": args.max_frames,
+        "options": _options(args),
+        "clip_frames": args.clip_frames,
+        "progress": not args.quiet,
+    }
 
 
 def _load(args: argparse.Namespace, name: str | None = None):
@@ -198,21 +231,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .inference.pipeline import reconstruct_video
 
     tok = _load(args)
-    stats = reconstruct_video(
-        tok,
-        args.input,
-        args.output,
-        height=args.height,
-        width=args.width,
-        sample_fps=args.fps,
-        max_frames=args.max_frames,
-        chunk_frames=args.chunk_frames,
-        chunk_latents=args.chunk_latents,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        side_by_side=args.side_by_side,
-        progress=not args.quiet,
-    )
+    stats = reconstruct_video(tok, args.input, args.output, side_by_side=args.side_by_side, **_read_args(args))
     print(
         f"wrote {args.output}: {stats['frames']} frames, {stats['height']}x{stats['width']} at "
         f"{stats['fps']:g} fps, PSNR {stats['psnr']:.2f} dB against the input"
@@ -224,19 +243,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .inference.pipeline import encode_video
 
     tok = _load(args)
-    tokens = encode_video(
-        tok,
-        args.input,
-        height=args.height,
-        width=args.width,
-        sample_fps=args.fps,
-        max_frames=args.max_frames,
-        chunk_frames=args.chunk_frames,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        indices=args.indices,
-        progress=not args.quiet,
-    )
+    tokens = encode_video(tok, args.input, indices=args.indices, **_read_args(args))
     save_tokens(args.output, tokens)
     print(
         f"wrote {args.output}: {tokens.kind} {tuple(tokens.data.shape)} for {tokens.frames} frames "
@@ -259,9 +266,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         tok,
         tokens,
         args.output,
-        chunk_latents=args.chunk_latents,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
+        options=_options(args),
         progress=not args.quiet,
     )
     print(f"wrote {args.output}: {n} frames at {tokens.fps:g} fps")
@@ -353,7 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     _add_reading(p)
     _add_tiling(p)
-    p.add_argument("--chunk-latents", type=int, default=4, help="latents decoded at a time (default 4)")
     p.add_argument("--side-by-side", action="store_true", help="write input | reconstruction")
     p.set_defaults(func=cmd_reconstruct)
 
@@ -362,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="token file (.safetensors)")
     _add_model(p)
     _add_reading(p)
-    _add_tiling(p)
+    _add_tiling(p, chunk_latents=False)
     p.add_argument("--indices", action="store_true", help="FSQ models: store code indices instead of codes")
     p.set_defaults(func=cmd_encode)
 
@@ -371,7 +375,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="output video (.mp4)")
     _add_model(p, default_from="the token file")
     _add_tiling(p)
-    p.add_argument("--chunk-latents", type=int, default=4, help="latents decoded at a time (default 4)")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("export-diffusers", help="write a folder that diffusers.AutoencoderVidTok loads")

@@ -79,32 +79,6 @@ class RegularizerConfig:
 
 
 @dataclass
-class StageConfig:
-    """A stage of the two-stage training recipe: clip resolution and which parts train.
-
-    ``lowres`` trains the whole model at 128x128; ``highres_decoder`` freezes the encoder and trains
-    the decoder at 256x256, starting from the stage-1 checkpoint given as ``init_from``.
-    """
-
-    name: str = "lowres"
-    resolution: int = 128
-    freeze_encoder: bool = False
-    init_from: Optional[str] = None
-
-    def validate(self, spatial_factor: int = 1) -> StageConfig:
-        if self.resolution < 1 or self.resolution % spatial_factor:
-            raise ConfigError(
-                f"stage.resolution must be a positive multiple of the spatial factor {spatial_factor}, "
-                f"got {self.resolution}"
-            )
-        if self.freeze_encoder and not self.init_from:
-            raise ConfigError(
-                f"stage {self.name!r} freezes the encoder, so stage.init_from must name the checkpoint to start from"
-            )
-        return self
-
-
-@dataclass
 class TokenizerConfig:
     """Everything needed to build a tokenizer; ``name`` is the preset it came from, if any."""
 
@@ -114,6 +88,11 @@ class TokenizerConfig:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
 
     # ---- derived facts -------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """How messages name this tokenizer: its preset name, else "this tokenizer"."""
+        return self.name or "this tokenizer"
+
     @property
     def causal(self) -> bool:
         return self.model.causal
@@ -231,19 +210,10 @@ class TokenizerConfig:
 
     @classmethod
     def from_any(cls, data: Any) -> TokenizerConfig:
-        """Build and validate from a dict, DictConfig or JSON string; unknown keys are errors."""
-        if isinstance(data, str):
-            data = json.loads(data)
-        if isinstance(data, DictConfig):
-            data = OmegaConf.to_container(data, resolve=True)
-        if not isinstance(data, dict):
+        """Build and validate from a dict, DictConfig or JSON string; unknown keys and wrong types are errors."""
+        if not isinstance(data, (cls, dict, DictConfig, str)):
             raise ConfigError(f"a tokenizer config must be a mapping, got {type(data).__name__}")
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(cls), data)
-        except Exception as err:  # omegaconf raises several types; all mean a bad value or key
-            raise ConfigError(f"invalid tokenizer config: {err}") from err
-        cfg: TokenizerConfig = OmegaConf.to_object(merged)
-        return cfg.validate()
+        return build_config(cls, data, "tokenizer", typed=True)
 
     def differences(self, other: TokenizerConfig) -> list[str]:
         """Dotted keys whose values differ between two configs, as ``key: a != b`` strings."""
@@ -264,6 +234,70 @@ class TokenizerConfig:
 
 
 # ---- composition from conf/ -------------------------------------------------------------------
+
+
+def build_config(cls: type, data: Any, name: str = "", *, typed: bool = False, validate: bool = True) -> Any:
+    """The one config loader: a ``cls`` dataclass from an instance of it, a mapping, an OmegaConf node, JSON
+    text or None (all defaults). Nested dataclass fields are built the same way; unknown keys are refused by
+    their dotted name (``ConfigError``); ``typed`` also checks and converts value types against the field
+    annotations (OmegaConf's structured merge); the result is validated when the class has ``validate()``."""
+    what = name or cls.__name__
+    if isinstance(data, cls):
+        built = data
+    else:
+        if data is None:
+            data = {}
+        elif isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{what}: cannot read the JSON text: {err}") from None
+        elif isinstance(data, DictConfig):
+            data = OmegaConf.to_container(data, resolve=True)
+        _check_keys(cls, data, f"{name}." if name else "", f"{name} " if name else "")
+        if typed:
+            try:
+                built = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
+            except Exception as err:  # omegaconf raises several types; all mean a bad value or key
+                raise ConfigError(f"invalid {what} config: {err}") from err
+        else:
+            built = _construct(cls, data, f"{name}." if name else "")
+    return built.validate() if validate and hasattr(built, "validate") else built
+
+
+def _nested_class(f: dataclasses.Field) -> Optional[type]:
+    if callable(f.default_factory):
+        default = f.default_factory()
+        if dataclasses.is_dataclass(default):
+            return type(default)
+    return None
+
+
+def _check_keys(cls: type, data: Any, prefix: str, kind: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__} must be a mapping, got {data!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {kind}option(s) {[prefix + k for k in unknown]}; known: {sorted(known)}")
+    for key, value in data.items():
+        nested = _nested_class(known[key])
+        if nested is not None and value is not None and not isinstance(value, nested):
+            _check_keys(nested, value, f"{prefix}{key}.", kind)
+
+
+def _construct(cls: type, data: dict, prefix: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        nested = _nested_class(known[key])
+        if nested is not None and not isinstance(value, nested):
+            value = _construct(nested, value or {}, f"{prefix}{key}.")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"bad {prefix.rstrip('.') or cls.__name__} config: {err}") from None
 
 
 def conf_dir() -> Path:

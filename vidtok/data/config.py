@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError
+from ..config import ConfigError, build_config
 from .dataset import VideoClipDataset, collate_clips
 from .sources import SOURCE_KINDS, video_records
 
@@ -64,15 +64,7 @@ class DataConfig:
     @classmethod
     def from_any(cls, data: Any) -> DataConfig:
         """From a DataConfig, a dict or an OmegaConf node; unknown keys are refused by name."""
-        if isinstance(data, cls):
-            return data.validate()
-        from omegaconf import OmegaConf
-
-        values = OmegaConf.to_container(data, resolve=True) if not isinstance(data, dict) else dict(data)
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown data option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**values).validate()
+        return build_config(cls, data, "data")
 
 
 def build_dataset(

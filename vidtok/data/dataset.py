@@ -36,8 +36,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..distributed import process_part
-from ..io.video import VideoError, read_info
-from .decode import read_clip
+from ..io.video import VideoError, read_clip, read_info
 from .sampling import check_length, clip_span, eval_clips, frame_interval, padded_indices
 from .sources import Failure, Record, expand_urls, shard_records
 from .transforms import frames_to_clip

@@ -6,7 +6,9 @@
 """
 
 from .config import EvalConfig, EvalDataConfig, MetricsConfig, OutputConfig
-from .run import EvalResult, evaluate, evaluate_from_hydra
+from .entry import evaluate_from_hydra
+from .result import EvalResult
+from .run import evaluate
 
 __all__ = [
     "EvalConfig",

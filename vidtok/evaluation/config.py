@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from ..config import ConfigError
+from ..config import ConfigError, TokenizerConfig, build_config
+from ..errors import InputError
 from ..metrics import I3D_FRAMES, I3D_SHA256
+from ..models.options import InferenceOptions
 
 MODES = ("clips", "whole")
 TOKENIZER_KEYS = ("name", "model", "compression", "regularizer")
 SOURCES = ("auto", "folder", "csv", "shards")
 PRECISIONS = ("full", "bf16", "fp16")
+#: The paper's clip lengths: 17 frames for causal models, 16 for non-causal ones.
+PROTOCOL_CLIP_FRAMES = {True: 17, False: 16}
 
 
 @dataclass
@@ -64,10 +68,10 @@ class EvalConfig:
     """An evaluation run; every field has the default of the paper's protocol where one exists.
 
     ``mode``: ``clips`` cuts each video (sampled at ``sample_fps``) into consecutive clips of ``clip_frames``
-    frames (default ``chunk_frames + 1`` = 17 for causal models, ``chunk_frames`` = 16 for non-causal ones), the
-    last completed with copies of its final frame (``last_clip: repeat``) or dropped; ``whole`` reconstructs each
-    complete video in one causal stream of ``chunk_frames``-frame chunks (the v1.1 long-video protocol), trimmed to
-    ``1 + k * chunk_frames`` frames as the original does unless ``trim: false``.
+    frames (default 17 for causal models, 16 for non-causal ones), the last completed with copies of its final
+    frame (``last_clip: repeat``) or dropped; ``whole`` reconstructs each complete video in one causal stream of
+    ``chunk_frames``-frame chunks (the v1.1 long-video protocol), trimmed to ``1 + k * chunk_frames`` frames as
+    the original does unless ``trim: false``. ``tile`` / ``tile_overlap``: see :class:`~vidtok.InferenceOptions`.
     """
 
     ckpt: Optional[str] = None
@@ -131,23 +135,34 @@ class EvalConfig:
         return self
 
     def clip_length(self, causal: bool) -> int:
-        """Frames per clip in ``clips`` mode: ``clip_frames``, else 17 (causal) / 16 (non-causal) for chunk 16."""
-        if self.clip_frames is not None:
-            return self.clip_frames
-        return self.chunk_frames + 1 if causal else self.chunk_frames
+        """Frames per clip in ``clips`` mode: ``clip_frames``, else the protocol's 17 (causal) / 16 (non-causal)."""
+        return self.clip_frames if self.clip_frames is not None else PROTOCOL_CLIP_FRAMES[causal]
+
+    def inference_options(self, config: TokenizerConfig) -> InferenceOptions:
+        """The options of the tokenizer passes, checked against ``config`` (a ConfigError otherwise): the tiles,
+        and in ``whole`` mode the stream's chunks (``chunk_frames`` frames, ``chunk_frames / f`` latents)."""
+        options = InferenceOptions(tile=self.tile, tile_overlap=self.tile_overlap)
+        if self.mode == "whole" and config.causal:
+            options = options.replace(
+                chunk_frames=self.chunk_frames, chunk_latents=max(1, self.chunk_frames // config.temporal_factor)
+            )
+        try:
+            return options.checked(config)
+        except InputError as err:  # refused before the first video, with the config's words
+            raise ConfigError(str(err)) from None
 
     def check_for(self, causal: bool, temporal_factor: int, spatial_factor: int, label: str, kl: bool = True) -> None:
         """Checks against the model being evaluated (ConfigError naming the model)."""
         if self.mode == "whole" and not causal:
             raise ConfigError(
                 f"mode=whole streams a whole video through a causal model; {label} is non-causal: use mode=clips "
-                f"(clips of {self.chunk_frames} frames, as the paper evaluates non-causal models)"
+                f"(clips of {self.clip_length(False)} frames, as the paper evaluates non-causal models)"
             )
         if self.sample_posterior and not kl:
             raise ConfigError(f"sample_posterior draws KL latents; {label} is an FSQ model (its latents are exact)")
         if self.pad_gen_frames and not causal:
             raise ConfigError(f"pad_gen_frames leads each clip with generated frames of a causal model; {label} is not")
-        if self.chunk_frames % temporal_factor:
+        if self.mode == "whole" and self.chunk_frames % temporal_factor:
             raise ConfigError(
                 f"chunk_frames must be a multiple of {temporal_factor} for {label}, got {self.chunk_frames}"
             )
@@ -178,6 +193,8 @@ class EvalConfig:
             from omegaconf import OmegaConf
 
             cfg = OmegaConf.to_container(cfg, resolve=True)
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"an evaluation config must be a mapping, got {cfg!r}")
         values = {k: v for k, v in cfg.items() if k not in ("hydra", "defaults")}
         # Hydra composes tokenizer=NAME (or model=/compression=/regularizer=) into top-level tokenizer keys
         composed = {k: values.pop(k) for k in TOKENIZER_KEYS if k in values and values[k] is not None}
@@ -185,24 +202,9 @@ class EvalConfig:
             if values.get("tokenizer_config") is not None:
                 raise ConfigError(f"tokenizer_config given twice: as a mapping and as composed keys {sorted(composed)}")
             values["tokenizer_config"] = composed
-        return _build(cls, values, "").validate()
+        if values.get("overrides") is not None:
+            values["overrides"] = list(values["overrides"])
+        return build_config(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _build(cls: type, values: dict, prefix: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {[prefix + k for k in unknown]}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in values.items():
-        default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, f"{prefix}{name}.")
-        else:
-            kwargs[name] = list(value) if name == "overrides" and value is not None else value
-    return cls(**kwargs)

@@ -9,8 +9,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import PROTOCOL_CLIP_FRAMES
+
 if TYPE_CHECKING:
-    from .run import EvalResult
+    from .result import EvalResult
 
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
 
@@ -65,7 +67,7 @@ def _clip_frames(result: EvalResult) -> int:
     cfg = result.config
     if cfg["clip_frames"] is not None:
         return cfg["clip_frames"]
-    return cfg["chunk_frames"] + (1 if result.tokenizer.get("causal") else 0)
+    return PROTOCOL_CLIP_FRAMES[bool(result.tokenizer.get("causal"))]
 
 
 def write_reports(result: EvalResult, out_dir: Path, *, figure: bool = True, figure_videos: int = 8) -> list[Path]:

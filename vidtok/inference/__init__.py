@@ -1,5 +1,17 @@
-"""Inference beyond one full pass: chunked and streamed encoding/decoding."""
+"""Video files in and out of a tokenizer: encode, decode and reconstruct files in bounded memory.
 
-from .streams import VideoDecoderStream, VideoEncoderStream
+The streams these build on live with the model (:mod:`vidtok.models.streams`); they are re-exported here.
+"""
 
-__all__ = ["VideoDecoderStream", "VideoEncoderStream"]
+from ..models.streams import VideoDecoderStream, VideoEncoderStream
+from .pipeline import decode_frames, decode_video, encode_video, reconstruct_stream, reconstruct_video
+
+__all__ = [
+    "VideoDecoderStream",
+    "VideoEncoderStream",
+    "decode_frames",
+    "decode_video",
+    "encode_video",
+    "reconstruct_stream",
+    "reconstruct_video",
+]

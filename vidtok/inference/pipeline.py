@@ -1,9 +1,11 @@
 """Video file -> tokens -> video file, in bounded memory.
 
 Causal models stream: frames are decoded from the file, encoded and decoded chunk by chunk, and
-written as they come, so memory depends on the chunk sizes, not on the video length. Non-causal
-models see the video as independent clips of ``chunk_frames`` frames (the last one padded with
-copies of its last frame, then trimmed), which is how they are evaluated.
+written as they come, so memory depends on the chunk sizes (``options.chunk_frames`` /
+``options.chunk_latents``, default 16 / 4), not on the video length. Non-causal models see the video
+as independent clips of ``clip_frames`` frames (the last one padded with copies of its last frame, then
+trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see
+:class:`~vidtok.InferenceOptions`); every function also takes its fields as keywords.
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ from ..io.video import (
     read_info,
     tensor_to_frames,
 )
+from ..models.options import FIELDS, InferenceOptions, resolve_options
+from ..models.streams import DEFAULT_CHUNK_FRAMES, DEFAULT_CHUNK_LATENTS
 
 if TYPE_CHECKING:
     from ..models.tokenizer import Tokenizer
+
+#: Frames per clip of a non-causal model (the paper's 16-frame clips).
+DEFAULT_CLIP_FRAMES = 16
 
 
 @dataclass
@@ -65,7 +72,7 @@ def plan_read(
         height, width = height or h, width or w
     if height % fs or width % fs or height % 2 or width % 2:
         raise InputError(
-            f"height and width must be even multiples of {fs} for {tok._label()}, got {height}x{width} "
+            f"height and width must be even multiples of {fs} for {tok.config.label}, got {height}x{width} "
             f"(e.g. {even_size(height, width, fs)[0]}x{even_size(height, width, fs)[1]})"
         )
     interval = frame_interval(info.fps, sample_fps)
@@ -89,11 +96,24 @@ def _bar(total: Optional[int], desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
 
 
-def _clip_frames(tok: Tokenizer, chunk_frames: int) -> int:
+def _file_options(tok: Tokenizer, options: Optional[InferenceOptions], fields: dict) -> InferenceOptions:
+    """Checked options for a file pass; causal models get the stream's default chunks where none is given."""
+    opts = resolve_options(options, fields, FIELDS[:-1], "a video file pass")
+    if tok.config.causal:
+        opts = opts.replace(
+            chunk_frames=opts.chunk_frames or DEFAULT_CHUNK_FRAMES,
+            chunk_latents=opts.chunk_latents or DEFAULT_CHUNK_LATENTS,
+        )
+    return opts.checked(tok.config)
+
+
+def _clip_length(tok: Tokenizer, clip_frames: int) -> int:
     f = tok.config.temporal_factor
-    if chunk_frames % f:
-        raise InputError(f"chunk_frames must be a multiple of {f} for {tok._label()}, got {chunk_frames}")
-    return chunk_frames
+    if isinstance(clip_frames, bool) or not isinstance(clip_frames, int) or clip_frames < f or clip_frames % f:
+        raise InputError(
+            f"clip_frames must be a positive multiple of {f} for non-causal {tok.config.label}, got {clip_frames!r}"
+        )
+    return clip_frames
 
 
 def encode_video(
@@ -104,31 +124,34 @@ def encode_video(
     width: Optional[int] = None,
     sample_fps: Optional[float] = None,
     max_frames: Optional[int] = None,
-    chunk_frames: int = 16,
-    tile: Optional[int] = None,
-    tile_overlap: Optional[int] = None,
+    options: Optional[InferenceOptions] = None,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
     indices: bool = False,
     progress: bool = False,
+    **option_fields,
 ) -> TokenFile:
-    """Tokenize a video file; returns latents or FSQ indices with what is needed to decode them."""
+    """Tokenize a video file; returns latents or FSQ indices with what is needed to decode them.
+
+    Causal models stream the whole video (``options.chunk_frames`` frames at a time); non-causal ones
+    encode clips of ``clip_frames`` frames."""
+    opts = _file_options(tok, options, option_fields)
+    clip = None if tok.config.causal else _clip_length(tok, clip_frames)
     plan = plan_read(tok, path, height, width, sample_fps, max_frames)
     output = "indices" if indices else "latents"
     parts: list[Tensor] = []
     frames_in = 0
-    clip = None
     with torch.inference_mode(), _bar(plan.expected_frames, "encode", progress) as bar:
-        if tok.config.causal:
-            with tok.encoder_stream(chunk_frames, output=output, tile=tile, tile_overlap=tile_overlap) as stream:
-                for frames in _frames(plan, chunk_frames):
+        if clip is None:
+            with tok.encoder_stream(options=opts, output=output) as stream:
+                for frames in _frames(plan, opts.chunk_frames):
                     parts.append(stream.push(frames_to_tensor(frames)))
                     frames_in += frames.shape[0]
                     bar.update(frames.shape[0])
                 parts.append(stream.finish())
         else:
-            clip = _clip_frames(tok, chunk_frames)
             encode = tok.encode_indices if indices else tok.encode
             for frames in _frames(plan, clip):
-                parts.append(encode(frames_to_tensor(frames), tile=tile, tile_overlap=tile_overlap, pad=True))
+                parts.append(encode(frames_to_tensor(frames), options=opts.replace(pad=True)))
                 frames_in += frames.shape[0]
                 bar.update(frames.shape[0])
     data = torch.cat(parts, dim=1 if indices else 2)
@@ -140,22 +163,21 @@ def decode_frames(
     tok: Tokenizer,
     tokens: TokenFile,
     *,
-    chunk_latents: int = 4,
-    tile: Optional[int] = None,
-    tile_overlap: Optional[int] = None,
+    options: Optional[InferenceOptions] = None,
+    **option_fields,
 ) -> Iterator[Tensor]:
     """Decode a token file chunk by chunk, yielding uint8 frames (n, H, W, 3), ``tokens.frames`` in all."""
     tokens.check_tokenizer(tok.config)
+    opts = _file_options(tok, options, option_fields)
     indices = tokens.kind == "indices"
     time_dim = 1 if indices else 2
     data, t = tokens.data, tokens.data.shape[time_dim]
     remaining = tokens.frames
     with torch.inference_mode():
         if tok.config.causal:
-            with tok.decoder_stream(chunk_latents, indices=indices, tile=tile, tile_overlap=tile_overlap) as stream:
-                pieces = (
-                    stream.push(data.narrow(time_dim, i, min(chunk_latents, t - i))) for i in range(0, t, chunk_latents)
-                )
+            step = opts.chunk_latents
+            with tok.decoder_stream(options=opts, indices=indices) as stream:
+                pieces = (stream.push(data.narrow(time_dim, i, min(step, t - i))) for i in range(0, t, step))
                 for piece in _chain(pieces, stream.finish):
                     piece = piece[:, :, :remaining]
                     remaining -= piece.shape[2]
@@ -165,7 +187,7 @@ def decode_frames(
             step = (tokens.clip_frames or tok.config.temporal_factor * t) // tok.config.temporal_factor
             decode = tok.decode_indices if indices else tok.decode
             for i in range(0, t, step):
-                piece = decode(data.narrow(time_dim, i, min(step, t - i)), tile=tile, tile_overlap=tile_overlap)
+                piece = decode(data.narrow(time_dim, i, min(step, t - i)), options=opts)
                 piece = piece[:, :, :remaining]
                 remaining -= piece.shape[2]
                 yield tensor_to_frames(piece)
@@ -181,14 +203,14 @@ def decode_video(
     tokens: TokenFile,
     out_path: str | os.PathLike,
     *,
-    chunk_latents: int = 4,
-    tile: Optional[int] = None,
-    tile_overlap: Optional[int] = None,
+    options: Optional[InferenceOptions] = None,
     progress: bool = False,
+    **option_fields,
 ) -> int:
     """Decode a token file into a video file (written atomically); returns the number of frames."""
+    opts = _file_options(tok, options, option_fields)
     with VideoWriter(out_path, tokens.fps) as writer, _bar(tokens.frames, "decode", progress) as bar:
-        for frames in decode_frames(tok, tokens, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap):
+        for frames in decode_frames(tok, tokens, options=opts):
             writer.write(frames)
             bar.update(frames.shape[0])
     return writer.frames_written
@@ -198,12 +220,10 @@ def reconstruct_stream(
     tok: Tokenizer,
     chunks: Iterable[Tensor],
     *,
-    chunk_frames: int = 16,
-    chunk_latents: int = 4,
-    tile: Optional[int] = None,
-    tile_overlap: Optional[int] = None,
+    options: Optional[InferenceOptions] = None,
     sample: bool = False,
     generator: Optional[torch.Generator] = None,
+    **option_fields,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Causal models: reconstruct a video that arrives as float chunks (B, 3, n, H, W) in [-1, 1] of any sizes.
 
@@ -211,8 +231,9 @@ def reconstruct_stream(
     reconstruction as the decoder returns it, not clamped); together they hold every input frame once, in
     order, and equal a full pass over the whole video up to float rounding. Memory does not grow with the
     video's length: only the frames waiting for their reconstruction are kept. ``sample`` / ``generator``: KL
-    latents drawn from the posterior (see :meth:`~vidtok.Tokenizer.encode`).
+    latents drawn from the posterior (see :meth:`~vidtok.Tokenizer.encode`). Chunks and tiles: ``options``.
     """
+    opts = _file_options(tok, options, option_fields)
     waiting: deque[Tensor] = deque()  # input frames (B, 3, 1, H, W) waiting for their reconstruction
 
     def pair(recon: Tensor) -> Optional[tuple[Tensor, Tensor]]:
@@ -221,8 +242,8 @@ def reconstruct_stream(
             return None
         return torch.cat([waiting.popleft() for _ in range(recon.shape[2])], dim=2), recon
 
-    enc = tok.encoder_stream(chunk_frames, sample=sample, generator=generator, tile=tile, tile_overlap=tile_overlap)
-    with enc, tok.decoder_stream(chunk_latents, tile=tile, tile_overlap=tile_overlap) as dec:
+    enc = tok.encoder_stream(options=opts, sample=sample, generator=generator)
+    with enc, tok.decoder_stream(options=opts) as dec:
         for frames in chunks:
             waiting.extend(frames.split(1, dim=2))
             latents = enc.push(frames)
@@ -244,37 +265,31 @@ def reconstruct_video(
     width: Optional[int] = None,
     sample_fps: Optional[float] = None,
     max_frames: Optional[int] = None,
-    chunk_frames: int = 16,
-    chunk_latents: int = 4,
-    tile: Optional[int] = None,
-    tile_overlap: Optional[int] = None,
+    options: Optional[InferenceOptions] = None,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
     side_by_side: bool = False,
     progress: bool = False,
+    **option_fields,
 ) -> dict:
     """Encode and decode a video file into another, streaming; optionally input | reconstruction side by side.
 
     Returns the frame count, the processed size and fps, and the PSNR (dB) of the reconstruction
-    against the processed input, over all frames.
+    against the processed input, over all frames. Causal models stream; non-causal ones reconstruct clips of
+    ``clip_frames`` frames.
     """
+    opts = _file_options(tok, options, option_fields)
+    clip = None if tok.config.causal else _clip_length(tok, clip_frames)
     plan = plan_read(tok, in_path, height, width, sample_fps, max_frames)
     squared_error, count = 0.0, 0
 
     def pairs() -> Iterator[tuple[Tensor, Tensor]]:
-        if tok.config.causal:
-            chunks = (frames_to_tensor(frames) for frames in _frames(plan, chunk_frames))
-            yield from reconstruct_stream(
-                tok,
-                chunks,
-                chunk_frames=chunk_frames,
-                chunk_latents=chunk_latents,
-                tile=tile,
-                tile_overlap=tile_overlap,
-            )
+        if clip is None:
+            chunks = (frames_to_tensor(frames) for frames in _frames(plan, opts.chunk_frames))
+            yield from reconstruct_stream(tok, chunks, options=opts)
         else:
-            _clip_frames(tok, chunk_frames)
-            for frames in _frames(plan, chunk_frames):
+            for frames in _frames(plan, clip):
                 x = frames_to_tensor(frames)
-                yield x, tok(x, tile=tile, tile_overlap=tile_overlap, pad=True)
+                yield x, tok(x, options=opts.replace(pad=True))
 
     with (
         torch.inference_mode(),
@@ -287,7 +302,7 @@ def reconstruct_video(
             count += inputs.numel()
             writer.write(torch.cat([inputs, frames], dim=2) if side_by_side else frames)
             bar.update(frames.shape[0])
-    from ..metrics.frame import psnr_from_mse
+    from ..metrics.frame import psnr_from_mse  # lazy: torchmetrics is slow to import
 
     psnr = psnr_from_mse(squared_error / max(count, 1) / 255.0**2)  # of the 8-bit frames written, on [0, 1]
     return {"frames": writer.frames_written, "height": plan.height, "width": plan.width, "fps": plan.fps, "psnr": psnr}

@@ -3,7 +3,8 @@
 * :mod:`vidtok.io.video` - video files (PyAV) and frame <-> tensor conversion;
 * :mod:`vidtok.io.token_files` - latents / FSQ indices of one video with what is needed to decode them;
 * :mod:`vidtok.io.weight_files` - tokenizer weights: official Lightning ``.ckpt`` and safetensors, checked;
-* :mod:`vidtok.io.auxiliary_weights` - VGG16 (LPIPS) and I3D (FVD) weights: found locally or downloaded.
+* :mod:`vidtok.io.auxiliary_weights` - VGG16 (LPIPS) and I3D (FVD) weights: found locally or downloaded;
+* :mod:`vidtok.io.files` - the check they all make first (a non-empty file).
 
 Training state (resume) is :mod:`vidtok.training.checkpoints`; the Hub is :mod:`vidtok.hub`.
 """

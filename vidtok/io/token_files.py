@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..config import TokenizerConfig
+from .files import existing_file
 
 TOKEN_FORMAT = "vidtok-tokens-v1"
 
@@ -92,9 +93,7 @@ def load_tokens(path: str | os.PathLike) -> TokenFile:
     """Read a token file written by :func:`save_tokens` (clear errors for anything else)."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise TokenFileError(f"token file {path} does not exist")
+    path = existing_file(path, "token file", TokenFileError)
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TokenizerConfig
+from .files import existing_file
 
 #: Prefixes of training-only entries in official/Lightning checkpoints (LPIPS, discriminator, logvar).
 IGNORED_PREFIXES = ("loss.",)
@@ -61,11 +62,7 @@ def _sniff(path: Path) -> str:
 
 def read_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read a ``.ckpt``/``.pt`` (``{"state_dict": ...}`` or a bare state dict) or ``.safetensors`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    path = existing_file(path, "checkpoint", CheckpointError)
     kind = _sniff(path)
     if kind == "safetensors":
         return _read_safetensors(path)

@@ -32,7 +32,7 @@ class LossConfig:
     logvar_init: float = 0.0
     learn_logvar: bool = True
     # adversarial
-    disc_start: int = 20001
+    disc_start: int = 10001  # the original's 20001 counts 2 optimiser steps per batch; we count batches
     disc_weight: float = 0.2
     disc_factor: float = 1.0
     disc_type: str = "2d"

@@ -10,19 +10,10 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from vidtok.distributed import is_distributed
+from vidtok.distributed import gather_objects
 from vidtok.metrics.frame import check_videos, psnr_per_frame, ssim_per_frame
 from vidtok.metrics.fvd import I3D_FRAMES, I3D_SHA256, FeatureStats, fvd_from_stats, i3d_features, load_i3d_detector
 from vidtok.metrics.lpips import LPIPS
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` without torch.distributed)."""
-    if not is_distributed():
-        return [obj]
-    out: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 def exact_mean(values: Sequence[float]) -> float:

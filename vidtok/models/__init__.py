@@ -1,8 +1,20 @@
-"""Encoder, decoder, regularizers and the tokenizer that joins them."""
+"""Encoder, decoder, regularizers, the tokenizer that joins them, its options and its streams."""
 
 from ..errors import InputError
 from .autoencoder import Decoder, Encoder
+from .options import InferenceOptions
 from .regularizers import FSQ, DiagonalGaussian
+from .streams import VideoDecoderStream, VideoEncoderStream
 from .tokenizer import Tokenizer
 
-__all__ = ["Decoder", "DiagonalGaussian", "Encoder", "FSQ", "InputError", "Tokenizer"]
+__all__ = [
+    "Decoder",
+    "DiagonalGaussian",
+    "Encoder",
+    "FSQ",
+    "InferenceOptions",
+    "InputError",
+    "Tokenizer",
+    "VideoDecoderStream",
+    "VideoEncoderStream",
+]

@@ -35,6 +35,10 @@ class DiagonalGaussian(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + torch.exp(0.5 * logvar) * noise
 
+    def latents(self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Encoder moments -> latents: the posterior mean, or a sample with ``sample``."""
+        return self(moments, sample=sample, generator=generator)
+
     @staticmethod
     def kl(moments: Tensor) -> Tensor:
         """KL divergence to a standard normal, summed over all but the batch dim, per sample."""
@@ -90,6 +94,12 @@ class FSQ(nn.Module):
             v = lambda t: self._channel_view(t, z.ndim)  # noqa: E731
             bounded = (z + v(self._shift)).tanh() * v(self._half_l) - v(self._offset)
             return round_ste(bounded) / v(self._half_width)
+
+    def latents(self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Encoder output -> quantised codes in the encoder's dtype (FSQ is deterministic: ``sample`` is refused)."""
+        if sample:
+            raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
+        return self(moments).to(moments.dtype)
 
     def codes_to_indices(self, codes: Tensor) -> Tensor:
         """(B, C, ...) codes -> (B, ...) int64 indices in [0, codebook_size)."""

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, StageConfig, TokenizerConfig
+from ..config import ConfigError, TokenizerConfig, build_config
 from ..data.config import DataConfig
 
 
@@ -30,6 +30,33 @@ OmegaConf.register_new_resolver("vidtok_demo", _demo_videos, replace=True)
 MIXED_PRECISION = ("no", "bf16", "fp16")
 LOGGERS = ("tensorboard", "wandb", "none")
 WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class StageConfig:
+    """A stage of the two-stage training recipe: clip resolution and which parts train.
+
+    ``lowres`` trains the whole model at 128x128; ``highres_decoder`` freezes the encoder and trains
+    the decoder at 256x256, starting from the stage-1 checkpoint given as ``init_from``.
+    """
+
+    name: str = "lowres"
+    resolution: int = 128
+    freeze_encoder: bool = False
+    init_from: Optional[str] = None
+
+    def validate(self, spatial_factor: int = 1) -> StageConfig:
+        """Raise ConfigError unless the resolution fits ``spatial_factor`` and a frozen encoder has ``init_from``."""
+        if self.resolution < 1 or self.resolution % spatial_factor:
+            raise ConfigError(
+                f"stage.resolution must be a positive multiple of the spatial factor {spatial_factor}, "
+                f"got {self.resolution}"
+            )
+        if self.freeze_encoder and not self.init_from:
+            raise ConfigError(
+                f"stage {self.name!r} freezes the encoder, so stage.init_from must name the checkpoint to start from"
+            )
+        return self
 
 
 @dataclass
@@ -174,20 +201,6 @@ class RunConfig:
         return (self.data.height or self.stage.resolution, self.data.width or self.stage.resolution)
 
 
-def _section(cls: type, data: Any, name: str) -> Any:
-    data = {} if data is None else data
-    if isinstance(data, DictConfig):
-        data = OmegaConf.to_container(data, resolve=True)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown {name} option(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**data)
-    except TypeError as err:
-        raise ConfigError(f"bad {name} config: {err}") from None
-
-
 def check_clip_fits(tokenizer: TokenizerConfig, num_frames: int, size: tuple[int, int], what: str) -> None:
     """Raise ConfigError when clips of ``num_frames`` x ``size`` do not fit the compression factors."""
     f, s = tokenizer.temporal_factor, tokenizer.spatial_factor
@@ -225,7 +238,7 @@ def load_run_config(cfg: Any) -> RunConfig:
     data.pop("hydra", None)
     tokenizer_keys = {f.name for f in dataclasses.fields(TokenizerConfig)}
     tokenizer = TokenizerConfig.from_any({k: data[k] for k in tokenizer_keys if k in data})
-    stage = _section(StageConfig, data.get("stage"), "stage")
+    stage = build_config(StageConfig, data.get("stage"), "stage", validate=False)  # needs init_from first
     init_from = data.get("init_from") or stage.init_from
     stage.init_from = init_from
     stage.validate(tokenizer.spatial_factor)
@@ -237,19 +250,17 @@ def load_run_config(cfg: Any) -> RunConfig:
         stage=stage,
         data=train_data,
         val_data=val_data,
-        optim=_section(OptimConfig, data.get("optim"), "optim").validate(),
-        loss=_section(LossConfig, data.get("loss"), "loss"),
-        logger=_section(LoggerConfig, data.get("logger"), "logger").validate(),
-        checkpoint=_section(CheckpointConfig, data.get("checkpoint"), "checkpoint").validate(),
-        validation=_section(ValidationConfig, data.get("validation"), "validation").validate(),
-        train=_section(LoopConfig, data.get("train"), "train").validate(),
+        optim=build_config(OptimConfig, data.get("optim"), "optim"),
+        loss=build_config(LossConfig, data.get("loss"), "loss"),
+        logger=build_config(LoggerConfig, data.get("logger"), "logger"),
+        checkpoint=build_config(CheckpointConfig, data.get("checkpoint"), "checkpoint"),
+        validation=build_config(ValidationConfig, data.get("validation"), "validation"),
+        train=build_config(LoopConfig, data.get("train"), "train"),
         run_dir=str(data.get("run_dir") or "runs/train"),
         init_from=init_from,
         dry_run=bool(data.get("dry_run", False)),
         raw=data,
     )
-    if hasattr(run.loss, "validate"):
-        run.loss.validate()
     check_clip_fits(tokenizer, run.data.num_frames, run.resolution, "data")
     if val_data is not None:
         size = (val_data.height or run.resolution[0], val_data.width or run.resolution[1])

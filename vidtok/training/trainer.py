@@ -10,6 +10,11 @@ one-forward-one-backward contract does not fit; gradients are all-reduced in buc
 
 A step whose loss is not finite on any process is skipped on all of them and counted; after
 ``max_nonfinite`` in a row the run saves a checkpoint and stops with :class:`TrainingError`.
+
+This module holds the :class:`Trainer` (set-up, the step, checkpoints and resume, the loop); it delegates the
+cross-process synchronisation to :mod:`vidtok.distributed`, the resumable clip stream to
+:mod:`vidtok.training.batches`, learning rates to :mod:`vidtok.training.optim` and validation to
+:mod:`vidtok.training.validation`.
 """
 
 from __future__ import annotations
@@ -18,31 +23,36 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..data.config import build_dataset, build_loader
-from ..distributed import make_accelerator, reset_accelerate_state  # noqa: F401 (re-exported)
-from ..io.video import tensor_to_frames, write_video
+from ..data.config import build_dataset
+from ..distributed import (
+    any_process,
+    broadcast_parameters,
+    make_accelerator,
+    parameters_in_sync,
+    reset_accelerate_state,  # noqa: F401 (re-exported)
+    sync_gradients,
+)
 from ..io.weight_files import check_state_dict, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
 from ..models.loading import build_tokenizer
 from ..models.pretrained import META_SOURCE
 from ..modules.conv import unwrap_conv
+from .batches import TrainBatches
 from .checkpoints import CheckpointDir
 from .config import RunConfig
 from .ema import EMA
 from .logging import RunLogger
+from .optim import base_learning_rates, prime_adam, set_learning_rates, warmup_factor
+from .validation import Validator
 
 log = logging.getLogger("vidtok.train")
-
-GRAD_BUCKET_ELEMENTS = 1 << 23  # 32 MB of float32 per all-reduce
 
 
 class TrainingError(RuntimeError):
@@ -112,16 +122,14 @@ class Trainer:
         if run.stage.freeze_encoder:
             self.tok.encoder.requires_grad_(False).eval()
         self.loss.train()
-        self._broadcast_parameters()
+        broadcast_parameters(list(self.tok.parameters()) + list(self.loss.parameters()), self.world)
         set_seed(cfg.seed + self.acc.process_index)  # different sampling noise per process
 
         self.gen_params = [p for p in self.tok.parameters() if p.requires_grad] + list(self.loss.generator_parameters())
         self.disc_params = list(self.loss.discriminator_parameters())
         if not self.gen_params:
             raise TrainingError("nothing to train: every tokenizer parameter is frozen")
-        scale = self.world * run.data.batch_size * cfg.grad_accum if run.optim.scale_lr else 1
-        self.lr_g = run.optim.lr * scale
-        self.lr_d = (run.optim.disc_lr or run.optim.lr) * scale
+        self.lr_g, self.lr_d = base_learning_rates(run.optim, self.world, run.data.batch_size, cfg.grad_accum)
         adam = dict(betas=tuple(run.optim.betas), eps=run.optim.eps, weight_decay=run.optim.weight_decay)
         self.opt_g = torch.optim.Adam(self.gen_params, lr=self.lr_g, **adam)
         self.opt_d = torch.optim.Adam(self.disc_params, lr=self.lr_d, **adam)
@@ -135,9 +143,25 @@ class Trainer:
         self.last_layer = unwrap_conv(self.tok.decoder.conv_out).weight
         self.logger: Optional[RunLogger] = None
         self.history: list[dict[str, float]] = []  # every step's logs (this process), for tests and callers
-        self._metrics: Any = None
-        self._data_epoch: Optional[int] = None
-        self._batches: Optional[Iterator[dict]] = None
+        self.batches = TrainBatches(
+            run.data, self.train_set, seed=cfg.seed, epoch_steps=cfg.data_epoch_steps, grad_accum=cfg.grad_accum
+        )
+        self.validator = Validator.for_run(
+            run,
+            self.tok,
+            self.val_set,
+            ema=self.ema,
+            perceptual=self.loss.perceptual,  # the loss's LPIPS network, when it has one, serves validation too
+            device=self.device,
+            run_dir=self.run_dir,
+            is_main=self.is_main,
+            autocast=self._autocast,
+        )
+
+    @property
+    def _metrics(self) -> Any:
+        """The validation metrics (a ``vidtok.metrics.VideoMetrics``), once the first validation built them."""
+        return self.validator.metrics
 
     # ---- set-up helpers ------------------------------------------------------------------------
     def _init_from(self, path: str) -> None:
@@ -160,75 +184,18 @@ class Trainer:
                 log.warning("discriminator of %s not used (%s); it starts from scratch", path, err)
         log.info("tokenizer initialised from %s", path)
 
-    def _broadcast_parameters(self) -> None:
-        if self.world > 1:
-            for tensor in list(self.tok.parameters()) + list(self.loss.parameters()):
-                dist.broadcast(tensor.data, src=0)
-
+    # ---- processes -----------------------------------------------------------------------------
     def _sync_gradients(self, params: list[nn.Parameter]) -> None:
-        """Average gradients across processes (bucketed all-reduce)."""
-        if self.world == 1:
-            return
-        for p in params:  # every process must send the same buckets, even for unused parameters
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        grads = [p.grad for p in params]
-        bucket: list[Tensor] = []
-        size = 0
-        for grad in grads + [None]:
-            if grad is not None:
-                bucket.append(grad)
-                size += grad.numel()
-            if bucket and (grad is None or size >= GRAD_BUCKET_ELEMENTS):
-                flat = torch.cat([g.reshape(-1) for g in bucket])
-                dist.all_reduce(flat)
-                flat /= self.world
-                offset = 0
-                for g in bucket:
-                    g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                    offset += g.numel()
-                bucket, size = [], 0
+        """Average gradients across processes (bucketed all-reduce, :func:`vidtok.distributed.sync_gradients`)."""
+        sync_gradients(params, self.world)
 
     def check_in_sync(self) -> None:
         """Raise TrainingError if the processes' tokenizer weights differ (they must stay identical)."""
-        if self.world == 1:
-            return
-        with torch.no_grad():
-            mine = torch.stack([p.detach().double().sum() for p in self.tok.parameters()])
-        gathered = [torch.empty_like(mine) for _ in range(self.world)]
-        dist.all_gather(gathered, mine)
-        if any(not torch.equal(g, gathered[0]) for g in gathered):
+        if not parameters_in_sync(self.tok.parameters(), self.world):
             raise TrainingError(
                 f"the tokenizer weights differ between the {self.world} processes at step {self.state.step}: "
                 "gradients were not synchronised"
             )
-
-    def _any(self, flag: bool) -> bool:
-        """True if ``flag`` is true on any process."""
-        if self.world == 1:
-            return flag
-        value = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(value)
-        return bool(value.item() > 0)
-
-    # ---- data ----------------------------------------------------------------------------------
-    def _train_batches(self) -> Iterator[dict]:
-        """Batches for the current step. The clip stream restarts every ``data_epoch_steps`` steps with
-        a seed of its own, so after a resume at most that many steps' batches are replayed to land on
-        exactly the batch an uninterrupted run would see."""
-        cfg = self.run.train
-        epoch, offset = divmod(self.state.step, cfg.data_epoch_steps)
-        if self._batches is None or epoch != self._data_epoch:
-            dataset = self.train_set
-            dataset.set_epoch(epoch)
-            # The loader draws its workers' base seed from its own generator, not the global RNG that
-            # KL sampling uses: a resumed run then draws the same noise as an uninterrupted one.
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            self._batches = iter(build_loader(self.run.data, dataset, persistent_workers=False, generator=generator))
-            self._data_epoch = epoch
-            for _ in range(offset * cfg.grad_accum):
-                next(self._batches)
-        return self._batches
 
     # ---- one step ------------------------------------------------------------------------------
     def _generator_pass(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -249,13 +216,13 @@ class Trainer:
         step = self.state.step
         disc_on = step >= self.run.loss.disc_start and self.run.loss.disc_factor > 0
         if disc_on and not self.opt_d.state:
-            self._prime_discriminator_optimizer(step)
+            prime_adam(self.opt_d, step)  # the state the original's discriminator Adam has by now
         self._set_lr(step)
         logs: dict[str, float] = {}
         finite = True
         samples = 0
         for _ in range(accum):
-            batch = next(self._train_batches())
+            batch = next(self.batches.at(self.state.step))
             self.state.skipped_inputs += len(batch["skipped"])
             x = batch["video"]
             if x is None:  # every clip of this batch failed to load (reported by the data layer)
@@ -282,7 +249,7 @@ class Trainer:
                 logs[key] = logs.get(key, 0.0) + float(value) / accum
         self.loss.discriminator.requires_grad_(True)
 
-        if self._any(not finite):
+        if any_process(not finite, self.world, self.device):
             self.opt_g.zero_grad(set_to_none=True)
             self.opt_d.zero_grad(set_to_none=True)
             self.state.nonfinite_total += 1
@@ -320,24 +287,6 @@ class Trainer:
         logs["samples"] = float(samples)
         return logs
 
-    def _prime_discriminator_optimizer(self, step: int) -> None:
-        """Give the discriminator's Adam the state the original's has when its discriminator starts.
-
-        The original steps that Adam on every batch from the start, with zero gradients until
-        ``disc_start``: moments stay zero but the step count advances, so bias correction no longer
-        inflates the first real moments and those updates are about 3x a fresh Adam's. vidtok skips
-        the discriminator until then and reproduces that state here instead.
-        """
-        if step == 0:
-            return
-        for group in self.opt_d.param_groups:
-            for p in group["params"]:
-                self.opt_d.state[p] = {
-                    "step": torch.tensor(float(step)),
-                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
-                }
-
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
@@ -353,11 +302,8 @@ class Trainer:
         return float(torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf")))
 
     def _set_lr(self, step: int) -> None:
-        warmup = self.run.optim.warmup_steps
-        factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-        for opt, base in ((self.opt_g, self.lr_g), (self.opt_d, self.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = base * factor
+        factor = warmup_factor(step, self.run.optim.warmup_steps)
+        set_learning_rates(((self.opt_g, self.lr_g), (self.opt_d, self.lr_d)), factor)
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -398,78 +344,15 @@ class Trainer:
         if not (path / "trainer_state.json").is_file():
             raise TrainingError(f"{path} is not a complete training checkpoint (no trainer_state.json)")
         self.acc.load_state(str(path))
-        self._batches = None
+        self.batches.reset()
         log.info("resumed from %s at step %d", path, self.state.step)
         return path
 
     # ---- validation ----------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Metrics over the validation data (gathered across processes) and sample reconstructions;
-        with EMA weights, a second pass with them (``val_ema/...``)."""
-        if self.val_set is None:
-            return {}
-        passes = [("val", nullcontext())]
-        if self.ema is not None:
-            passes.append(("val_ema", self.ema.applied(self.tok)))
-        results: dict[str, float] = {}
-        was_training = self.tok.training
-        self.tok.eval()
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):  # validation leaves training's random streams alone
-                for prefix, weights in passes:
-                    with weights:
-                        summary = self._validation_pass(prefix)
-                    results.update({f"{prefix}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
-        finally:
-            self.tok.train(was_training)
-            if self.run.stage.freeze_encoder:
-                self.tok.encoder.eval()
-        return results
-
-    def _validation_pass(self, prefix: str) -> dict[str, Any]:
-        from ..metrics import VideoMetrics
-
-        vcfg = self.run.validation
-        if self._metrics is None:  # built once: LPIPS and the I3D detector take seconds to load
-            shared = self.loss.perceptual  # the loss's LPIPS network, when it has one, serves validation too
-            self._metrics = VideoMetrics(
-                lpips=shared if vcfg.lpips and shared is not None else vcfg.lpips,
-                vgg_path=self.run.loss.vgg_path,
-                fvd=vcfg.fvd,
-                detector_path=vcfg.detector_path,
-                device=self.device,
-            )
-        metrics = self._metrics
-        metrics.reset()
-        clips, saved = 0, 0
-        for batch in build_loader(self.run.val_data, self.val_set, persistent_workers=False):
-            x = batch["video"]
-            if x is None:
-                continue
-            if vcfg.max_clips is not None and clips >= vcfg.max_clips:
-                break
-            x = x.to(self.device)
-            with self._autocast():
-                recon = self.tok(x)
-            recon = recon.float().clamp(-1, 1)
-            names = [f"{k}#{c}" for k, c in zip(batch["keys"], batch["clips"], strict=True)]
-            metrics.update(x, recon, names)
-            clips += x.shape[0]
-            if self.is_main and saved < vcfg.samples:
-                for i in range(min(x.shape[0], vcfg.samples - saved)):
-                    self._save_sample(prefix, saved, x[i : i + 1], recon[i : i + 1], batch["fps"][i])
-                    saved += 1
-        return metrics.compute()
-
-    def _save_sample(self, prefix: str, index: int, x: Tensor, recon: Tensor, fps: float) -> None:
-        frames = tensor_to_frames(torch.cat([x.cpu(), recon.cpu()], dim=4))  # input | reconstruction
-        path = self.run_dir / "samples" / f"{prefix}_step{self.state.step:08d}_{index}.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_video(path, frames, fps=fps or 8.0)
-        if self.logger is not None:
-            self.logger.video(f"{prefix}/sample_{index}", path, frames, self.state.step, fps or 8.0)
+        with EMA weights, a second pass with them (``val_ema/...``). See :class:`Validator`."""
+        return self.validator.validate(self.state.step, self.logger)
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:

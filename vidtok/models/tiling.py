@@ -15,22 +15,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-
-
-def check_tile(tile: int, overlap: int, factor: int, label: str) -> None:
-    """Raise an InputError naming valid values when a tile size or overlap does not fit ``factor``."""
-    examples = ", ".join(str(factor * k) for k in (16, 32, 64))
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < factor or tile % factor:
-        raise ValueError(
-            f"tile must be a positive multiple of {factor} pixels for {label} (e.g. {examples}); got {tile!r}"
-        )
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0 or overlap % factor or overlap >= tile:
-        raise InputError(
-            f"tile_overlap must be a multiple of {factor} pixels, >= 0 and smaller than the tile ({tile}) for "
-            f"{label}; got {overlap!r}"
-        )
-
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size``, overlapping by at least ``overlap``."""

@@ -23,34 +23,40 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..modules.streaming import StreamState, streaming
+from . import checks
+from .options import InferenceOptions, resolve_options
 from .tiling import tiled
 
 if TYPE_CHECKING:
-    from ..models.tokenizer import Tokenizer
+    from .tokenizer import Tokenizer
+
+#: Frames per encoder pass and latents per decoder pass of a stream when neither argument nor options say.
+DEFAULT_CHUNK_FRAMES = 16
+DEFAULT_CHUNK_LATENTS = 4
 
 
-def check_chunk(value: Optional[int], factor: int, what: str, label: str) -> None:
-    """Raise an InputError naming valid values when ``value`` is not a positive multiple of ``factor``."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % factor:
-        examples = ", ".join(str(factor * k) for k in (1, 2, 4, 8))
-        raise InputError(f"{what} must be a positive multiple of {factor} for {label} (e.g. {examples}); got {value!r}")
+def _stream_options(
+    tokenizer: Tokenizer, chunk_name: str, chunk: Optional[int], default: int, options, fields: dict, what: str
+) -> InferenceOptions:
+    """The stream's checked options: the chunk from the argument, else from ``options``, else ``default``."""
+    if not tokenizer.config.causal:
+        raise InputError(
+            f"{tokenizer.config.label} is non-causal: every output depends on the whole clip, so it cannot be "
+            "processed chunk by chunk; encode clips of a multiple of "
+            f"{tokenizer.config.temporal_factor} frames separately, or use a causal model"
+        )
+    opts = resolve_options(options, fields, ("tile", "tile_overlap"), what)
+    if chunk is not None or getattr(opts, chunk_name) is None:
+        opts = opts.replace(**{chunk_name: default if chunk is None else chunk})
+    return opts.replace(pad=False).checked(tokenizer.config)
 
 
 class _Stream:
     """Opens a streaming context on one network of a tokenizer for the lifetime of the stream."""
 
-    def __init__(
-        self, tokenizer: Tokenizer, network: torch.nn.Module, tile: Optional[int], tile_overlap: Optional[int]
-    ):
-        self.tile, self.tile_overlap = tokenizer._tile_args(tile, tile_overlap)
-        if not tokenizer.config.causal:
-            raise ValueError(
-                f"{tokenizer._label()} is non-causal: every output depends on the whole clip, so it cannot be "
-                "processed chunk by chunk; encode clips of a multiple of "
-                f"{tokenizer.config.temporal_factor} frames separately, or use a causal model"
-            )
+    def __init__(self, tokenizer: Tokenizer, network: torch.nn.Module, options: InferenceOptions):
+        self.options = options
+        self.tile, self.tile_overlap = options.tile, options.tile_overlap
         self.tok = tokenizer
         self._stack = ExitStack()
         self._state: StreamState = self._stack.enter_context(streaming(network))
@@ -98,31 +104,35 @@ class VideoEncoderStream(_Stream):
     ``output`` is ``"latents"`` (what :meth:`Tokenizer.encode` returns), ``"indices"`` (FSQ models)
     or ``"moments"`` (the raw encoder output, before the regularizer).
 
-    ``chunk_frames`` (a multiple of the temporal factor) is how many frames go through the encoder at
-    once: peak memory depends on it, not on the video length. ``tile`` / ``tile_overlap`` (pixels)
-    split large frames into blended tiles, each with its own caches. The first frame is padded in front as
+    ``chunk_frames`` (a multiple of the temporal factor; default ``options.chunk_frames``, else 16) is how
+    many frames go through the encoder at once: peak memory depends on it, not on the video length.
+    ``options`` or the keywords ``tile`` / ``tile_overlap`` (pixels) split large frames into blended
+    tiles, each with its own caches. The first frame is padded in front as
     in a full pass; ``finish`` completes the last group with copies of the last frame.
     """
 
     def __init__(
         self,
         tokenizer: Tokenizer,
-        chunk_frames: int = 16,
+        chunk_frames: Optional[int] = None,
         *,
+        options: Optional[InferenceOptions] = None,
         output: str = "latents",
         sample: bool = False,
         generator: Optional[torch.Generator] = None,
-        tile: Optional[int] = None,
-        tile_overlap: Optional[int] = None,
+        **option_fields,
     ):
-        f = tokenizer.config.temporal_factor
-        check_chunk(chunk_frames, f, "chunk_frames", tokenizer._label())
+        opts = _stream_options(
+            tokenizer, "chunk_frames", chunk_frames, DEFAULT_CHUNK_FRAMES, options, option_fields, "an encoder stream"
+        )
         if output not in ("latents", "indices", "moments"):
             raise ValueError(f"output must be 'latents', 'indices' or 'moments', got {output!r}")
         if output == "indices":
-            tokenizer._require_discrete("an index stream")
-        super().__init__(tokenizer, tokenizer.encoder, tile, tile_overlap)
-        self.chunk_frames = chunk_frames
+            checks.require_discrete(tokenizer.config, "an index stream")
+        if sample and tokenizer.config.is_discrete:
+            raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
+        super().__init__(tokenizer, tokenizer.encoder, opts)
+        self.chunk_frames = opts.chunk_frames
         self.output, self.sample, self.generator = output, sample, generator
         self._pending: list[Tensor] = []
         self._pending_frames = 0  # counts the f-1 leading copies of frame 0 even when they stay implicit
@@ -135,7 +145,7 @@ class VideoEncoderStream(_Stream):
     def push(self, frames: Tensor) -> Tensor:
         """Add (B, 3, n, H, W) frames; returns the latents completed so far (possibly none)."""
         self._check_open()
-        self.tok._check_video(frames, check_frames=False)
+        checks.check_video(self.tok.config, frames, check_frames=False)
         if frames.shape[2] == 0:
             return self._empty()
         if self._shape is None:
@@ -202,12 +212,12 @@ class VideoEncoderStream(_Stream):
         tok = self.tok
         encoder = partial(tok.encoder, first_chunk=self._first_chunk)
         self._first_chunk = False
-        moments = self._run(encoder, chunk.to(tok._dtype()), 1 / tok.config.spatial_factor, 1)
+        moments = self._run(encoder, chunk.to(tok.dtype), 1 / tok.config.spatial_factor, 1)
         if self.output == "moments":
             return moments
         if self.output == "indices":
             return tok.regularizer.codes_to_indices(tok.regularizer(moments))
-        return tok._regularize(moments, sample=self.sample, generator=self.generator)
+        return tok.regularizer.latents(moments, sample=self.sample, generator=self.generator)
 
     def _empty(self) -> Tensor:
         batch, height, width = self._shape if self._shape else (0, 0, 0)
@@ -218,31 +228,34 @@ class VideoEncoderStream(_Stream):
         c = self.tok.config.latent_channels
         if self.output == "moments" and not self.tok.config.is_discrete:
             c *= 2
-        return torch.empty((batch, c, 0, h, w), dtype=self.tok._dtype())
+        return torch.empty((batch, c, 0, h, w), dtype=self.tok.dtype)
 
 
 class VideoDecoderStream(_Stream):
     """Decode latents (or FSQ indices) as they arrive; returns frames as soon as they are final.
 
-    ``chunk_latents`` latents go through the decoder at once. Because v1.1 decoders look one latent
-    ahead, a chunk is decoded once the next latent has arrived, and ``finish`` decodes the rest.
-    The f-1 leading padding frames of a causal decode are dropped, as in :meth:`Tokenizer.decode`.
+    ``chunk_latents`` latents (default ``options.chunk_latents``, else 4) go through the decoder at once.
+    Because v1.1 decoders look one latent ahead, a chunk is decoded once the next latent has arrived, and
+    ``finish`` decodes the rest. The f-1 leading padding frames of a causal decode are dropped, as in
+    :meth:`Tokenizer.decode`.
     """
 
     def __init__(
         self,
         tokenizer: Tokenizer,
-        chunk_latents: int = 4,
+        chunk_latents: Optional[int] = None,
         *,
+        options: Optional[InferenceOptions] = None,
         indices: bool = False,
-        tile: Optional[int] = None,
-        tile_overlap: Optional[int] = None,
+        **option_fields,
     ):
-        check_chunk(chunk_latents, 1, "chunk_latents", tokenizer._label())
+        opts = _stream_options(
+            tokenizer, "chunk_latents", chunk_latents, DEFAULT_CHUNK_LATENTS, options, option_fields, "a decoder stream"
+        )
         if indices:
-            tokenizer._require_discrete("an index stream")
-        super().__init__(tokenizer, tokenizer.decoder, tile, tile_overlap)
-        self.chunk_latents = chunk_latents
+            checks.require_discrete(tokenizer.config, "an index stream")
+        super().__init__(tokenizer, tokenizer.decoder, opts)
+        self.chunk_latents = opts.chunk_latents
         self.indices = indices
         self._pending: list[Tensor] = []
         self._pending_latents = 0
@@ -254,10 +267,10 @@ class VideoDecoderStream(_Stream):
         """Add latents (B, C, t, h, w) or indices (B, t, h, w); returns the frames decoded so far."""
         self._check_open()
         if self.indices:
-            self.tok._check_indices(latents, allow_empty=True)
+            checks.check_indices(self.tok.config, latents, allow_empty=True)
             latents = self.tok.regularizer.indices_to_codes(latents)
         else:
-            self.tok._check_latents(latents, allow_empty=True)
+            checks.check_latents(self.tok.config, latents, allow_empty=True)
         if latents.shape[2]:
             self._pending.append(latents)
             self._pending_latents += latents.shape[2]
@@ -288,7 +301,7 @@ class VideoDecoderStream(_Stream):
         fs = self.tok.config.spatial_factor
         decoder = partial(self.tok.decoder, first_chunk=self._first_chunk)
         self._first_chunk = False
-        frames = self._run(decoder, latents.to(self.tok._dtype()), fs, fs)
+        frames = self._run(decoder, latents.to(self.tok.dtype), fs, fs)
         drop = min(self._to_drop, frames.shape[2])
         self._to_drop -= drop
         frames = frames[:, :, drop:]
@@ -300,4 +313,4 @@ class VideoDecoderStream(_Stream):
             return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
         s = self.tok.config.spatial_factor
         b, h, w = like.shape[0], like.shape[-2] * s, like.shape[-1] * s
-        return torch.empty((b, self.tok.config.model.in_channels, 0, h, w), dtype=self.tok._dtype())
+        return torch.empty((b, self.tok.config.model.in_channels, 0, h, w), dtype=self.tok.dtype)

@@ -1,0 +1,106 @@
+"""InferenceOptions: one checked object for chunks, tiles and padding, passed from every entry point down."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vidtok
+from vidtok import InferenceOptions, InputError
+from vidtok.evaluation import EvalConfig
+
+from conftest import random_video, tiny_tokenizer
+
+CAUSAL = "vidtok_kl_causal_488_4chn_v1_1"
+NONCAUSAL = "vidtok_kl_noncausal_488_4chn"
+
+
+@pytest.fixture(scope="module")
+def tok() -> vidtok.Tokenizer:
+    return tiny_tokenizer(CAUSAL)
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({"tile": 12}, r"tile must be a positive multiple of 8 pixels .*got 12"),
+        ({"tile": 32, "tile_overlap": 4}, r"tile_overlap must be a multiple of 8 .*got 4"),
+        ({"tile_overlap": 8}, r"tile_overlap \(8\) needs tile"),
+        ({"chunk_frames": 6}, r"chunk_frames must be a positive multiple of 4 .*e\.g\. 4, 8, 16, 32.*got 6"),
+        ({"chunk_latents": 0}, r"chunk_latents must be a positive multiple of 1"),
+        ({"chunk_frames": True}, r"chunk_frames must be"),
+        ({"pad": "yes"}, r"pad must be True or False"),
+    ],
+)
+def test_every_bad_option_is_one_error_type(tok, options: dict, pattern: str) -> None:
+    with pytest.raises(InputError, match=pattern):
+        InferenceOptions(**options).checked(tok.config)
+    with pytest.raises(InputError, match=pattern):  # the same check, the same error, through the model
+        tok(random_video(5, 32), **options)
+
+
+def test_checked_fills_the_overlap_and_is_done_once(tok) -> None:
+    opts = InferenceOptions(tile=64).checked(tok.config)
+    assert opts.tile_overlap == 16  # a quarter tile, a multiple of the spatial factor
+    assert opts.checked(tok.config) is opts  # not checked again for the same model
+    assert InferenceOptions(tile=40).checked(tok.config).tile_overlap == 8  # 40 // 4 = 10, rounded down to 8
+    assert opts == InferenceOptions(tile=64, tile_overlap=16)  # the check mark does not take part in equality
+    assert opts.replace(tile=64) is opts and opts.replace(tile=32).tile_overlap == 16
+
+
+def test_non_causal_models_refuse_chunks() -> None:
+    config = tiny_tokenizer(NONCAUSAL).config
+    for field in ("chunk_frames", "chunk_latents"):
+        with pytest.raises(InputError, match=rf"non-causal.*chunk by chunk \({field}=8\)"):
+            InferenceOptions(**{field: 8}).checked(config)
+    assert InferenceOptions(tile=32, pad=True).checked(config).tile_overlap == 8
+
+
+def test_options_object_equals_keywords(tok) -> None:
+    x = random_video(9, 48)  # two 32-pixel tiles per side
+    opts = InferenceOptions(chunk_frames=4, chunk_latents=1, tile=32, tile_overlap=8)
+    with torch.no_grad():
+        assert torch.equal(tok(x, options=opts), tok(x, chunk_frames=4, chunk_latents=1, tile=32, tile_overlap=8))
+        z = tok.encode(x, options=opts)  # encode reads only its own fields of a shared object
+        assert torch.equal(z, tok.encode(x, chunk_frames=4, tile=32, tile_overlap=8))
+        assert torch.equal(tok.decode(z, options=opts), tok.decode(z, chunk_latents=1, tile=32, tile_overlap=8))
+        # keywords on top of an object win
+        assert torch.equal(tok.encode(x, options=opts, tile=None), tok.encode(x, options=opts))  # None: not given
+        assert not torch.equal(tok.encode(x, options=opts, tile_overlap=16), z)
+
+
+def test_stray_and_unknown_keywords_are_refused(tok) -> None:
+    x = random_video(5, 32)
+    with pytest.raises(
+        TypeError, match=r"encode takes the options chunk_frames, tile, tile_overlap, pad; got chunk_latents"
+    ):
+        tok.encode(x, chunk_latents=2)
+    with pytest.raises(TypeError, match=r"decode takes the options .*got chunk_frames"):
+        tok.decode(tok.encode(x), chunk_frames=4)
+    with pytest.raises(TypeError, match="unknown inference option"):
+        InferenceOptions().replace(tiles=2)
+    with pytest.raises(TypeError, match="options must be an InferenceOptions"):
+        tok.encode(x, options={"tile": 32})
+
+
+def test_streams_take_the_same_options(tok) -> None:
+    x = random_video(9, 32)
+    opts = InferenceOptions(chunk_frames=8, tile=32, tile_overlap=8)
+    with torch.no_grad(), tok.encoder_stream(options=opts) as enc:
+        assert enc.chunk_frames == 8 and (enc.tile, enc.tile_overlap) == (32, 8)
+        z = torch.cat([enc.push(x), enc.finish()], dim=2)
+    assert torch.allclose(z, tok.encode(x, tile=32, tile_overlap=8), atol=1e-5)
+    assert tok.encoder_stream(4, options=opts).chunk_frames == 4  # the argument wins over the options
+    assert tok.decoder_stream().chunk_latents == 4 and tok.encoder_stream().chunk_frames == 16  # the defaults
+    with pytest.raises(InputError, match="non-causal"):
+        tiny_tokenizer(NONCAUSAL).encoder_stream()
+
+
+def test_eval_config_gives_the_options(tok) -> None:
+    clips = EvalConfig.from_any({"data": {"dir": "videos"}, "tile": 32})
+    assert clips.inference_options(tok.config) == InferenceOptions(tile=32, tile_overlap=8)
+    whole = EvalConfig.from_any({"data": {"dir": "videos"}, "mode": "whole", "chunk_frames": 8})
+    assert whole.inference_options(tok.config) == InferenceOptions(chunk_frames=8, chunk_latents=2)
+    assert whole.clip_length(True) == 17 and whole.clip_length(False) == 16  # clips do not follow chunk_frames
+    with pytest.raises(vidtok.ConfigError, match="tile must be a positive multiple of 8"):
+        EvalConfig.from_any({"data": {"dir": "videos"}, "tile": 30}).inference_options(tok.config)

@@ -1,0 +1,51 @@
+"""What identifies an evaluated tokenizer: its name, compression and full config, and where its weights came from
+(the checkpoint file and its SHA-256, or a SHA-256 of the weights of a tokenizer passed in from Python)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..io.auxiliary_weights import sha256_of
+from .config import EvalConfig
+
+
+def tokenizer_identity(tok: Any, cfg: EvalConfig, from_file: bool = True) -> dict[str, Any]:
+    """What was evaluated: the tokenizer's name and full config, the checkpoint file and its SHA-256 (for a
+    tokenizer passed in from Python, ``from_file=False``: a SHA-256 of its weights instead)."""
+    import vidtok
+
+    info: dict[str, Any] = {
+        "name": tok.config.name,
+        "causal": tok.config.causal,
+        "compression": f"{tok.config.temporal_factor}x{tok.config.spatial_factor}x{tok.config.spatial_factor}",
+        "regularizer": tok.config.regularizer.kind,
+        "latent_channels": tok.config.latent_channels,
+        "parameters": sum(p.numel() for p in tok.parameters()),
+        "vidtok_version": vidtok.__version__,
+        "torch_version": torch.__version__,
+    }
+    if not from_file:
+        info["ckpt"] = None
+        info["weights_sha256"] = weights_sha256(tok)
+    elif cfg.ckpt:
+        path = Path(cfg.ckpt)
+        info["ckpt"] = str(path.resolve())
+        if path.is_file():
+            info["ckpt_bytes"] = path.stat().st_size
+            info["ckpt_sha256"] = sha256_of(path)
+    info["config"] = asdict(tok.config)
+    return info
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state dict: every key, then its tensor's raw bytes, in sorted key order."""
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,294 @@
+"""The per-process runner of an evaluation: reconstructs one video at a time by the protocol (clips or one causal
+stream), scores every frame, collects the FVD features, writes the reconstruction, and makes the video's record.
+
+A video's numbers never depend on which process runs it: clips are batched only with clips of the same video,
+metrics are computed clip by clip, and a posterior sample draws from the video's own generator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..data.dataset import READ_ERRORS
+from ..inference.pipeline import reconstruct_stream
+from ..io.video import VideoWriter, tensor_to_frames
+from ..metrics import FrameScorer
+from ..metrics.video import exact_mean
+from ..models.options import InferenceOptions
+from .config import EvalConfig
+from .videos import Piece, VideoTask, clip_pieces, prefetch, whole_pieces
+
+#: Where a video's time goes (its record's ``seconds``; the summary's ``time_share``).
+TIMERS = ("read", "model", "metrics", "write")
+
+
+class UnreadableVideo(Exception):
+    """A video could not be read as the protocol needs (raised from the reader only: model errors propagate)."""
+
+
+class VideoRunner:
+    """Reconstructs and scores one video at a time."""
+
+    def __init__(
+        self,
+        tok: Any,
+        scorer: FrameScorer,
+        cfg: EvalConfig,
+        options: InferenceOptions,
+        device: torch.device,
+        out_dir: Optional[Path],
+    ):
+        """``options``: the tokenizer passes' checked options (:meth:`EvalConfig.inference_options`)."""
+        self.tok, self.scorer, self.cfg, self.device, self.out_dir = tok, scorer, cfg, device, out_dir
+        self.options = options
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+        self.f = tok.config.temporal_factor
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self, task: VideoTask) -> tuple[dict[str, Any], list[tuple]]:
+        """The video's record and its FVD features ``(order, window, real, fake)``. A read error raises
+        :class:`UnreadableVideo`, and then nothing of the video is kept (a half-written reconstruction is removed)."""
+        cfg = self.cfg
+        size = (cfg.height, cfg.width)
+        if cfg.mode == "whole":
+            pieces = whole_pieces(
+                task, sample_fps=cfg.sample_fps, size=size, chunk_frames=cfg.chunk_frames, trim=cfg.trim
+            )
+        else:
+            group = 1 if cfg.pad_gen_frames else cfg.batch_size
+            clip = cfg.clip_length(self.tok.config.causal)
+            pieces = clip_pieces(
+                task, sample_fps=cfg.sample_fps, size=size, clip_frames=clip, last=cfg.last_clip, group=group
+            )
+        state = _VideoState(task, self.scorer.metric_names)
+        self.generator = None
+        if cfg.sample_posterior:  # one stream per video: the draws do not depend on which process runs it
+            self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + task.order)
+        writer: Optional[VideoWriter] = None
+        reader = prefetch(pieces)
+        pairs = self._whole(reader, state) if cfg.mode == "whole" else self._clips(reader, state)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                item = next(pairs, None)  # reads (in the reader thread) and runs the model
+                self._sync()
+                t1 = time.perf_counter()
+                state.seconds["model"] += t1 - t0
+                if item is None:
+                    break
+                x, recon, indices, clip_ids = item
+                recon = recon.float().clamp(-1, 1)
+                state.add(self.scorer.score(x, recon), indices, clip_ids)
+                if self.scorer.detector is not None:
+                    state.add_windows(self.scorer, x, recon, clip_mode=cfg.mode == "clips")
+                t2 = time.perf_counter()
+                if self.out_dir is not None and cfg.output.reconstructions:
+                    if writer is None:
+                        writer = VideoWriter(self._video_path(task), state.fps)
+                    _write(writer, x, recon, indices, cfg.output.side_by_side)
+                t3 = time.perf_counter()
+                state.seconds["metrics"] += t2 - t1
+                state.seconds["write"] += t3 - t2
+            if writer is not None:
+                writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            pairs.close()
+            reader.close()
+        state.seconds["model"] -= state.seconds["read"]  # the generator's time less the waits for the reader
+        return state.record(), state.features
+
+    def _options(self) -> dict[str, Any]:
+        """The keywords of every tokenizer pass: the options, and the video's posterior draws."""
+        options: dict[str, Any] = {"options": self.options}
+        if self.cfg.sample_posterior:
+            options.update(sample=True, generator=self.generator)
+        return options
+
+    def _next_piece(self, reader, state: _VideoState) -> Optional[Piece]:
+        t0 = time.perf_counter()
+        try:
+            piece = next(reader, None)
+        except MemoryError:
+            raise
+        except Exception as err:  # the reader thread only decodes and resizes: whatever it raises is the video's
+            reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
+            raise UnreadableVideo(reason) from err
+        state.seconds["read"] += time.perf_counter() - t0
+        if piece is not None:
+            state.fps = piece.fps
+        return piece
+
+    def _clips(self, reader, state: _VideoState):
+        """(inputs, reconstructions, source indices per clip, clip numbers) per piece of clips."""
+        cfg, tok = self.cfg, self.tok
+        context: Optional[Tensor] = None
+        clip_no = 0
+        while (piece := self._next_piece(reader, state)) is not None:
+            x = piece.video.to(self.device)
+            with self.autocast:
+                if cfg.pad_gen_frames:
+                    outs = []
+                    for clip in x.split(1):
+                        if context is None or self.f == 1:  # f = 1: no padding frames to replace
+                            out = tok(clip, **self._options())
+                        else:
+                            out = tok.reconstruct_after(clip, context, **self._options())
+                        out = out.clamp(-1, 1)
+                        context = out[:, :, 1 - self.f :]
+                        outs.append(out)
+                    recon = torch.cat(outs)
+                else:
+                    recon = tok(x, **self._options())
+            ids = [[clip_no + i] * len(clip) for i, clip in enumerate(piece.indices)]
+            clip_no += x.shape[0]
+            yield x, recon, piece.indices, ids
+
+    def _whole(self, reader, state: _VideoState):
+        """(inputs, reconstructions, [source indices], [chunk numbers]) as the causal stream returns frames."""
+        indices: deque[tuple[int, int]] = deque()
+
+        def chunks():
+            chunk_no = 0
+            while (piece := self._next_piece(reader, state)) is not None:
+                indices.extend((i, chunk_no) for i in piece.indices[0])
+                chunk_no += 1
+                yield piece.video.to(self.device)
+
+        stream = reconstruct_stream(self.tok, chunks(), **self._options())
+        try:
+            while True:
+                with self.autocast:  # around each step only: the consumer's code runs without it
+                    item = next(stream, None)
+                if item is None:
+                    return
+                x, recon = item
+                taken = [indices.popleft() for _ in range(x.shape[2])]
+                yield x, recon, [[i for i, _ in taken]], [[c for _, c in taken]]
+        finally:
+            stream.close()  # an aborted video releases the model's streaming state
+
+    def _video_path(self, task: VideoTask) -> Path:
+        """<out>/reconstructions/<the video's key, folders kept>[.mp4]: ``x.mp4`` -> ``x.mp4``, ``x.mkv`` ->
+        ``x.mkv.mp4``, so that no two videos share a file."""
+        parts = [p if p not in ("", ".", "..") else "_" for p in task.key.split("/")]
+        name = parts[-1] if parts[-1].lower().endswith(".mp4") else parts[-1] + ".mp4"
+        path = self.out_dir.joinpath("reconstructions", *parts[:-1], name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _write(writer: VideoWriter, x: Tensor, recon: Tensor, indices: list[list[int]], side_by_side: bool) -> None:
+    """Append reconstructed frames, without the copies that complete a last clip."""
+    for i, clip in enumerate(indices):
+        keep = len(clip) - _padding(clip)
+        frames = tensor_to_frames(recon[i : i + 1, :, :keep])
+        if side_by_side:
+            frames = torch.cat([tensor_to_frames(x[i : i + 1, :, :keep]), frames], dim=2)
+        writer.write(frames)
+
+
+def _padding(indices: list[int]) -> int:
+    """How many trailing entries repeat the one before them (copies completing a last clip)."""
+    n = 0
+    while n + 1 < len(indices) and indices[-1 - n] == indices[-2 - n]:
+        n += 1
+    return n
+
+
+class _VideoState:
+    """Per-frame values of one video as they come, then its record."""
+
+    def __init__(self, task: VideoTask, metrics: tuple[str, ...]):
+        self.task = task
+        self.metrics = metrics
+        self.values: dict[str, list[float]] = {m: [] for m in metrics}
+        self.source_frames: list[int] = []
+        self.clip_of_frame: list[int] = []
+        self.padded: list[bool] = []
+        self.features: list[tuple] = []
+        self.fps = 0.0
+        self.seconds = dict.fromkeys(TIMERS, 0.0)
+        self._window: tuple[list[Tensor], list[Tensor]] = ([], [])
+
+    def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list[list[int]]) -> None:
+        """Per-frame scores (n, T) of n clips (or one chunk), their source frame indices and clip numbers."""
+        for i, clip in enumerate(indices):
+            pad = _padding(clip)
+            for m in self.metrics:
+                self.values[m].extend(scores[m][i].tolist())
+            self.source_frames.extend(clip)
+            self.clip_of_frame.extend(clip_ids[i])
+            self.padded.extend([False] * (len(clip) - pad) + [True] * pad)
+
+    def add_windows(self, scorer: FrameScorer, x: Tensor, recon: Tensor, clip_mode: bool) -> None:
+        """FVD features: the first ``fvd_frames`` of every clip, or consecutive windows of a whole video."""
+        n = scorer.fvd_frames
+        if clip_mode:
+            real, fake = scorer.features(x), scorer.features(recon)
+            for i in range(x.shape[0]):
+                self._feature(real[i], fake[i])
+            return
+        self._window[0].append(x.float().cpu())
+        self._window[1].append(recon.float().cpu())
+        have = sum(v.shape[2] for v in self._window[0])
+        if have < n:
+            return
+        real, fake = torch.cat(self._window[0], dim=2), torch.cat(self._window[1], dim=2)
+        while real.shape[2] >= n:
+            self._feature(scorer.features(real[:, :, :n])[0], scorer.features(fake[:, :, :n])[0])
+            real, fake = real[:, :, n:], fake[:, :, n:]
+        self._window = ([real], [fake]) if real.shape[2] else ([], [])
+
+    def _feature(self, real: Tensor, fake: Tensor) -> None:
+        self.features.append((self.task.order, len(self.features), real.numpy(), fake.numpy()))
+
+    def record(self) -> dict[str, Any]:
+        task = self.task
+        clips: dict[int, list[int]] = {}
+        for pos, c in enumerate(self.clip_of_frame):
+            clips.setdefault(c, []).append(pos)
+        clip_rows = []
+        for c, positions in clips.items():
+            row: dict[str, Any] = {
+                "clip": c,
+                "first_frame": self.source_frames[positions[0]],
+                "last_frame": self.source_frames[positions[-1]],
+                "frames": len(positions),
+                "padded_frames": sum(self.padded[p] for p in positions),
+            }
+            row.update({m: exact_mean([self.values[m][p] for p in positions]) for m in self.metrics})
+            clip_rows.append(row)
+        rec: dict[str, Any] = {
+            "order": task.order,
+            "video": task.key,
+            "name": task.name,
+            "fps": self.fps,
+            "frames": len(self.source_frames),
+            "padded_frames": sum(self.padded),
+            "clips": clip_rows,
+            "fvd_windows": len(self.features),
+            "seconds": dict(self.seconds),
+        }
+        rec.update({m: exact_mean(self.values[m]) for m in self.metrics})
+        rec["per_frame"] = {
+            "source_frame": self.source_frames,
+            "clip": self.clip_of_frame,
+            "padded": self.padded,
+            **{m: self.values[m] for m in self.metrics},
+        }
+        return rec

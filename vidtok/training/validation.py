@@ -1,0 +1,125 @@
+"""Validation during training: metrics over the validation data (gathered across processes), a second pass with
+the EMA weights when there are any, and side-by-side sample videos (input | reconstruction) written into the run
+directory and sent to the run's logger. :class:`Validator` holds what that needs; the Trainer calls it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..data.config import DataConfig, build_loader
+from ..io.video import tensor_to_frames, write_video
+
+if TYPE_CHECKING:
+    from ..data import VideoClipDataset
+    from ..models.tokenizer import Tokenizer
+    from .config import RunConfig, ValidationConfig
+    from .ema import EMA
+    from .logging import RunLogger
+
+
+@dataclass
+class Validator:
+    """Validates ``tok`` (and its ``ema`` weights) on ``dataset``, read as ``data`` says.
+
+    ``perceptual``: the loss's LPIPS network, when it has one, so that validation scores with it instead of
+    loading a second one; ``autocast``: the training's autocast context (a fresh one per call). Sample videos go
+    to ``run_dir/samples`` and only the main process writes them. The metrics (LPIPS, the I3D detector) are
+    built at the first pass: they take seconds to load.
+    """
+
+    config: ValidationConfig
+    data: Optional[DataConfig]
+    vgg_path: Optional[str]
+    freeze_encoder: bool
+    tok: Tokenizer
+    dataset: Optional[VideoClipDataset]
+    ema: Optional[EMA]
+    perceptual: Optional[torch.nn.Module]
+    device: torch.device
+    run_dir: Path
+    is_main: bool
+    autocast: Callable[[], AbstractContextManager]
+    metrics: Any = field(default=None, init=False)  # a vidtok.metrics.VideoMetrics, once built
+
+    @classmethod
+    def for_run(cls, run: RunConfig, tok: Tokenizer, dataset: Optional[VideoClipDataset], **parts: Any) -> Validator:
+        """The validator of a run: its validation, data, LPIPS weights and stage settings; ``parts``: the other
+        fields (``ema``, ``perceptual``, ``device``, ``run_dir``, ``is_main``, ``autocast``)."""
+        return cls(run.validation, run.val_data, run.loss.vgg_path, run.stage.freeze_encoder, tok, dataset, **parts)
+
+    @torch.no_grad()
+    def validate(self, step: int, logger: Optional[RunLogger] = None) -> dict[str, float]:
+        """Metrics at training step ``step`` as ``val/<name>`` (and ``val_ema/<name>``); {} without validation
+        data. Leaves the tokenizer's train/eval modes and training's random streams as they were."""
+        if self.dataset is None:
+            return {}
+        passes = [("val", nullcontext())]
+        if self.ema is not None:
+            passes.append(("val_ema", self.ema.applied(self.tok)))
+        results: dict[str, float] = {}
+        was_training = self.tok.training
+        self.tok.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):  # validation leaves training's random streams alone
+                for prefix, weights in passes:
+                    with weights:
+                        summary = self._validation_pass(prefix, step, logger)
+                    results.update({f"{prefix}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        finally:
+            self.tok.train(was_training)
+            if self.freeze_encoder:
+                self.tok.encoder.eval()
+        return results
+
+    def _validation_pass(self, prefix: str, step: int, logger: Optional[RunLogger]) -> dict[str, Any]:
+        from ..metrics import VideoMetrics
+
+        vcfg = self.config
+        if self.metrics is None:  # built once: LPIPS and the I3D detector take seconds to load
+            shared = self.perceptual  # the loss's LPIPS network, when it has one, serves validation too
+            self.metrics = VideoMetrics(
+                lpips=shared if vcfg.lpips and shared is not None else vcfg.lpips,
+                vgg_path=self.vgg_path,
+                fvd=vcfg.fvd,
+                detector_path=vcfg.detector_path,
+                device=self.device,
+            )
+        metrics = self.metrics
+        metrics.reset()
+        clips, saved = 0, 0
+        for batch in build_loader(self.data, self.dataset, persistent_workers=False):
+            x = batch["video"]
+            if x is None:
+                continue
+            if vcfg.max_clips is not None and clips >= vcfg.max_clips:
+                break
+            x = x.to(self.device)
+            with self.autocast():
+                recon = self.tok(x)
+            recon = recon.float().clamp(-1, 1)
+            names = [f"{k}#{c}" for k, c in zip(batch["keys"], batch["clips"], strict=True)]
+            metrics.update(x, recon, names)
+            clips += x.shape[0]
+            if self.is_main and saved < vcfg.samples:
+                for i in range(min(x.shape[0], vcfg.samples - saved)):
+                    self._save_sample(prefix, saved, x[i : i + 1], recon[i : i + 1], batch["fps"][i], step, logger)
+                    saved += 1
+        return metrics.compute()
+
+    def _save_sample(
+        self, prefix: str, index: int, x: Tensor, recon: Tensor, fps: float, step: int, logger: Optional[RunLogger]
+    ) -> None:
+        frames = tensor_to_frames(torch.cat([x.cpu(), recon.cpu()], dim=4))  # input | reconstruction
+        path = self.run_dir / "samples" / f"{prefix}_step{step:08d}_{index}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(path, frames, fps=fps or 8.0)
+        if logger is not None:
+            logger.video(f"{prefix}/sample_{index}", path, frames, step, fps or 8.0)
