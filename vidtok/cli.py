@@ -26,10 +26,9 @@ from .data.sources import DataSourceError
 from .diffusers_export import ExportError
 from .io.token_files import TokenFileError, load_tokens, save_tokens
 from .io.video import VideoError
-from .io.weight_files import CheckpointError, save_tokenizer_safetensors
+from .io.weight_files import META_SOURCE, CheckpointError, save_tokenizer_safetensors
 from .models import InferenceOptions, InputError
 from .models.loading import load_tokenizer
-from .models.pretrained import META_SOURCE
 from .synthetic import moving_shapes
 
 DEFAULT_TOKENIZER = "vidtok_kl_causal_488_4chn"

@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from .hydra_app import conf_dir
+
 TEMPORAL_PADS = ("zeros", "replicate")
 TEMPORAL_UPSAMPLES = ("nearest", "linear")
 REGULARIZERS = ("kl", "fsq")
@@ -298,15 +300,6 @@ def _construct(cls: type, data: dict, prefix: str) -> Any:
         return cls(**kwargs)
     except TypeError as err:
         raise ConfigError(f"bad {prefix.rstrip('.') or cls.__name__} config: {err}") from None
-
-
-def conf_dir() -> Path:
-    """The Hydra config directory: ``vidtok/conf`` in an installed wheel, ``conf/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "tokenizer").is_dir():
-            return candidate
-    raise FileNotFoundError(f"vidtok's config directory was not found next to {here} (looked for conf/tokenizer/)")
 
 
 def official_names() -> list[str]:

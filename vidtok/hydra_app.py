@@ -11,6 +11,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 _INSTALLED = False
@@ -73,13 +74,20 @@ def quote_brace_patterns(overrides: Sequence[str]) -> list[str]:
     return out
 
 
+def conf_dir() -> Path:
+    """The Hydra config directory: ``vidtok/conf`` in an installed wheel, ``conf/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "tokenizer").is_dir():
+            return candidate
+    raise FileNotFoundError(f"vidtok's config directory was not found next to {here} (looked for conf/tokenizer/)")
+
+
 def hydra_app(config_name: str) -> Callable[[Callable], Callable]:
     """``@hydra.main`` for a vidtok app: the config ``conf/<config_name>.yaml`` from vidtok's config directory (the
     checkout's ``conf/`` or the installed package's), Hydra 1.3 semantics, numeric group choices accepted, and shard
     brace patterns taken as typed (:func:`quote_brace_patterns` on the command line)."""
     import hydra
-
-    from .config import conf_dir
 
     allow_numeric_group_choices()
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")

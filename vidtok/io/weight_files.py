@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from ..config import TokenizerConfig
 from .files import existing_file
 
+META_SOURCE = "vidtok.source"  # safetensors metadata: where the weights came from (shown in model cards)
+
 #: Prefixes of training-only entries in official/Lightning checkpoints (LPIPS, discriminator, logvar).
 IGNORED_PREFIXES = ("loss.",)
 #: Metadata keys written into safetensors files.

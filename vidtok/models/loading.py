@@ -11,7 +11,14 @@ import torch
 from omegaconf import OmegaConf
 
 from ..config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
-from ..io.weight_files import CheckpointError, LoadedCheckpoint, check_state_dict, read_checkpoint, tokenizer_state_dict
+from ..io.weight_files import (
+    META_SOURCE,
+    CheckpointError,
+    LoadedCheckpoint,
+    check_state_dict,
+    read_checkpoint,
+    tokenizer_state_dict,
+)
 from .tokenizer import Tokenizer
 
 
@@ -89,7 +96,6 @@ def weights_source(loaded: LoadedCheckpoint) -> str:
     of itself (a training run, a conversion), or the file."""
     from ..hub import META_HUB_FILE as HUB_FILE
     from ..hub import REPO_ID
-    from .pretrained import META_SOURCE
 
     meta = loaded.metadata or {}
     if meta.get(HUB_FILE):

@@ -15,9 +15,9 @@ from typing import Any, Optional, Union
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from ..config import TokenizerConfig
+from ..io.weight_files import META_SOURCE
 
 WEIGHTS_NAME = "model.safetensors"
-META_SOURCE = "vidtok.source"  # safetensors metadata: where the weights came from (shown in model cards)
 # what a vidtok training checkpoint folder holds (checkpoints/step_N/): tried in this order
 TRAINING_FILES = ("tokenizer.safetensors", "tokenizer_ema.safetensors")
 

@@ -16,27 +16,38 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from functools import partial
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..config import TokenizerConfig
 from ..errors import InputError
 from ..modules.streaming import StreamState, streaming
 from . import checks
 from .options import InferenceOptions, resolve_options
 from .tiling import tiled
 
-if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
-
 #: Frames per encoder pass and latents per decoder pass of a stream when neither argument nor options say.
 DEFAULT_CHUNK_FRAMES = 16
 DEFAULT_CHUNK_LATENTS = 4
 
 
+class StreamedModel(Protocol):
+    """What a stream uses of its model (a :class:`~vidtok.Tokenizer`): the config, the encoder, decoder and
+    regularizer networks, and the dtype inputs are cast to. Nothing else, so this module needs no Tokenizer."""
+
+    config: TokenizerConfig
+    encoder: nn.Module
+    decoder: nn.Module
+    regularizer: nn.Module
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+
 def _stream_options(
-    tokenizer: Tokenizer, chunk_name: str, chunk: Optional[int], default: int, options, fields: dict, what: str
+    tokenizer: StreamedModel, chunk_name: str, chunk: Optional[int], default: int, options, fields: dict, what: str
 ) -> InferenceOptions:
     """The stream's checked options: the chunk from the argument, else from ``options``, else ``default``."""
     if not tokenizer.config.causal:
@@ -54,7 +65,7 @@ def _stream_options(
 class _Stream:
     """Opens a streaming context on one network of a tokenizer for the lifetime of the stream."""
 
-    def __init__(self, tokenizer: Tokenizer, network: torch.nn.Module, options: InferenceOptions):
+    def __init__(self, tokenizer: StreamedModel, network: torch.nn.Module, options: InferenceOptions):
         self.options = options
         self.tile, self.tile_overlap = options.tile, options.tile_overlap
         self.tok = tokenizer
@@ -113,7 +124,7 @@ class VideoEncoderStream(_Stream):
 
     def __init__(
         self,
-        tokenizer: Tokenizer,
+        tokenizer: StreamedModel,
         chunk_frames: Optional[int] = None,
         *,
         options: Optional[InferenceOptions] = None,
@@ -242,7 +253,7 @@ class VideoDecoderStream(_Stream):
 
     def __init__(
         self,
-        tokenizer: Tokenizer,
+        tokenizer: StreamedModel,
         chunk_latents: Optional[int] = None,
         *,
         options: Optional[InferenceOptions] = None,

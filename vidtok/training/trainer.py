@@ -40,9 +40,14 @@ from ..distributed import (
     reset_accelerate_state,  # noqa: F401 (re-exported)
     sync_gradients,
 )
-from ..io.weight_files import check_state_dict, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
+from ..io.weight_files import (
+    META_SOURCE,
+    check_state_dict,
+    read_checkpoint,
+    save_tokenizer_safetensors,
+    tokenizer_state_dict,
+)
 from ..models.loading import build_tokenizer
-from ..models.pretrained import META_SOURCE
 from ..modules.conv import unwrap_conv
 from .batches import TrainBatches
 from .checkpoints import CheckpointDir
