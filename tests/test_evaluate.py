@@ -22,8 +22,8 @@ import torch
 from standins import StandInI3D, make_vgg_home, save_detector, use_torch_home
 
 from vidtok.config import ConfigError
+from vidtok.data.videos import prefetch
 from vidtok.evaluation import EvalConfig, evaluate
-from vidtok.evaluation.videos import prefetch
 from vidtok.io.video import tensor_to_frames, write_video
 from vidtok.io.weight_files import CheckpointError, save_tokenizer_safetensors
 from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
@@ -518,8 +518,8 @@ def test_a_stream_that_changes_frame_size_is_evaluated(causal, tmp_path: Path) -
 
 def test_shards_are_dealt_out_whole_and_keys_name_their_shard(videos: Path, tmp_path: Path) -> None:
     from vidtok.data import folder_records, write_shards
+    from vidtok.data.videos import SHARD_STRIDE, list_videos
     from vidtok.evaluation.config import EvalDataConfig
-    from vidtok.evaluation.videos import SHARD_STRIDE, list_videos
 
     write_shards(folder_records(videos), str(tmp_path / "test-%03d.tar"), max_count=2, progress=False)
     data = EvalDataConfig(dir=str(tmp_path / "test-{000..001}.tar"))

@@ -21,6 +21,7 @@ from .sources import (
     video_records,
 )
 from .transforms import frames_to_clip
+from .videos import VideoListConfig, VideoTask, list_videos
 
 __all__ = [
     "DataError",
@@ -31,6 +32,8 @@ __all__ = [
     "ShardWriterError",
     "ShortVideoError",
     "VideoClipDataset",
+    "VideoListConfig",
+    "VideoTask",
     "clip_indices",
     "clip_span",
     "collate_clips",
@@ -40,6 +43,7 @@ __all__ = [
     "folder_records",
     "frame_interval",
     "frames_to_clip",
+    "list_videos",
     "read_clip",
     "read_info",
     "shard_records",

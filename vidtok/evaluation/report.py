@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import PROTOCOL_CLIP_FRAMES
+from ..inference.job import PROTOCOL_CLIP_FRAMES
 
 if TYPE_CHECKING:
     from .result import EvalResult

@@ -21,16 +21,13 @@ from typing import Any, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..config import ConfigError, TokenizerConfig, official_names
+from ..data.videos import ListingFailure, list_videos
 from ..distributed import gather_objects, make_accelerator
-from ..hub import pretrained_file
 from ..metrics import FrameScorer
-from ..models.loading import load_tokenizer
 from .config import EvalConfig
 from .identity import tokenizer_identity
 from .result import EvalResult, summarize
 from .runner import UnreadableVideo, VideoRunner
-from .videos import ListingFailure, list_videos
 
 log = logging.getLogger("vidtok.evaluate")
 
@@ -48,26 +45,16 @@ def evaluate(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     acc = accelerator or make_accelerator()
-    device = torch.device(cfg.device) if cfg.device else acc.device
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"precision=fp16 needs a CUDA device; found {device} (use bf16 or full)")
+    device = cfg.device_for(acc.device)
     tokenizer_given = tokenizer
-    composed = TokenizerConfig.from_any(cfg.tokenizer_config) if cfg.tokenizer_config else None
-    official = composed.name if composed is not None else cfg.tokenizer
-    if tokenizer is None and not cfg.ckpt and official not in official_names():
-        raise ConfigError(
-            "ckpt must name the checkpoint to evaluate, or tokenizer=<official name> its published weights"
-        )
+    if tokenizer is None:
+        cfg.check_weights("evaluate")
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
     if cfg.data.resolved_source() != "shards":  # listed before the model loads: a wrong path fails at once
         listing = list(listing)
-    if tokenizer is None:
-        if not cfg.ckpt:
-            cfg.ckpt = str(pretrained_file(official))  # the file is then identified (SHA-256) like any other
-        tokenizer = load_tokenizer(cfg.tokenizer, cfg.ckpt, cfg.overrides, device=device, config=composed)
-    tok = tokenizer.to(device).eval()
+    tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, "evaluate")
     tc = tok.config
-    cfg.check_for(tc.causal, tc.temporal_factor, tc.spatial_factor, tc.label, kl=not tc.is_discrete)
+    cfg.check_for(tc)
     options = cfg.inference_options(tc)  # checked once, before the first video
     scorer = FrameScorer(
         lpips=cfg.metrics.lpips,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,13 +16,13 @@ import torch
 from torch import Tensor
 
 from ..data.dataset import READ_ERRORS
+from ..data.videos import Piece, VideoTask, clip_pieces, prefetch, whole_pieces
 from ..inference.pipeline import reconstruct_stream
 from ..io.video import VideoWriter, tensor_to_frames
 from ..metrics import FrameScorer
 from ..metrics.video import exact_mean
 from ..models.options import InferenceOptions
 from .config import EvalConfig
-from .videos import Piece, VideoTask, clip_pieces, prefetch, whole_pieces
 
 #: Where a video's time goes (its record's ``seconds``; the summary's ``time_share``).
 TIMERS = ("read", "model", "metrics", "write")
@@ -48,8 +47,7 @@ class VideoRunner:
         """``options``: the tokenizer passes' checked options (:meth:`EvalConfig.inference_options`)."""
         self.tok, self.scorer, self.cfg, self.device, self.out_dir = tok, scorer, cfg, device, out_dir
         self.options = options
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-        self.autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+        self.autocast = cfg.autocast(device)
         self.f = tok.config.temporal_factor
 
     def _sync(self) -> None:

@@ -55,9 +55,10 @@ def _index_dtype(codebook_size: int) -> torch.dtype:
     return torch.int16 if codebook_size <= 2**15 else torch.int32
 
 
-def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
-    """Write a token file atomically (temporary file, then rename)."""
-    from safetensors.torch import save_file
+def token_bytes(tokens: TokenFile) -> bytes:
+    """A token file's bytes (safetensors: the one tensor and the metadata); FSQ indices in the smallest integer type
+    that holds the codebook. What :func:`save_tokens` writes and a shard member of ``encode.py`` holds."""
+    from safetensors.torch import save
 
     if tokens.kind not in ("latents", "indices"):
         raise ValueError(f"kind must be 'latents' or 'indices', got {tokens.kind!r}")
@@ -76,12 +77,18 @@ def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
         "clip_frames": "" if tokens.clip_frames is None else str(int(tokens.clip_frames)),
         "source": json.dumps(tokens.source),
     }
+    return save({tokens.kind: data.contiguous()}, metadata=metadata)
+
+
+def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
+    """Write a token file atomically (temporary file, then rename)."""
+    data = token_bytes(tokens)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file({tokens.kind: data.contiguous()}, tmp, metadata=metadata)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -91,19 +98,26 @@ def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
 
 def load_tokens(path: str | os.PathLike) -> TokenFile:
     """Read a token file written by :func:`save_tokens` (clear errors for anything else)."""
-    from safetensors import SafetensorError, safe_open
-
     path = existing_file(path, "token file", TokenFileError)
+    return tokens_from_bytes(path.read_bytes(), str(path))
+
+
+def tokens_from_bytes(data: bytes, label: str = "token data") -> TokenFile:
+    """A token file from its bytes (see :func:`token_bytes`); ``label`` names it in errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = dict(fh.metadata() or {})
-            keys = list(fh.keys())
-            tensors = {k: fh.get_tensor(k) for k in keys}
+        header_len = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or header_len > len(data) - 8:
+            raise ValueError(f"a safetensors header of {header_len} bytes in {len(data)} bytes")
+        metadata = dict(json.loads(data[8 : 8 + header_len]).get("__metadata__") or {})
+        tensors = load(data)
     except (SafetensorError, OSError, ValueError) as err:
-        raise TokenFileError(f"{path} is not a readable safetensors token file: {err}") from None
+        raise TokenFileError(f"{label} is not a readable safetensors token file: {err}") from None
     if metadata.get("format") != TOKEN_FORMAT:
         raise TokenFileError(
-            f"{path} is not a vidtok token file (format {metadata.get('format')!r}, expected {TOKEN_FORMAT!r})"
+            f"{label} is not a vidtok token file (format {metadata.get('format')!r}, expected {TOKEN_FORMAT!r})"
         )
     try:
         kind = metadata["kind"]
@@ -120,4 +134,4 @@ def load_tokens(path: str | os.PathLike) -> TokenFile:
             source=json.loads(metadata.get("source") or "{}"),
         )
     except (KeyError, ValueError) as err:
-        raise TokenFileError(f"{path}: incomplete or invalid token file metadata ({err})") from None
+        raise TokenFileError(f"{label}: incomplete or invalid token file metadata ({err})") from None

@@ -1,4 +1,4 @@
-"""Which videos a process evaluates, and their frames as the protocol cuts them (clips, or whole-video chunks).
+"""Which videos a process takes (evaluation, dataset encoding), and their frames cut into clips or whole-video chunks.
 
 Each video is decoded once, front to back, keeping every ``round(fps / sample_fps)``-th frame; frames are resized
 on [0, 1] floats (antialiased, short side to the target) and centre-cropped, as the original's evaluation does,
@@ -16,18 +16,46 @@ from typing import Optional, TypeVar, Union
 import torch
 from torch import Tensor
 
-from ..data.sampling import consecutive_clips
-from ..data.sources import Failure, Record, expand_urls, shard_records, video_records
-from ..data.transforms import frames_to_clip
+from ..config import ConfigError
 from ..io.video import VideoError, VideoSource, sampled_frames
-from .config import EvalDataConfig
+from .sampling import consecutive_clips
+from .sources import Failure, Record, expand_urls, shard_records, source_kind, video_records
+from .transforms import frames_to_clip
 
 T = TypeVar("T")
+
+#: How a listing says which kind of source it is (``auto``: told apart by the paths).
+SOURCES = ("auto", "folder", "csv", "shards")
+
+
+@dataclass
+class VideoListConfig:
+    """Which videos: ``dir`` is a folder (searched recursively), a CSV file (paths relative to its folder, or to
+    ``root``), or tar shards (``data/test-{000..009}.tar``, ``pipe:...``); ``meta`` is the original's layout: a
+    CSV of paths relative to ``dir``. ``source: auto`` tells them apart by what ``dir`` and ``meta`` look like."""
+
+    dir: Optional[str] = None
+    meta: Optional[str] = None
+    column: str = "videos"
+    source: str = "auto"
+    limit: Optional[int] = None
+
+    def resolved_source(self) -> str:
+        return source_kind(self.dir, self.meta, self.source)
+
+    def check(self) -> None:
+        """Checks that need no file (ConfigError naming the ``data.`` key)."""
+        if not self.dir:
+            raise ConfigError("data.dir must name the videos: a folder, a CSV file, or tar shards (data.dir=...)")
+        if self.source not in SOURCES:
+            raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"data.limit must be >= 1 or null (every video), got {self.limit}")
 
 
 @dataclass
 class VideoTask:
-    """One video to evaluate: ``order`` is its position in the whole list (reports are sorted by it)."""
+    """One video of a listing: ``order`` is its position in the whole list (reports and outputs are sorted by it)."""
 
     order: int
     key: str
@@ -56,7 +84,7 @@ class Piece:
     fps: float
 
 
-def list_videos(data: EvalDataConfig, rank: int = 0, world: int = 1) -> Iterator[Union[VideoTask, ListingFailure]]:
+def list_videos(data: VideoListConfig, rank: int = 0, world: int = 1) -> Iterator[Union[VideoTask, ListingFailure]]:
     """This process's share of the videos, in the listing's order.
 
     Folders and CSVs are listed up front and dealt out one by one (every ``world``-th from ``rank``). Shards are

@@ -1,0 +1,185 @@
+"""What every job over a set of videos shares (``evaluate.py``, ``encode.py``): which tokenizer and weights, which
+videos, how their frames are read and cut (clips or one causal stream per video), and how the model runs.
+
+:class:`VideoJobConfig` holds those keys once, with their checks; the jobs' configs add their own keys to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from ..config import ConfigError, TokenizerConfig, build_config, official_names
+from ..data.videos import VideoListConfig
+from ..errors import InputError
+from ..models.options import InferenceOptions
+
+MODES = ("clips", "whole")
+PRECISIONS = ("full", "bf16", "fp16")
+LAST_CLIP = ("repeat", "drop")
+#: Keys that Hydra composes from ``tokenizer=NAME`` (or ``model=`` / ``compression=`` / ``regularizer=``).
+TOKENIZER_KEYS = ("name", "model", "compression", "regularizer")
+#: The paper's clip lengths: 17 frames for causal models, 16 for non-causal ones.
+PROTOCOL_CLIP_FRAMES = {True: 17, False: 16}
+
+
+@dataclass
+class VideoJobConfig:
+    """The keys a job over many videos shares.
+
+    The tokenizer: ``tokenizer`` (an official name or a config file) or ``tokenizer_config`` (composed by Hydra),
+    ``overrides`` (``model.ch=...``), ``ckpt`` (default for official names: the published weights). The videos:
+    ``data`` (:class:`~vidtok.data.VideoListConfig`), read at ``sample_fps`` (null: every frame) and resized to
+    cover ``height`` x ``width``, centre-cropped. ``mode``: ``clips`` cuts each video into consecutive clips of
+    ``clip_frames`` frames (default 17 causal / 16 non-causal), the last completed with copies of its final frame
+    (``last_clip: repeat``) or dropped; ``whole`` runs each complete video as one causal stream of
+    ``chunk_frames``-frame chunks. ``batch_size`` clips per model call (of one video), ``precision``
+    (full / bf16 / fp16 autocast), ``device``, ``tile`` / ``tile_overlap`` (see :class:`~vidtok.InferenceOptions`),
+    ``threads`` (torch CPU threads per process).
+    """
+
+    ckpt: Optional[str] = None
+    tokenizer: Optional[str] = None
+    overrides: list[str] = field(default_factory=list)
+    tokenizer_config: Optional[dict] = None
+    data: VideoListConfig = field(default_factory=VideoListConfig)
+    height: int = 256
+    width: int = 256
+    sample_fps: Optional[float] = 30.0
+    mode: str = "clips"
+    chunk_frames: int = 16
+    clip_frames: Optional[int] = None
+    last_clip: str = "repeat"
+    batch_size: int = 4
+    precision: str = "full"
+    device: Optional[str] = None
+    tile: Optional[int] = None
+    tile_overlap: Optional[int] = None
+    threads: Optional[int] = None
+
+    def validate(self):
+        """Checks that need no model (ConfigError naming the key); :meth:`check_for` adds those that do."""
+        if self.tokenizer is not None and self.tokenizer_config is not None:
+            raise ConfigError("give tokenizer (a name or config file) or tokenizer_config, not both")
+        self.data.check()
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be 'clips' or 'whole', got {self.mode!r}")
+        if self.last_clip not in LAST_CLIP:
+            raise ConfigError(f"last_clip must be 'repeat' or 'drop', got {self.last_clip!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or null (torch's default), got {self.threads}")
+        for name in ("height", "width", "chunk_frames", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_frames is not None and self.clip_frames < 1:
+            raise ConfigError(f"clip_frames must be >= 1 or null (the protocol's default), got {self.clip_frames}")
+        if self.sample_fps is not None and self.sample_fps <= 0:
+            raise ConfigError(f"sample_fps must be positive or null (every frame), got {self.sample_fps}")
+        return self
+
+    def clip_length(self, causal: bool) -> int:
+        """Frames per clip in ``clips`` mode: ``clip_frames``, else the protocol's 17 (causal) / 16 (non-causal)."""
+        return self.clip_frames if self.clip_frames is not None else PROTOCOL_CLIP_FRAMES[causal]
+
+    def inference_options(self, config: TokenizerConfig) -> InferenceOptions:
+        """The options of the tokenizer passes, checked against ``config`` (a ConfigError otherwise): the tiles,
+        and in ``whole`` mode the stream's chunks (``chunk_frames`` frames, ``chunk_frames / f`` latents)."""
+        options = InferenceOptions(tile=self.tile, tile_overlap=self.tile_overlap)
+        if self.mode == "whole" and config.causal:
+            options = options.replace(
+                chunk_frames=self.chunk_frames, chunk_latents=max(1, self.chunk_frames // config.temporal_factor)
+            )
+        try:
+            return options.checked(config)
+        except InputError as err:  # refused before the first video, with the config's words
+            raise ConfigError(str(err)) from None
+
+    def check_for(self, config: TokenizerConfig) -> None:
+        """Checks against the model the job runs (ConfigError naming the model)."""
+        causal, f, fs, label = config.causal, config.temporal_factor, config.spatial_factor, config.label
+        if self.mode == "whole" and not causal:
+            raise ConfigError(
+                f"mode=whole streams a whole video through a causal model; {label} is non-causal: use mode=clips "
+                f"(clips of {self.clip_length(False)} frames, as the paper evaluates non-causal models)"
+            )
+        if self.mode == "whole" and self.chunk_frames % f:
+            raise ConfigError(f"chunk_frames must be a multiple of {f} for {label}, got {self.chunk_frames}")
+        clip = self.clip_length(causal)
+        if self.mode == "clips":
+            if causal and (clip - 1) % f:
+                raise ConfigError(f"clip_frames must be 1 + k*{f} for causal {label}, got {clip}")
+            if not causal and clip % f:
+                raise ConfigError(f"clip_frames must be a multiple of {f} for {label}, got {clip}")
+        for name in ("height", "width"):
+            if getattr(self, name) % fs:
+                raise ConfigError(f"{name} must be a multiple of {fs} for {label}, got {getattr(self, name)}")
+
+    def device_for(self, default: torch.device) -> torch.device:
+        """``device`` when set, else ``default`` (the process's accelerator device); fp16 refused off CUDA."""
+        device = torch.device(self.device) if self.device else default
+        if self.precision == "fp16" and device.type != "cuda":
+            raise ConfigError(f"precision=fp16 needs a CUDA device; found {device} (use bf16 or full)")
+        return device
+
+    def autocast(self, device: torch.device):
+        """The autocast context of ``precision`` (a no-op context for ``full``)."""
+        from contextlib import nullcontext
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    def composed_tokenizer(self) -> Optional[TokenizerConfig]:
+        """The tokenizer config Hydra composed (``tokenizer_config``), if any."""
+        return TokenizerConfig.from_any(self.tokenizer_config) if self.tokenizer_config else None
+
+    def check_weights(self, what: str = "run") -> None:
+        """Refuse a job that names no weights: no ``ckpt`` and no official name whose published weights to take."""
+        composed = self.composed_tokenizer()
+        official = composed.name if composed is not None else self.tokenizer
+        if not self.ckpt and official not in official_names():
+            raise ConfigError(
+                f"ckpt must name the checkpoint to {what}, or tokenizer=<official name> its published weights"
+            )
+
+    def load_tokenizer(self, device: torch.device, what: str = "run") -> Any:
+        """The tokenizer the keys name, on ``device`` in eval mode. With an official name and no ``ckpt`` the
+        published weights are fetched and ``ckpt`` set to their file (so it is identified like any other)."""
+        from ..hub import pretrained_file
+        from ..models.loading import load_tokenizer
+
+        self.check_weights(what)
+        composed = self.composed_tokenizer()
+        if not self.ckpt:
+            self.ckpt = str(pretrained_file(composed.name if composed is not None else self.tokenizer))
+        tok = load_tokenizer(self.tokenizer, self.ckpt, self.overrides, device=device, config=composed)
+        return tok.to(device).eval()
+
+    @classmethod
+    def from_any(cls, cfg: Any):
+        """From an instance, a dict or an OmegaConf node (``hydra`` and ``defaults`` keys ignored); unknown keys
+        are refused by name."""
+        if isinstance(cfg, cls):
+            return cfg.validate()
+        if not isinstance(cfg, dict):
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"a {cls.__name__} must be a mapping, got {cfg!r}")
+        values = {k: v for k, v in cfg.items() if k not in ("hydra", "defaults")}
+        # Hydra composes tokenizer=NAME (or model=/compression=/regularizer=) into top-level tokenizer keys
+        composed = {k: values.pop(k) for k in TOKENIZER_KEYS if k in values and values[k] is not None}
+        if composed:
+            if values.get("tokenizer_config") is not None:
+                raise ConfigError(f"tokenizer_config given twice: as a mapping and as composed keys {sorted(composed)}")
+            values["tokenizer_config"] = composed
+        if values.get("overrides") is not None:
+            values["overrides"] = list(values["overrides"])
+        return build_config(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
