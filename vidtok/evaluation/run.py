@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from ..data.videos import ListingFailure, list_videos
 from ..distributed import gather_objects, make_accelerator
 from ..metrics import FrameScorer
+from ..models.identity import tokenizer_identity
 from .config import EvalConfig
-from .identity import tokenizer_identity
 from .result import EvalResult, summarize
 from .runner import UnreadableVideo, VideoRunner
 
@@ -67,7 +67,7 @@ def evaluate(
         ssim_downsample=True,
     )
     out_dir = _output_dir(cfg, acc) if write else None
-    identity = tokenizer_identity(tok, cfg, from_file=tokenizer_given is None)
+    identity = tokenizer_identity(tok, cfg.ckpt, from_file=tokenizer_given is None)
     runner = VideoRunner(tok, scorer, cfg, options, device, out_dir)
 
     start = time.perf_counter()

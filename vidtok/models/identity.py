@@ -1,21 +1,21 @@
-"""What identifies an evaluated tokenizer: its name, compression and full config, and where its weights came from
-(the checkpoint file and its SHA-256, or a SHA-256 of the weights of a tokenizer passed in from Python)."""
+"""What identifies a tokenizer that a job ran (evaluation reports, encoded datasets): its name, compression and
+full config, and where its weights came from (the checkpoint file and its SHA-256, or a SHA-256 of the weights of a
+tokenizer passed in from Python)."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from ..io.auxiliary_weights import sha256_of
-from .config import EvalConfig
 
 
-def tokenizer_identity(tok: Any, cfg: EvalConfig, from_file: bool = True) -> dict[str, Any]:
-    """What was evaluated: the tokenizer's name and full config, the checkpoint file and its SHA-256 (for a
+def tokenizer_identity(tok: Any, ckpt: Optional[str], from_file: bool = True) -> dict[str, Any]:
+    """What ran: the tokenizer's name and full config, the checkpoint file ``ckpt`` and its SHA-256 (for a
     tokenizer passed in from Python, ``from_file=False``: a SHA-256 of its weights instead)."""
     import vidtok
 
@@ -32,8 +32,8 @@ def tokenizer_identity(tok: Any, cfg: EvalConfig, from_file: bool = True) -> dic
     if not from_file:
         info["ckpt"] = None
         info["weights_sha256"] = weights_sha256(tok)
-    elif cfg.ckpt:
-        path = Path(cfg.ckpt)
+    elif ckpt:
+        path = Path(ckpt)
         info["ckpt"] = str(path.resolve())
         if path.is_file():
             info["ckpt_bytes"] = path.stat().st_size
