@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from vidtok.data.config import DataConfig
+from vidtok.encoding import EncodeConfig
 from vidtok.evaluation.config import EvalConfig
 from vidtok.losses import LossConfig
 from vidtok.training.config import CheckpointConfig, LoopConfig, OptimConfig, ValidationConfig
@@ -22,6 +23,7 @@ CONF = REPO / "conf"
 # (file, section or None, class, the keys that file exists to choose)
 FILES = [
     ("eval.yaml", None, EvalConfig, {"metrics.detector_sha256"}),  # 'default' names the class's I3D hash
+    ("encode.yaml", None, EncodeConfig, set()),
     ("data/folder.yaml", None, DataConfig, set()),
     ("data/csv.yaml", None, DataConfig, {"source"}),
     ("data/shards.yaml", None, DataConfig, {"source"}),

@@ -1,0 +1,176 @@
+"""encode.py / vidtok.encoding: datasets into latent or FSQ index shards, resumable exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import run_vidtok
+from test_commands import write_clip
+
+from vidtok.config import ConfigError
+from vidtok.encoding import encode_dataset
+from vidtok.inference.pipeline import encode_video
+from vidtok.io.token_files import load_tokens, tokens_from_bytes
+from vidtok.io.weight_files import save_tokenizer_safetensors
+
+from conftest import tiny_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
+FSQ = "vidtok_fsq_causal_488_4096"
+NONCAUSAL = "vidtok_kl_noncausal_488_4chn"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("weights")
+    out = {}
+    for name in (KL_V11, FSQ, NONCAUSAL):
+        tok = tiny_tokenizer(name, ch=8)
+        out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / f"{name}.safetensors")
+    return out
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Five videos of 21 to 45 frames in two folders, one broken file and one empty file."""
+    root = tmp_path_factory.mktemp("dataset")
+    (root / "b").mkdir()
+    for i, frames in enumerate((21, 33, 45, 25)):
+        write_clip(root / ("b" if i % 2 else "") / f"v{i}.mp4", frames=frames, height=32, width=40)
+    write_clip(root / "b" / "v.4.mp4", frames=17, height=32, width=40)
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(500))
+    (root / "empty.mp4").write_bytes(b"")
+    return root
+
+
+def _config(weights, videos, out, **extra) -> dict:
+    cfg = {
+        "ckpt": str(weights[extra.pop("name", KL_V11)]),
+        "data": {"dir": str(videos)},
+        "height": 32,
+        "width": 32,
+        "sample_fps": None,
+        "threads": 1,
+        "output": {"dir": str(out), "progress": False, **extra.pop("output", {})},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def _samples(out: Path) -> dict[str, dict]:
+    """Every sample of every shard: key -> {"tokens": TokenFile, "json": dict}; a key seen twice fails."""
+    found: dict[str, dict] = {}
+    for shard in sorted(out.glob("part-*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            key, ext = name.split(".", 1)
+            entry = found.setdefault(key, {"shard": shard.name})
+            if ext == "safetensors":
+                assert "tokens" not in entry, f"{key} written twice"
+                entry["tokens"] = tokens_from_bytes(data, name)
+            else:
+                entry["json"] = json.loads(data)
+    return found
+
+
+def test_clips_mode_writes_every_clip_once_with_a_manifest(weights, videos, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = encode_dataset(_config(weights, videos, out, batch_size=2, output={"max_count": 3}))
+    samples = _samples(out)
+    # 21, 33, 45, 25, 17 frames -> 1, 1, 2, 1, 1 clips of 17 frames (last_clip=drop)
+    assert len(samples) == result.samples == 6
+    assert {f["name"].rsplit("/", 1)[-1] for f in result.failed} == {"broken.mp4", "empty.mp4"}
+    assert all(f["reason"] for f in result.failed)
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(m["key"] for m in manifest) == sorted(samples)
+    assert all(samples[m["key"]]["shard"] == m["shard"] for m in manifest)
+    assert len(list(out.glob("part-*.tar"))) >= 2  # max_count=3 over 6 samples, videos kept whole
+    run = json.loads((out / "run.json").read_text())
+    assert run["identity"]["ckpt_sha256"] and run["job"]["config"]["name"] == KL_V11
+    v2 = [m for m in manifest if m["video"] == "v2.mp4"]
+    assert [(m["first_frame"], m["last_frame"], m["frames"]) for m in v2] == [(0, 16, 17), (17, 33, 17)]
+    assert samples["v2_mp4/00001"]["tokens"].data.shape == (1, 4, 5, 4, 4)
+
+
+def test_whole_mode_equals_vidtok_encode_of_the_same_video(weights, videos, tmp_path) -> None:
+    out = tmp_path / "out"
+    encode_dataset(_config(weights, videos, out, mode="whole", chunk_frames=8))
+    samples = _samples(out)
+    tokens = samples["b/v1_mp4"]["tokens"]
+    tok = tiny_tokenizer(KL_V11, ch=8)
+    reference = encode_video(tok, videos / "b" / "v1.mp4", height=32, width=32)
+    assert tokens.frames == reference.frames == 33
+    assert (tokens.data - reference.data).abs().max() < 1e-4
+    # an extracted member is a token file that `vidtok decode` turns back into video
+    member = tmp_path / "v1.safetensors"
+    with tarfile.open(out / samples["b/v1_mp4"]["shard"]) as tar:
+        member.write_bytes(tar.extractfile("b/v1_mp4.safetensors").read())
+    assert load_tokens(member).frames == 33
+    run = run_vidtok("decode", str(member), str(tmp_path / "v1.mp4"), "--ckpt", str(weights[KL_V11]), "--quiet")
+    assert run.returncode == 0, run.stderr
+
+
+def test_fsq_indices_in_the_smallest_integer_type(weights, videos, tmp_path) -> None:
+    out = tmp_path / "out"
+    encode_dataset(_config(weights, videos, out, name=FSQ, output={"indices": True}))
+    with tarfile.open(next(out.glob("part-*.tar"))) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".safetensors"))
+        header = tar.extractfile(member).read()
+    length = int.from_bytes(header[:8], "little")
+    assert json.loads(header[8 : 8 + length])["indices"]["dtype"] == "I16"  # codebook 4096
+
+
+def test_refusals_before_any_video_is_read(weights, videos, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="output.indices stores FSQ indices"):
+        encode_dataset(_config(weights, videos, tmp_path / "a", output={"indices": True}))
+    with pytest.raises(ConfigError, match="non-causal"):
+        encode_dataset(_config(weights, videos, tmp_path / "b", name=NONCAUSAL, mode="whole"))
+    with pytest.raises(ConfigError, match="ckpt must name the checkpoint to encode"):
+        encode_dataset({"data": {"dir": str(videos)}, "output": {"dir": str(tmp_path / "c")}})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # an output folder of another job is refused, not mixed
+    encode_dataset(_config(weights, videos, tmp_path / "d", data={"dir": str(videos), "limit": 1}))
+    with pytest.raises(ConfigError, match="holds samples of another job"):
+        encode_dataset(_config(weights, videos, tmp_path / "d", data={"dir": str(videos), "limit": 1}, height=24))
+
+
+def test_sigkill_then_the_same_command_gives_every_sample_once(weights, videos, tmp_path) -> None:
+    """Kill the real command once its first shard is committed, run it again: every sample once."""
+    out = tmp_path / "out"
+    args = [sys.executable, str(REPO / "encode.py"), f"ckpt={weights[KL_V11]}", f"data.dir={videos}"]
+    args += [f"output.dir={out}", "height=32", "width=32", "sample_fps=null", "output.max_count=1", "threads=1"]
+    args += ["output.progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    killed = False
+    for _ in range(5):
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(list((out / "index").glob("part-*.json"))) >= 1 and len(list(out.glob("part-*.tar"))) < 4:
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.02)
+        proc.wait()
+        if killed:
+            break
+    assert killed, "the run ended before a kill could land between its shards"
+    assert not (out / "manifest.jsonl").exists()
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "done before" in done.stdout
+    samples = _samples(out)
+    assert len(samples) == 6
+    assert not list(out.glob(".*tmp*"))
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(m["key"] for m in manifest) == sorted(samples)

@@ -1,0 +1,63 @@
+"""Typed config of a dataset encoding run (``conf/encode.yaml``): the shared job keys plus where and how the
+latent shards are written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import ConfigError, TokenizerConfig
+from ..inference.job import VideoJobConfig
+
+
+@dataclass
+class EncodeOutputConfig:
+    """Where the shards go (``dir``, required) and their limits: at most ``max_count`` samples and about
+    ``max_bytes`` per shard (a video's samples never straddle two shards). ``indices``: FSQ models store integer
+    indices (the smallest integer type of the codebook) instead of latents."""
+
+    dir: Optional[str] = None
+    max_count: int = 1000
+    max_bytes: int = 1 << 30
+    indices: bool = False
+    progress: bool = True
+
+
+@dataclass
+class EncodeConfig(VideoJobConfig):
+    """A dataset encoding run: every video of ``data`` into latents (or FSQ indices), one sample per clip
+    (``mode: clips``) or per video (``mode: whole``, one causal stream: v1.1 models for any length).
+    ``workers``: DataLoader processes decoding and resizing videos beside the model (0: a background thread).
+    ``last_clip`` defaults to ``drop`` here: a generative model should not learn from repeated frames."""
+
+    last_clip: str = "drop"
+    batch_size: int = 8
+    workers: int = 0
+    output: EncodeOutputConfig = field(default_factory=EncodeOutputConfig)
+
+    def validate(self) -> EncodeConfig:
+        super().validate()
+        if not self.output.dir:
+            raise ConfigError("output.dir must name the folder the shards are written to (output.dir=...)")
+        if self.output.max_count < 1 or self.output.max_bytes < 1:
+            raise ConfigError(
+                f"output.max_count and output.max_bytes must be >= 1, got {self.output.max_count} and "
+                f"{self.output.max_bytes}"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        return self
+
+    def check_for(self, config: TokenizerConfig) -> None:
+        super().check_for(config)
+        if self.output.indices and not config.is_discrete:
+            raise ConfigError(f"output.indices stores FSQ indices; {config.label} is a KL model (use latents)")
+
+    def job_keys(self) -> dict:
+        """What decides the samples' content (compared when a run resumes into an existing output.dir)."""
+        keys = self.to_dict()
+        for name in ("device", "threads", "workers", "batch_size"):
+            keys.pop(name)
+        keys["output"] = {"indices": self.output.indices}
+        keys.pop("ckpt")  # the checkpoint is compared by its SHA-256 (the identity)
+        return keys

@@ -1,0 +1,357 @@
+"""Encode a dataset: every video of a listing into latents or FSQ indices, written as WebDataset shards.
+
+:func:`encode_dataset` is what ``encode.py`` runs; it works the same from Python and under ``accelerate launch``,
+where each process takes every n-th video (whole shards for sharded input) and writes shards of its own. Frames are
+read as ``vidtok encode`` reads them (sampled at ``sample_fps``, resized to cover ``height`` x ``width`` and
+centre-cropped, on uint8 frames), so a sample equals ``vidtok encode`` of the same frames. Reading and resizing run
+beside the model: in a background thread, or in ``workers`` DataLoader processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..config import ConfigError
+from ..data.dataset import READ_ERRORS
+from ..data.sampling import consecutive_clips
+from ..data.videos import ListingFailure, VideoTask, list_videos, prefetch
+from ..distributed import gather_objects, make_accelerator
+from ..io.token_files import TokenFile, token_bytes
+from ..io.video import VideoError, frame_interval, frames_to_tensor, iter_frames, read_info
+from ..models.identity import tokenizer_identity
+from .config import EncodeConfig
+from .shards import ShardSink, read_committed, remove_uncommitted, write_atomic, write_manifest
+
+log = logging.getLogger("vidtok.encode")
+
+
+@dataclass
+class EncodeResult:
+    """What a run wrote (on every process: the totals over all processes)."""
+
+    output_dir: Path
+    samples: int
+    videos: int
+    failed: list[dict]
+    skipped_done: int
+    seconds: float
+    frames: int
+    identity: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Piece:
+    """Frames of one video for the model: ``video`` (n, 3, T, H, W) in [-1, 1]; ``indices`` the source frame
+    indices of each of the n clips (``whole`` mode: n = 1, T a chunk)."""
+
+    task: VideoTask
+    video: Tensor
+    indices: list[list[int]]
+    fps: float
+
+
+@dataclass
+class _End:
+    task: VideoTask
+    fps: float
+    source_fps: float
+    frames: int
+
+
+@dataclass
+class _Failed:
+    task: VideoTask
+    reason: str
+
+
+def _pieces(task: VideoTask, cfg: EncodeConfig, causal: bool) -> Iterator[Union[_Piece, _End, _Failed]]:
+    """One video's frames as they are decoded, cut as the config says, then its end; or, at the first read
+    error, its failure (the consumer then drops what it had of the video)."""
+    try:
+        info = read_info(task.source, task.name)
+        interval = frame_interval(info.fps, cfg.sample_fps)
+        fps = info.fps / interval
+        size = (cfg.height, cfg.width)
+        count = 0
+        if cfg.mode == "whole":
+            for frames in iter_frames(task.source, interval=interval, size=size, chunk=cfg.chunk_frames):
+                ids = [(count + i) * interval for i in range(frames.shape[0])]
+                count += frames.shape[0]
+                yield _Piece(task, frames_to_tensor(frames), [ids], fps)
+        else:
+            clip, clips, pieces = cfg.clip_length(causal), [], 0
+
+            def numbered() -> Iterator[tuple[int, Tensor]]:
+                nonlocal count
+                for chunk in iter_frames(task.source, interval=interval, size=size, chunk=clip):
+                    for frame in chunk:
+                        yield count * interval, frame
+                        count += 1
+
+            for run in consecutive_clips(numbered(), clip, cfg.last_clip):
+                clips.append(([i for i, _ in run], torch.stack([frame for _, frame in run])))
+                if len(clips) == cfg.batch_size:
+                    yield _batch(task, clips, fps)
+                    clips, pieces = [], pieces + 1
+            if clips:
+                yield _batch(task, clips, fps)
+                pieces += 1
+            if not pieces and count:
+                raise VideoError(f"{task.name} has {count} sampled frames, fewer than one clip of {clip}")
+        if count == 0:
+            raise VideoError(f"{task.name} holds no video frames")
+    except MemoryError:
+        raise
+    except Exception as err:  # the reader only decodes and resizes: whatever it raises is the video's
+        reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
+        yield _Failed(task, reason)
+        return
+    yield _End(task, fps, info.fps, count)
+
+
+def _batch(task: VideoTask, clips: list, fps: float) -> _Piece:
+    video = torch.cat([frames_to_tensor(frames) for _, frames in clips])
+    return _Piece(task, video, [ids for ids, _ in clips], fps)
+
+
+class _ReadSet(torch.utils.data.IterableDataset):
+    """The videos of this process, read in DataLoader workers (each takes every n-th video: a video's pieces
+    stay in order)."""
+
+    def __init__(self, tasks: list, cfg: EncodeConfig, causal: bool):
+        self.tasks, self.cfg, self.causal = tasks, cfg, causal
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        tasks = self.tasks if info is None else self.tasks[info.id :: info.num_workers]
+        for task in tasks:
+            yield from _pieces(task, self.cfg, self.causal)
+
+
+def _read(tasks: list, cfg: EncodeConfig, causal: bool) -> Iterator:
+    if cfg.workers == 0:
+        return prefetch((item for task in tasks for item in _pieces(task, cfg, causal)), depth=4)
+    loader = torch.utils.data.DataLoader(
+        _ReadSet(tasks, cfg, causal), batch_size=None, num_workers=cfg.workers, prefetch_factor=4
+    )
+    return iter(loader)
+
+
+def _job_record(identity: dict, cfg: EncodeConfig) -> dict:
+    """What run.json holds, and what a resumed run must match: the tokenizer's config and weights, the keys."""
+    weights = {k: identity.get(k) for k in ("ckpt_sha256", "weights_sha256") if identity.get(k)}
+    return {"tokenizer": identity["name"], "config": identity["config"], "weights": weights, "keys": cfg.job_keys()}
+
+
+def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
+    """Main process: start ``out_dir`` or check that it holds this job's samples; drop what a killed run left."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "run.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError as err:
+            raise ConfigError(f"{path} is unreadable ({err}); use another output.dir or remove it") from None
+        if old.get("job") != record:
+            diff = sorted(k for k in record if old.get("job", {}).get(k) != record[k])
+            raise ConfigError(
+                f"output.dir {out_dir} holds samples of another job (differs in: {', '.join(diff)}); use another "
+                "output.dir, or remove it to start over"
+            )
+    else:
+        write_atomic(path, json.dumps({"job": record, "identity": identity}, indent=1, default=str).encode())
+    for name in remove_uncommitted(out_dir):
+        log.info("removed %s (left unfinished by an interrupted run)", name)
+
+
+def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any = None, tokenizer: Any = None):
+    """Run a dataset encoding as ``config`` (an :class:`EncodeConfig`, a dict or an OmegaConf node) says.
+
+    Started again with the same config after an interruption, it encodes only the videos no earlier run
+    committed. ``tokenizer``: an already loaded tokenizer instead of loading ``ckpt``. Raises ConfigError /
+    CheckpointError / DataSourceError before any video is read; a video that cannot be read is skipped and
+    listed in ``failed.jsonl``. Returns an :class:`EncodeResult`.
+    """
+    cfg = EncodeConfig.from_any(config)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = accelerator or make_accelerator()
+    device = cfg.device_for(acc.device)
+    given = tokenizer
+    if tokenizer is None:
+        cfg.check_weights("encode")
+    if cfg.workers and cfg.mode == "whole":
+        raise ConfigError("workers applies to mode=clips; mode=whole reads each video in a background thread")
+    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
+    if cfg.data.resolved_source() != "shards":
+        listing = list(listing)  # a wrong path fails before the model loads
+    tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, "encode")
+    tc = tok.config
+    cfg.check_for(tc)
+    options = cfg.inference_options(tc)
+    identity = tokenizer_identity(tok, cfg.ckpt, from_file=given is None)
+    out_dir = Path(cfg.output.dir)
+    if acc.is_main_process:
+        _claim_output(out_dir, _job_record(identity, cfg), identity)
+    acc.wait_for_everyone()
+    committed = read_committed(out_dir)
+    rank = acc.process_index
+    sink = ShardSink(out_dir, rank, committed.next_number.get(rank, 0), cfg.output.max_count, cfg.output.max_bytes)
+    tasks, skipped = [], 0
+    for task in listing:
+        if task.key in committed.done:
+            skipped += 1
+        elif isinstance(task, ListingFailure):
+            sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": task.reason})
+        else:
+            tasks.append(task)
+    kind = "indices" if cfg.output.indices else "latents"
+    encoder = _Encoder(tok, cfg, options, device, kind)
+    start = time.perf_counter()
+    bar = tqdm(total=len(tasks), desc="encode", unit="video", disable=not cfg.output.progress, position=rank)
+    videos = frames = 0
+    reader = _read(tasks, cfg, tc.causal)
+    try:
+        with torch.inference_mode():
+            for item in reader:
+                if isinstance(item, _Piece):
+                    encoder.push(item)
+                    continue
+                bar.update(1)
+                if isinstance(item, _Failed):
+                    encoder.drop(item.task)
+                    log.warning("skipping %s: %s", item.task.name, item.reason)
+                    task = item.task
+                    sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": item.reason})
+                    continue
+                samples, record = encoder.finish(item)
+                sink.add_video(record, samples)
+                videos += 1
+                frames += item.frames
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        bar.close()
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+    seconds = time.perf_counter() - start
+    parts = gather_objects((videos, frames, seconds))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        write_manifest(out_dir)
+    acc.wait_for_everyone()
+    state = read_committed(out_dir)
+    failed = sorted((f for index in state.indexes for f in index["failed"]), key=lambda f: f["order"])
+    samples = sum(len(v["samples"]) for index in state.indexes for v in index["videos"])
+    return EncodeResult(
+        out_dir,
+        samples,
+        sum(p[0] for p in parts),
+        failed,
+        sum(gather_objects(skipped)),
+        max(p[2] for p in parts),
+        sum(p[1] for p in parts),
+        identity,
+    )
+
+
+class _Encoder:
+    """Runs the model on pieces as they come and keeps each video's samples until the video ends."""
+
+    def __init__(self, tok: Any, cfg: EncodeConfig, options: Any, device: torch.device, kind: str):
+        self.tok, self.cfg, self.options, self.device, self.kind = tok, cfg, options, device, kind
+        self.autocast = cfg.autocast(device)
+        self.pending: dict[str, list] = {}  # video key -> [(data (1, ...), source indices)]
+        self.stream = None  # whole mode: the open stream of the current video
+
+    def push(self, piece: _Piece) -> None:
+        x = piece.video.to(self.device)
+        parts = self.pending.setdefault(piece.task.key, [])
+        with self.autocast:
+            if self.cfg.mode == "whole":
+                if self.stream is None:
+                    self.stream = self.tok.encoder_stream(options=self.options, output=self.kind)
+                    self.stream.__enter__()
+                parts.append((self.stream.push(x), piece.indices[0]))
+                return
+            encode = self.tok.encode_indices if self.kind == "indices" else self.tok.encode
+            out = encode(x, options=self.options)
+        for i, ids in enumerate(piece.indices):
+            parts.append((out[i : i + 1].float() if self.kind == "latents" else out[i : i + 1], ids))
+
+    def drop(self, task: VideoTask) -> None:
+        self.pending.pop(task.key, None)
+        self._close_stream()
+
+    def _close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.__exit__(None, None, None)
+            self.stream = None
+
+    def finish(self, end: _End) -> tuple[list[tuple[str, bytes, dict]], dict]:
+        """The video's samples (key, safetensors bytes, json record) and its index record."""
+        task, cfg, tc = end.task, self.cfg, self.tok.config
+        parts = self.pending.pop(task.key, [])
+        base = task.key.replace(".", "_")
+        video = {"order": task.order, "key": task.key, "name": task.name, "frames": end.frames, "fps": end.fps}
+        common = {
+            "video": task.key,
+            "order": task.order,
+            "source": task.name,
+            "fps": end.fps,
+            "source_fps": end.source_fps,
+            "height": cfg.height,
+            "width": cfg.width,
+            "kind": self.kind,
+        }
+        if cfg.mode == "whole":
+            with self.autocast:
+                tail = self.stream.finish()
+            self._close_stream()
+            pieces = [p for p, _ in parts] + [tail]
+            data = torch.cat(pieces, dim=1 if self.kind == "indices" else 2)
+            ids = [i for _, chunk in parts for i in chunk]
+            clips = [(data, ids)]
+        else:
+            clips = parts
+        samples = []
+        for number, (data, ids) in enumerate(clips):
+            padded = _repeats(ids)
+            frames = len(ids) - padded
+            tokens = TokenFile(
+                self.kind,
+                data.float() if self.kind == "latents" else data,
+                tc,
+                end.fps,
+                frames,
+                cfg.height,
+                cfg.width,
+                None if tc.causal or cfg.mode == "whole" else len(ids),
+                {"path": task.name, "fps": end.source_fps},
+            )
+            key = base if cfg.mode == "whole" else f"{base}/{number:05d}"
+            record = dict(common, clip=number, first_frame=ids[0], last_frame=ids[frames - 1], frames=frames)
+            record.update(padded_frames=padded, shape=list(data.shape))
+            samples.append((key, token_bytes(tokens), record))
+        return samples, video
+
+
+def _repeats(indices: list[int]) -> int:
+    """How many trailing entries repeat the one before them (copies completing a last clip)."""
+    n = 0
+    while n + 1 < len(indices) and indices[-1 - n] == indices[-2 - n]:
+        n += 1
+    return n
