@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from test_cli import run_vidtok
 from test_commands import write_clip
 
@@ -21,7 +22,7 @@ from vidtok.inference.pipeline import encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 from vidtok.io.weight_files import save_tokenizer_safetensors
 
-from conftest import tiny_tokenizer
+from conftest import free_port, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
@@ -174,3 +175,42 @@ def test_sigkill_then_the_same_command_gives_every_sample_once(weights, videos, 
     assert not list(out.glob(".*tmp*"))
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(m["key"] for m in manifest) == sorted(samples)
+
+
+@pytest.mark.slow
+def test_two_processes_killed_and_restarted_equal_one_process(weights, videos, tmp_path) -> None:
+    """`accelerate launch` with 2 processes, SIGKILLed after a commit and run again, writes the samples that one
+    process writes, each once, with the same tensors."""
+    one = tmp_path / "one"
+    encode_dataset(_config(weights, videos, one, output={"max_count": 1}))
+    two = tmp_path / "two"
+    args = [f"ckpt={weights[KL_V11]}", f"data.dir={videos}", f"output.dir={two}", "height=32", "width=32"]
+    args += ["sample_fps=null", "output.max_count=1", "threads=1", "output.progress=false"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+
+    def launch() -> list[str]:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        return [*cmd, "--main_process_port", str(free_port()), str(REPO / "encode.py"), *args,
+                f"hydra.run.dir={tmp_path / 'hydra'}"]  # fmt: skip
+
+    proc = subprocess.Popen(launch(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline, killed = time.monotonic() + 300, False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if list((two / "index").glob("part-*.json")):
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both processes
+            killed = True
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed and not (two / "manifest.jsonl").exists(), "the run ended before the kill"
+    done = subprocess.run(launch(), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _samples(one), _samples(two)
+    assert sorted(a) == sorted(b)
+    assert {s["shard"].split("-")[1] for s in b.values()} == {"r00000", "r00001"}  # each process its own shards
+    for key in a:
+        assert torch.allclose(a[key]["tokens"].data, b[key]["tokens"].data, atol=1e-5), key
+        assert a[key]["json"] == b[key]["json"]

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
 from vidtok.metrics.fvd import preprocess_for_i3d
 from vidtok.synthetic import moving_shapes
 
-from conftest import REPO, tiny_tokenizer
+from conftest import REPO, free_port, tiny_tokenizer
 
 LENGTHS = {"a.mp4": 40, "b.mp4": 25, "sub/c.mp4": 9}
 SIZE = 32
@@ -356,12 +355,6 @@ def test_prefetch_keeps_order_and_reraises() -> None:
 
 
 # ------------------------------------------------------------------------------------- the command, 1 vs 2 processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ import vidtok
 from vidtok.config import ConfigError
 from vidtok.training import Trainer, TrainingError, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
+
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("causal", "causal_v1_1", "noncausal")
@@ -249,12 +250,6 @@ def test_highres_decoder_stage_freezes_the_encoder(tmp_path: Path, video_dir: Pa
 
 
 # ---- processes, commands, sweeps ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command_env() -> dict[str, str]:
