@@ -214,3 +214,19 @@ def test_two_processes_killed_and_restarted_equal_one_process(weights, videos, t
     for key in a:
         assert torch.allclose(a[key]["tokens"].data, b[key]["tokens"].data, atol=1e-5), key
         assert a[key]["json"] == b[key]["json"]
+
+
+def test_latent_dataset_reads_every_sample_once_over_workers(weights, videos, tmp_path) -> None:
+    from vidtok.data import LatentDataset
+
+    out = tmp_path / "out"
+    encode_dataset(_config(weights, videos, out, output={"max_count": 1}, workers=2))  # decoded in 2 workers
+    written = _samples(out)
+    loader = torch.utils.data.DataLoader(LatentDataset(out, shuffle=4, seed=1), batch_size=None, num_workers=2)
+    seen = list(loader)
+    assert sorted(s["key"] for s in seen) == sorted(written)
+    for sample in seen:
+        assert torch.equal(sample["latents"], written[sample["key"]]["tokens"].data)
+        assert sample["meta"] == written[sample["key"]]["json"] and sample["tokens"].frames == 17
+    in_order = [s["key"] for s in LatentDataset(out)]
+    assert in_order == [json.loads(line)["key"] for line in (out / "manifest.jsonl").read_text().splitlines()]

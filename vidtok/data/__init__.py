@@ -7,6 +7,7 @@ loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn
 
 from ..io.video import read_clip, read_info
 from .dataset import DataError, VideoClipDataset, collate_clips
+from .latents import LatentDataset, decode_latent_sample, latent_shards
 from .sampling import ShortVideoError, clip_indices, clip_span, eval_clips, frame_interval
 from .shards import ShardSummary, ShardWriterError, write_shards
 from .sources import (
@@ -27,6 +28,7 @@ __all__ = [
     "DataError",
     "DataSourceError",
     "Failure",
+    "LatentDataset",
     "Record",
     "ShardSummary",
     "ShardWriterError",
@@ -38,11 +40,13 @@ __all__ = [
     "clip_span",
     "collate_clips",
     "csv_records",
+    "decode_latent_sample",
     "eval_clips",
     "expand_urls",
     "folder_records",
     "frame_interval",
     "frames_to_clip",
+    "latent_shards",
     "list_videos",
     "read_clip",
     "read_info",
