@@ -37,7 +37,9 @@ log = logging.getLogger("vidtok.encode")
 
 @dataclass
 class EncodeResult:
-    """What a run wrote (on every process: the totals over all processes)."""
+    """What a run wrote (on every process: the totals over all processes): ``samples`` in the output (this run's and
+    earlier ones'), ``videos`` encoded by this run, ``frames`` its samples stand for, ``seconds`` of its video loop
+    (the slowest process), ``skipped_done`` videos earlier runs had committed, ``failed`` every skipped video."""
 
     output_dir: Path
     samples: int
@@ -237,7 +239,7 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
                 samples, record = encoder.finish(item)
                 sink.add_video(record, samples)
                 videos += 1
-                frames += item.frames
+                frames += sum(record["frames"] for _, _, record in samples)  # frames the samples stand for
         sink.commit()
     except BaseException:
         sink.abort()

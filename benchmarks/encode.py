@@ -1,0 +1,128 @@
+"""Dataset encoding throughput: frames/s of the whole ``encode.py`` job beside frames/s of the model alone.
+
+    python benchmarks/encode.py                                    # KL 488 v1.1, full width, 17x128x128 clips
+    python benchmarks/encode.py --videos 8 --frames 68 --workers 0 2
+    python benchmarks/encode.py --device cuda --precision bf16 --size 256 --workers 0 4 8
+
+Each row runs the library's ``encode_dataset`` (what ``encode.py`` runs: reading and resizing beside the model in a
+background thread (``workers 0``) or DataLoader processes, the model, the safetensors members, the shard writer)
+over ``--videos`` generated moving-shapes videos (``vidtok.synthetic``, h264 mp4, ``--source`` pixels square, 30
+fps) resized to ``--size`` x ``--size``, cut into clips of 17 frames (16 for non-causal presets; ``last_clip:
+drop``), with a tokenizer of random weights of the preset (speed does not depend on the values), ``model.ch`` set
+to ``--width`` (128: full width). ``model only`` runs ``tok.encode`` on the same clips, decoded beforehand into
+tensors, in batches of ``--batch`` clips: the ceiling the job can reach. Both are timed after an untimed warm-up
+pass (kernel selection, allocator growth). ``share`` is job / model only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_videos(folder: Path, count: int, frames: int, size: int) -> None:
+    from vidtok.io.video import tensor_to_frames, write_video
+    from vidtok.synthetic import moving_shapes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in range(count):
+        write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=30.0)
+
+
+def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float]:
+    """(frames, seconds) of tok.encode alone on the job's clips, read beforehand."""
+    from vidtok.data.videos import list_videos
+    from vidtok.encoding.run import _Piece, _pieces
+
+    pieces = [p for task in list_videos(cfg.data) for p in _pieces(task, cfg, tok.config.causal)]
+    batches = [p.video.to(device) for p in pieces if isinstance(p, _Piece)]
+    options = cfg.inference_options(tok.config)
+    with torch.inference_mode(), cfg.autocast(device):
+        tok.encode(batches[0], options=options)  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        for x in batches:
+            tok.encode(x, options=options)
+        _sync(device)
+    return sum(x.shape[0] * x.shape[2] for x in batches), time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", default="vidtok_kl_causal_488_4chn_v1_1")
+    parser.add_argument("--width", type=int, default=128, help="model.ch (128: the official width)")
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=34, help="frames per generated video")
+    parser.add_argument("--source", type=int, default=160, help="generated videos' side in pixels")
+    parser.add_argument("--size", type=int, default=128, help="encoded frame side in pixels")
+    parser.add_argument("--batch", type=int, default=2, help="clips per model call")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="full", choices=["full", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    import vidtok
+    from vidtok.encoding import EncodeConfig, encode_dataset
+    from vidtok.io.weight_files import save_tokenizer_safetensors
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = "cuda: " + torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu: {cpu_name()}"
+    print(f"# {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"# {args.tokenizer} model.ch={args.width}, {args.videos} videos of {args.frames} frames, "
+          f"{args.source}px -> {args.size}px, batch {args.batch}, precision {args.precision}")  # fmt: skip
+    print(f"{'workers':>7s} {'frames':>7s} {'job s':>7s} {'job f/s':>8s} {'model f/s':>9s} {'share':>6s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_videos(root / "videos", args.videos, args.frames, args.source)
+        tok = vidtok.load_tokenizer(args.tokenizer, overrides=[f"model.ch={args.width}"], pretrained=False)
+        ckpt = save_tokenizer_safetensors(tok.state_dict(), tok.config, root / "tok.safetensors")
+        tok = tok.to(device).eval()
+        for workers in args.workers:
+            cfg = {
+                "ckpt": str(ckpt),
+                "data": {"dir": str(root / "videos")},
+                "height": args.size,
+                "width": args.size,
+                "sample_fps": None,
+                "batch_size": args.batch,
+                "precision": args.precision,
+                "device": args.device,
+                "workers": workers,
+                "output": {"dir": str(root / f"out{workers}"), "progress": False},
+            }
+            warm = dict(cfg, data={"dir": str(root / "videos"), "limit": 1})
+            encode_dataset(dict(warm, output={"dir": str(root / f"warm{workers}"), "progress": False}), tokenizer=tok)
+            result = encode_dataset(cfg, tokenizer=tok)
+            frames, seconds = model_only(tok, EncodeConfig.from_any(cfg), root / "videos", device)
+            job_fps, model_fps = result.frames / result.seconds, frames / seconds
+            print(f"{workers:7d} {result.frames:7d} {result.seconds:7.1f} {job_fps:8.2f} {model_fps:9.2f} "
+                  f"{job_fps / model_fps:6.1%}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
