@@ -117,6 +117,12 @@ HOW: dict[str, How] = {
     "python evaluate.py ckpt=finetuned.ckpt tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=test.csv": CFG,
     "accelerate launch --num_processes 8 evaluate.py ckpt=vidtok_kl_causal_488_4chn.ckpt "
     "data.dir='shards/train-{000000..000001}.tar' metrics.fvd=true": CFG,
+    # dataset encoding
+    "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents/": CFG,
+    "python encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 data.dir=videos/ output.dir=tokens/ "
+    "output.indices=true height=64 width=64": How("run", expect="wrote 8 samples of vidtok_fsq_causal_488_32768_v1_1"),
+    "accelerate launch --num_processes 8 encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 "
+    "data.dir='shards/train-{000000..000001}.tar' output.dir=tokens/ output.indices=true": CFG,
 }
 
 
@@ -220,7 +226,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     step = base / "runs" / "demo" / "checkpoints" / "step_00000400"
     step.mkdir(parents=True)
     save_tokenizer_safetensors(demo.state_dict(), demo.config, step / "tokenizer.safetensors")
-    for name in ("train.py", "evaluate.py", "sweeps", "conf", "vidtok", "docs", "mkdocs.yml"):
+    for name in ("train.py", "evaluate.py", "encode.py", "sweeps", "conf", "vidtok", "docs", "mkdocs.yml"):
         (base / name).symlink_to(REPO / name)
     return base
 
