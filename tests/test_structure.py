@@ -90,7 +90,14 @@ def test_no_import_cycles() -> None:
 
 
 def test_low_level_packages_do_not_import_upward() -> None:
-    upward = ("vidtok.training", "vidtok.evaluation", "vidtok.cli", "vidtok.inference", "vidtok.hydra_app")
+    upward = (
+        "vidtok.training",
+        "vidtok.evaluation",
+        "vidtok.encoding",
+        "vidtok.cli",
+        "vidtok.inference",
+        "vidtok.hydra_app",
+    )
     low = ("vidtok.modules", "vidtok.models", "vidtok.io", "vidtok.metrics", "vidtok.data", "vidtok.losses")
     graph = _graph()
     bad = [
