@@ -230,3 +230,36 @@ def test_latent_dataset_reads_every_sample_once_over_workers(weights, videos, tm
         assert sample["meta"] == written[sample["key"]]["json"] and sample["tokens"].frames == 17
     in_order = [s["key"] for s in LatentDataset(out)]
     assert in_order == [json.loads(line)["key"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_before_any_video(weights, tmp_path) -> None:
+    from vidtok.io.weight_files import CheckpointError
+
+    never = tmp_path / "never.mp4"  # would fail if read: the refusal must come first
+    never.write_bytes(b"not a video")
+    ckpt = tmp_path / "finetuned.safetensors"  # a KL checkpoint under a name of its own, asked for as an FSQ model
+    ckpt.write_bytes(weights[KL_V11].read_bytes())
+    cfg = dict(_config(weights, tmp_path, tmp_path / "out", tokenizer=FSQ), ckpt=str(ckpt))
+    with pytest.raises(CheckpointError, match="regularizer.kind: 'fsq' != 'kl'"):
+        encode_dataset(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_batches_across_videos_and_truncated_files(weights, videos, tmp_path) -> None:
+    """Clips of several videos share a model call (batch_size 4) with the samples of one call per clip; a video
+    cut off mid-file is skipped or kept whole, never half-written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in sorted(videos.rglob("v*.mp4")):
+        (data / path.name).write_bytes(path.read_bytes())
+    whole = (videos / "v2.mp4").read_bytes()
+    (data / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    one = encode_dataset(_config(weights, data, tmp_path / "one", batch_size=1))
+    four = encode_dataset(_config(weights, data, tmp_path / "four", batch_size=4))
+    a, b = _samples(tmp_path / "one"), _samples(tmp_path / "four")
+    assert sorted(a) == sorted(b) and len(a) == one.samples == four.samples
+    for key in a:
+        assert torch.allclose(a[key]["tokens"].data, b[key]["tokens"].data, atol=1e-5), key
+    truncated = [k for k in a if k.startswith("truncated")]
+    failed = [f["name"] for f in one.failed]
+    assert truncated or any(name.endswith("truncated.mp4") for name in failed)

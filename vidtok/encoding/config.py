@@ -27,7 +27,8 @@ class EncodeOutputConfig:
 class EncodeConfig(VideoJobConfig):
     """A dataset encoding run: every video of ``data`` into latents (or FSQ indices), one sample per clip
     (``mode: clips``) or per video (``mode: whole``, one causal stream: v1.1 models for any length).
-    ``workers``: DataLoader processes decoding and resizing videos beside the model (0: a background thread).
+    ``batch_size`` clips per model call, from several videos where one has fewer. ``workers``: DataLoader
+    processes decoding and resizing videos beside the model (0: a background thread).
     ``last_clip`` defaults to ``drop`` here: a generative model should not learn from repeated frames."""
 
     last_clip: str = "drop"

@@ -227,19 +227,25 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
         with torch.inference_mode():
             for item in reader:
                 if isinstance(item, _Piece):
-                    encoder.push(item)
-                    continue
-                bar.update(1)
-                if isinstance(item, _Failed):
+                    finished = encoder.push(item)
+                elif isinstance(item, _Failed):
+                    bar.update(1)
                     encoder.drop(item.task)
                     log.warning("skipping %s: %s", item.task.name, item.reason)
                     task = item.task
                     sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": item.reason})
                     continue
-                samples, record = encoder.finish(item)
+                else:
+                    bar.update(1)
+                    finished = encoder.end(item)
+                for samples, record in finished:
+                    sink.add_video(record, samples)
+                    videos += 1
+                    frames += sum(r["frames"] for _, _, r in samples)  # frames the samples stand for
+            for samples, record in encoder.flush():
                 sink.add_video(record, samples)
                 videos += 1
-                frames += sum(record["frames"] for _, _, record in samples)  # frames the samples stand for
+                frames += sum(r["frames"] for _, _, r in samples)
         sink.commit()
     except BaseException:
         sink.abort()
@@ -271,31 +277,67 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
 
 
 class _Encoder:
-    """Runs the model on pieces as they come and keeps each video's samples until the video ends."""
+    """Runs the model on pieces as they come and keeps each video's samples until the video ends. In ``clips``
+    mode clips are batched across videos (``batch_size`` per call, all of one shape); a video is finished once
+    its last clip has been through the model."""
 
     def __init__(self, tok: Any, cfg: EncodeConfig, options: Any, device: torch.device, kind: str):
         self.tok, self.cfg, self.options, self.device, self.kind = tok, cfg, options, device, kind
         self.autocast = cfg.autocast(device)
-        self.pending: dict[str, list] = {}  # video key -> [(data (1, ...), source indices)]
+        self.pending: dict[str, list] = {}  # video key -> [(data (1, ...), source indices)], in clip order
+        self.queue: list[tuple[str, Tensor, list[int]]] = []  # clips waiting for the model: (video key, clip, ids)
+        self.ended: list[_End] = []  # videos whose frames are all read, in the order they ended
         self.stream = None  # whole mode: the open stream of the current video
 
-    def push(self, piece: _Piece) -> None:
-        x = piece.video.to(self.device)
+    def push(self, piece: _Piece) -> list:
+        """Take a piece; the videos it completes, as :meth:`finish` gives them."""
         parts = self.pending.setdefault(piece.task.key, [])
-        with self.autocast:
-            if self.cfg.mode == "whole":
+        if self.cfg.mode == "whole":
+            with self.autocast:
                 if self.stream is None:
                     self.stream = self.tok.encoder_stream(options=self.options, output=self.kind)
                     self.stream.__enter__()
-                parts.append((self.stream.push(x), piece.indices[0]))
-                return
-            encode = self.tok.encode_indices if self.kind == "indices" else self.tok.encode
-            out = encode(x, options=self.options)
-        for i, ids in enumerate(piece.indices):
-            parts.append((out[i : i + 1].float() if self.kind == "latents" else out[i : i + 1], ids))
+                parts.append((self.stream.push(piece.video.to(self.device)), piece.indices[0]))
+            return []
+        for clip, ids in zip(piece.video.split(1), piece.indices, strict=True):
+            self.queue.append((piece.task.key, clip, ids))
+        while len(self.queue) >= self.cfg.batch_size:
+            self._run(self.cfg.batch_size)
+        return self._finished()
+
+    def end(self, end: _End) -> list:
+        """A video's frames are all read; the videos now complete."""
+        if self.cfg.mode == "whole":
+            return [self.finish(end)]
+        self.ended.append(end)
+        return self._finished()
+
+    def flush(self) -> list:
+        """The clips still waiting through the model; every remaining video."""
+        while self.queue:
+            self._run(len(self.queue))
+        return self._finished()
+
+    def _run(self, count: int) -> None:
+        batch, self.queue = self.queue[:count], self.queue[count:]
+        encode = self.tok.encode_indices if self.kind == "indices" else self.tok.encode
+        with self.autocast:
+            out = encode(torch.cat([clip for _, clip, _ in batch]).to(self.device), options=self.options)
+        for i, (key, _, ids) in enumerate(batch):
+            data = out[i : i + 1].float() if self.kind == "latents" else out[i : i + 1]
+            self.pending[key].append((data, ids))
+
+    def _finished(self) -> list:
+        done = []
+        waiting = {key for key, _, _ in self.queue}
+        while self.ended and self.ended[0].task.key not in waiting:
+            done.append(self.finish(self.ended.pop(0)))
+        return done
 
     def drop(self, task: VideoTask) -> None:
+        """Forget a video that failed while being read."""
         self.pending.pop(task.key, None)
+        self.queue = [item for item in self.queue if item[0] != task.key]
         self._close_stream()
 
     def _close_stream(self) -> None:

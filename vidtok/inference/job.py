@@ -35,7 +35,7 @@ class VideoJobConfig:
     cover ``height`` x ``width``, centre-cropped. ``mode``: ``clips`` cuts each video into consecutive clips of
     ``clip_frames`` frames (default 17 causal / 16 non-causal), the last completed with copies of its final frame
     (``last_clip: repeat``) or dropped; ``whole`` runs each complete video as one causal stream of
-    ``chunk_frames``-frame chunks. ``batch_size`` clips per model call (of one video), ``precision``
+    ``chunk_frames``-frame chunks. ``batch_size`` clips per model call, ``precision``
     (full / bf16 / fp16 autocast), ``device``, ``tile`` / ``tile_overlap`` (see :class:`~vidtok.InferenceOptions`),
     ``threads`` (torch CPU threads per process).
     """
