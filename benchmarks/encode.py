@@ -17,32 +17,12 @@ pass (kernel selection, allocator growth). ``share`` is job / model only.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def make_videos(folder: Path, count: int, frames: int, size: int) -> None:
-    from vidtok.io.video import tensor_to_frames, write_video
-    from vidtok.synthetic import moving_shapes
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for v in range(count):
-        write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=30.0)
+from common import cpu_name, make_videos
 
 
 def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float]:

@@ -30,35 +30,14 @@ non-causal preset).
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 
 import torch
+from common import cpu_name, make_videos
 
 MODES = ("clips", "whole")
 ON_OFF = ("off", "on")
-
-
-def make_videos(folder: Path, count: int, frames: int, size: int, fps: float = 30.0) -> None:
-    """Moving-shapes clips (vidtok.synthetic), h264 mp4."""
-    from vidtok.io.video import tensor_to_frames, write_video
-    from vidtok.synthetic import moving_shapes
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for v in range(count):
-        write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=fps)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_line(device: str, precision: str) -> str:

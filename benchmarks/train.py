@@ -23,17 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import make_videos
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_videos(folder: Path, count: int, frames: int, size: int) -> None:
-    """Moving-shapes clips (vidtok.synthetic), h264 mp4."""
-    from vidtok.io.video import tensor_to_frames, write_video
-    from vidtok.synthetic import moving_shapes
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for v in range(count):
-        write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=24)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -149,7 +141,7 @@ def main() -> int:
         data = args.data
         if data is None:
             data = Path(tmp) / "videos"
-            make_videos(data, count=4, frames=max(args.frames + 8, 32), size=args.size)
+            make_videos(data, count=4, frames=max(args.frames + 8, 32), size=args.size, fps=24)
         print(
             f"{'width':>5s} {'procs':>5s} {'clip':>11s} {'batch/proc':>10s} {'s/step':>8s} {'samples/s':>9s} "
             f"{'frames/s':>8s}  peak memory per process"

@@ -77,3 +77,17 @@ def tiny_tokenizer(name: str, ch: int = 8, seed: int = 0) -> vidtok.Tokenizer:
 @pytest.fixture(scope="session")
 def official() -> list[str]:
     return vidtok.official_names()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    """Width-8 tokenizers of three presets (v1.1 causal KL, v1.0 causal FSQ 4096, non-causal KL) saved as vidtok
+    safetensors files: name -> path."""
+    from vidtok.io.weight_files import save_tokenizer_safetensors
+
+    folder = tmp_path_factory.mktemp("weights")
+    out = {}
+    for name in ("vidtok_kl_causal_488_4chn_v1_1", "vidtok_fsq_causal_488_4096", "vidtok_kl_noncausal_488_4chn"):
+        tok = tiny_tokenizer(name, ch=8)
+        out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / f"{name}.safetensors")
+    return out

@@ -21,10 +21,7 @@ from vidtok.io.video import (
     resize_crop,
     tensor_to_frames,
 )
-from vidtok.io.weight_files import save_tokenizer_safetensors
 from vidtok.synthetic import moving_shapes
-
-from conftest import tiny_tokenizer
 
 
 def write_clip(path: Path, frames: int = 21, height: int = 40, width: int = 56, fps: float = 24) -> Path:
@@ -38,16 +35,6 @@ def write_clip(path: Path, frames: int = 21, height: int = 40, width: int = 56, 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("videos") / "clip.mp4")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("weights")
-    out = {}
-    for name in ("vidtok_kl_causal_488_4chn_v1_1", "vidtok_fsq_causal_488_4096", "vidtok_kl_noncausal_488_4chn"):
-        tok = tiny_tokenizer(name, ch=8)
-        out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / f"{name}.safetensors")
-    return out
 
 
 # ---- video I/O ----------------------------------------------------------------------------------

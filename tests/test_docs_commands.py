@@ -11,9 +11,9 @@ width-16 ``runs/demo`` checkpoint. Commands of a block run in order, as a user t
 the full job is too long for a test (``--cfg job`` prints the composed config, ``dry_run=true`` validates every job
 of a sweep, a short demo). ``CI``: the set-up commands, which are what ``.ci/run`` executes (checked line by line
 against it; the demo part runs short). ``LAUNCH``: multi-node ``accelerate launch``: its arguments are parsed by
-accelerate's own parser and the training part composes with ``--cfg job``. ``SLURM``: the sweep's jobs are composed
-with the submitit launcher (``--cfg hydra``), nothing is submitted. A command on the pages that is not in
-:data:`HOW`, or an entry of :data:`HOW` no page shows, fails the test.
+accelerate's own parser and the app part (train.py or encode.py) composes with ``--cfg job``. ``SLURM``: the
+sweep's jobs are composed with the submitit launcher (``--cfg hydra``), nothing is submitted. A command on the
+pages that is not in :data:`HOW`, or an entry of :data:`HOW` no page shows, fails the test.
 """
 
 from __future__ import annotations
@@ -123,6 +123,9 @@ HOW: dict[str, How] = {
     "output.indices=true height=64 width=64": How("run", expect="wrote 8 samples of vidtok_fsq_causal_488_32768_v1_1"),
     "accelerate launch --num_processes 8 encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 "
     "data.dir='shards/train-{000000..000001}.tar' output.dir=tokens/ output.indices=true": CFG,
+    "accelerate launch --multi_gpu --num_machines 2 --machine_rank $NODE_RANK --num_processes 16 "
+    "--main_process_ip $FIRST_NODE --main_process_port 29500 encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 "
+    "data.dir='shards/train-{000000..000001}.tar' output.dir=latents/": How("launch"),
 }
 
 
@@ -281,7 +284,8 @@ def run_launch_command(command: str, cwd: Path, env: dict[str, str]) -> None:
     words = shlex.split(os.path.expandvars(command.replace("$NODE_RANK", "0").replace("$FIRST_NODE", "127.0.0.1")))
     assert words[:2] == ["accelerate", "launch"]
     args = launch_command_parser().parse_args(words[2:])
-    assert args.multi_gpu and args.num_machines == 2 and args.num_processes == 16 and args.training_script == "train.py"
+    assert args.multi_gpu and args.num_machines == 2 and args.num_processes == 16
+    assert args.training_script in ("train.py", "encode.py"), args.training_script
     app = " ".join(shlex.quote(w) for w in [args.training_script, *args.training_script_args])
     shell(f"python {app} --cfg job", cwd, env)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,6 @@ from vidtok.config import ConfigError
 from vidtok.encoding import encode_dataset
 from vidtok.inference.pipeline import encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
-from vidtok.io.weight_files import save_tokenizer_safetensors
 
 from conftest import free_port, tiny_tokenizer
 
@@ -28,16 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
 FSQ = "vidtok_fsq_causal_488_4096"
 NONCAUSAL = "vidtok_kl_noncausal_488_4chn"
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("weights")
-    out = {}
-    for name in (KL_V11, FSQ, NONCAUSAL):
-        tok = tiny_tokenizer(name, ch=8)
-        out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / f"{name}.safetensors")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -145,24 +135,40 @@ def test_refusals_before_any_video_is_read(weights, videos, tmp_path) -> None:
         encode_dataset(_config(weights, videos, tmp_path / "d", data={"dir": str(videos), "limit": 1}, height=24))
 
 
+def test_a_hand_edited_index_file_is_named_not_a_traceback(weights, videos, tmp_path) -> None:
+    out = tmp_path / "out"
+    encode_dataset(_config(weights, videos, out, data={"dir": str(videos), "limit": 2}))
+    index = sorted((out / "index").glob("part-*.json"))[0]
+    index.write_text(index.read_text()[:10])
+    with pytest.raises(ConfigError, match=rf"index file {index} is unreadable .*remove it and its shard"):
+        encode_dataset(_config(weights, videos, out, data={"dir": str(videos), "limit": 2}))
+
+
 def test_sigkill_then_the_same_command_gives_every_sample_once(weights, videos, tmp_path) -> None:
     """Kill the real command once its first shard is committed, run it again: every sample once."""
+    data = tmp_path / "data"  # 20 videos, one shard per sample: a run long enough for the kill to land mid-way
+    data.mkdir()
+    for copy in range(4):
+        for path in sorted(videos.rglob("v*.mp4")):
+            (data / f"{copy}{path.name}").write_bytes(path.read_bytes())
+    expected = 4 * len(_samples_of_one_copy(weights, videos, tmp_path / "one"))
     out = tmp_path / "out"
-    args = [sys.executable, str(REPO / "encode.py"), f"ckpt={weights[KL_V11]}", f"data.dir={videos}"]
+    args = [sys.executable, str(REPO / "encode.py"), f"ckpt={weights[KL_V11]}", f"data.dir={data}"]
     args += [f"output.dir={out}", "height=32", "width=32", "sample_fps=null", "output.max_count=1", "threads=1"]
-    args += ["output.progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    args += ["batch_size=1", "output.progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     killed = False
     for _ in range(5):
+        shutil.rmtree(out, ignore_errors=True)  # a run that ended before the kill: try again from nothing
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline:
-            if len(list((out / "index").glob("part-*.json"))) >= 1 and len(list(out.glob("part-*.tar"))) < 4:
+            if list((out / "index").glob("part-*.json")):
                 proc.send_signal(signal.SIGKILL)
-                killed = True
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         proc.wait()
+        killed = proc.returncode == -signal.SIGKILL and len(list(out.glob("part-*.tar"))) < expected
         if killed:
             break
     assert killed, "the run ended before a kill could land between its shards"
@@ -171,10 +177,16 @@ def test_sigkill_then_the_same_command_gives_every_sample_once(weights, videos, 
     assert done.returncode == 0, done.stderr
     assert "done before" in done.stdout
     samples = _samples(out)
-    assert len(samples) == 6
+    assert len(samples) == expected
     assert not list(out.glob(".*tmp*"))
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(m["key"] for m in manifest) == sorted(samples)
+
+
+def _samples_of_one_copy(weights, videos, out: Path) -> dict[str, dict]:
+    """The samples the readable videos of ``videos`` give (encoded in this process)."""
+    encode_dataset(_config(weights, videos, out, output={"max_count": 1}))
+    return _samples(out)
 
 
 @pytest.mark.slow
@@ -185,7 +197,7 @@ def test_two_processes_killed_and_restarted_equal_one_process(weights, videos, t
     encode_dataset(_config(weights, videos, one, output={"max_count": 1}))
     two = tmp_path / "two"
     args = [f"ckpt={weights[KL_V11]}", f"data.dir={videos}", f"output.dir={two}", "height=32", "width=32"]
-    args += ["sample_fps=null", "output.max_count=1", "threads=1", "output.progress=false"]
+    args += ["sample_fps=null", "output.max_count=1", "threads=1", "batch_size=1", "output.progress=false"]
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     env.pop("WORLD_SIZE", None)
 

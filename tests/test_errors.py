@@ -238,3 +238,20 @@ def test_stage_configs_compose_and_validate() -> None:
         load("highres_decoder", init_from=None).validate()
     with pytest.raises(vidtok.ConfigError, match="multiple of the spatial factor 16, got 200"):
         load("lowres", resolution=200).validate(spatial_factor=16)
+
+
+# ---- files written into place ------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from vidtok.io.files import read_json, replaced_atomically, write_atomic
+
+    path = write_atomic(tmp_path / "state.json", b'{"step": 1}')
+    with pytest.raises(RuntimeError, match="disk full"), replaced_atomically(path) as tmp:
+        tmp.write_bytes(b'{"st')
+        raise RuntimeError("disk full")
+    assert read_json(path, ValueError, "state", "-") == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    path.write_bytes(b'{"st')  # torn by hand
+    with pytest.raises(vidtok.ConfigError, match=r"state .*state.json is unreadable \(.*\); remove it"):
+        read_json(path, vidtok.ConfigError, "state", "remove it")

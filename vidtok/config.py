@@ -238,6 +238,19 @@ class TokenizerConfig:
 # ---- composition from conf/ -------------------------------------------------------------------
 
 
+def composed_values(cfg: Any, example: str) -> dict:
+    """A Hydra-composed config as plain values, resolved; a missing ``???`` key or a bad interpolation is a
+    ConfigError (``example``: the keys to show with a missing one, e.g. ``"data.dir=videos/"``)."""
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"{err.full_key} must be given (e.g. {example})") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
+
+
 def build_config(cls: type, data: Any, name: str = "", *, typed: bool = False, validate: bool = True) -> Any:
     """The one config loader: a ``cls`` dataclass from an instance of it, a mapping, an OmegaConf node, JSON
     text or None (all defaults). Nested dataclass fields are built the same way; unknown keys are refused by

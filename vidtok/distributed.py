@@ -108,6 +108,15 @@ def reset_accelerate_state() -> None:
     PartialState._reset_state()
 
 
+def end_processes() -> None:
+    """End a job's share of the launch: close the process group (a group left open at interpreter exit can abort
+    a rank with SIGABRT while gloo tears down) and forget Accelerate's state, so that the next job of a ``-m``
+    sweep in this process sets up afresh."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    reset_accelerate_state()
+
+
 def make_accelerator(**kwargs: Any):
     """An Accelerator; on a machine without CUDA, several launched processes run on CPU over gloo."""
     from accelerate import Accelerator

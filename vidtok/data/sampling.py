@@ -71,3 +71,12 @@ def _short(name: str, total: int, num_frames: int, interval: int) -> str:
         f"{name} has {total} frames; a clip of {num_frames} frames every {interval} needs "
         f"{clip_span(num_frames, interval)}"
     )
+
+
+def padding_copies(indices: list[int]) -> int:
+    """How many trailing entries of a clip's frame indices repeat the one before them: the copies that complete a
+    last clip (``consecutive_clips(..., last="repeat")``)."""
+    n = 0
+    while n + 1 < len(indices) and indices[-1 - n] == indices[-2 - n]:
+        n += 1
+    return n

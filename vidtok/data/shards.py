@@ -22,6 +22,7 @@ from typing import Optional
 
 import webdataset as wds
 
+from ..io.files import read_json, write_atomic
 from ..io.video import VideoError, VideoWriter, read_info
 from .sources import Record
 
@@ -212,10 +213,7 @@ def _load_manifest(path: Path, options: dict, fingerprint: str, total: int) -> d
     }
     if not path.exists():
         return fresh
-    try:
-        state = json.loads(path.read_text())
-    except ValueError as err:
-        raise ShardWriterError(f"manifest {path} is unreadable ({err}); remove it to start over") from None
+    state = read_json(path, ShardWriterError, "manifest", "remove it to start over")
     if state.get("options") != options or state.get("inputs") != fresh["inputs"]:
         raise ShardWriterError(
             f"{path} was written for other inputs or options ({state.get('options')}, "
@@ -230,9 +228,7 @@ def _load_manifest(path: Path, options: dict, fingerprint: str, total: int) -> d
 def _save_manifest(path: Path, state: dict) -> None:
     data = dict(state)
     data["complete"] = data["inputs_done"] == data["inputs"]["count"]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1).encode())
 
 
 def _progress(total: int, done: int, enabled: bool):

@@ -7,34 +7,26 @@ import logging
 import os
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, composed_values
 from .run import encode_dataset
 
 
 def encode_from_hydra(cfg: Any) -> int:
     """Entry point of encode.py: runs :func:`encode_dataset`, prints what was written; exits with one line on a
     config, checkpoint, weights or data error. Returns the number of samples in the output."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
     from ..data import DataSourceError
-    from ..distributed import LaunchError, reset_accelerate_state
+    from ..distributed import LaunchError, end_processes
     from ..errors import InputError
     from ..io.weight_files import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        try:
-            raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        except MissingMandatoryValue as err:
-            raise ConfigError(f"{err.full_key} must be given (e.g. data.dir=videos/ output.dir=latents/)") from None
-        except OmegaConfBaseException as err:
-            raise ConfigError(str(err).splitlines()[0]) from None
+        raw = composed_values(cfg, "data.dir=videos/ output.dir=latents/")
         result = encode_dataset(raw)
     except (ConfigError, CheckpointError, DataSourceError, InputError, LaunchError) as err:
         raise SystemExit(f"cannot encode: {err}") from None
     finally:
-        reset_accelerate_state()
+        end_processes()
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"wrote {result.samples} samples of {result.identity.get('name') or 'the tokenizer'} to "

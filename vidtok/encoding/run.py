@@ -23,14 +23,16 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..data.dataset import READ_ERRORS
-from ..data.sampling import consecutive_clips
-from ..data.videos import ListingFailure, VideoTask, list_videos, prefetch
-from ..distributed import gather_objects, make_accelerator
+from ..data.sampling import consecutive_clips, padding_copies
+from ..data.videos import ListingFailure, VideoTask, prefetch
+from ..distributed import gather_objects
+from ..inference.job import start_job
+from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile, token_bytes
 from ..io.video import VideoError, frame_interval, frames_to_tensor, iter_frames, read_info
 from ..models.identity import tokenizer_identity
 from .config import EncodeConfig
-from .shards import ShardSink, read_committed, remove_uncommitted, write_atomic, write_manifest
+from .shards import ShardSink, read_committed, remove_uncommitted, write_manifest
 
 log = logging.getLogger("vidtok.encode")
 
@@ -160,10 +162,7 @@ def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "run.json"
     if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except ValueError as err:
-            raise ConfigError(f"{path} is unreadable ({err}); use another output.dir or remove it") from None
+        old = read_json(path, ConfigError, "job record", "use another output.dir or remove it")
         if old.get("job") != record:
             diff = sorted(k for k in record if old.get("job", {}).get(k) != record[k])
             raise ConfigError(
@@ -185,23 +184,11 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
     listed in ``failed.jsonl``. Returns an :class:`EncodeResult`.
     """
     cfg = EncodeConfig.from_any(config)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = accelerator or make_accelerator()
-    device = cfg.device_for(acc.device)
-    given = tokenizer
-    if tokenizer is None:
-        cfg.check_weights("encode")
     if cfg.workers and cfg.mode == "whole":
         raise ConfigError("workers applies to mode=clips; mode=whole reads each video in a background thread")
-    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
-    if cfg.data.resolved_source() != "shards":
-        listing = list(listing)  # a wrong path fails before the model loads
-    tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, "encode")
+    acc, device, listing, tok, options, from_file = start_job(cfg, "encode", accelerator, tokenizer)
     tc = tok.config
-    cfg.check_for(tc)
-    options = cfg.inference_options(tc)
-    identity = tokenizer_identity(tok, cfg.ckpt, from_file=given is None)
+    identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     out_dir = Path(cfg.output.dir)
     if acc.is_main_process:
         _claim_output(out_dir, _job_record(identity, cfg), identity)
@@ -373,7 +360,7 @@ class _Encoder:
             clips = parts
         samples = []
         for number, (data, ids) in enumerate(clips):
-            padded = _repeats(ids)
+            padded = padding_copies(ids)
             frames = len(ids) - padded
             tokens = TokenFile(
                 self.kind,
@@ -391,11 +378,3 @@ class _Encoder:
             record.update(padded_frames=padded, shape=list(data.shape))
             samples.append((key, token_bytes(tokens), record))
         return samples, video
-
-
-def _repeats(indices: list[int]) -> int:
-    """How many trailing entries repeat the one before them (copies completing a last clip)."""
-    n = 0
-    while n + 1 < len(indices) and indices[-1 - n] == indices[-2 - n]:
-        n += 1
-    return n

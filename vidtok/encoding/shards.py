@@ -26,19 +26,12 @@ from typing import Optional
 
 import webdataset as wds
 
+from ..config import ConfigError
+from ..io.files import read_json, write_atomic
+
 INDEX_DIR = "index"
 SHARD_NAME = "part-r{rank:05d}-{number:06d}"
 _SHARD_RE = re.compile(r"^part-r(\d{5})-(\d{6})$")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` through a hidden temporary file in the same folder, fsynced, then renamed."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -58,12 +51,7 @@ def read_committed(out_dir: Path) -> Committed:
         match = _SHARD_RE.match(path.stem)
         if not match:
             continue
-        try:
-            index = json.loads(path.read_text())
-        except ValueError as err:
-            raise ValueError(
-                f"index file {path} is unreadable ({err}); remove it and its shard to encode again"
-            ) from None
+        index = read_json(path, ConfigError, "index file", "remove it and its shard to encode again")
         rank, number = int(match.group(1)), int(match.group(2))
         state.next_number[rank] = max(state.next_number.get(rank, 0), number + 1)
         state.done.update(v["key"] for v in index["videos"])

@@ -8,18 +8,15 @@ import math
 import os
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, composed_values
 from .run import evaluate
 
 
 def evaluate_from_hydra(cfg: Any) -> float:
     """Entry point of evaluate.py: runs :func:`evaluate`, prints the summary table, exits with one line on a
     config, checkpoint, weights or data error. Returns the PSNR."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
     from ..data import DataSourceError
-    from ..distributed import LaunchError, drop_stray_hydra_dir, hydra_output_dir, reset_accelerate_state
+    from ..distributed import LaunchError, drop_stray_hydra_dir, end_processes, hydra_output_dir
     from ..errors import InputError
     from ..io.auxiliary_weights import WeightsError
     from ..io.weight_files import CheckpointError
@@ -28,19 +25,14 @@ def evaluate_from_hydra(cfg: Any) -> float:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hydra_dir = hydra_output_dir()
     try:
-        try:
-            raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        except MissingMandatoryValue as err:
-            raise ConfigError(f"{err.full_key} must be given (e.g. ckpt=model.ckpt data.dir=videos/)") from None
-        except OmegaConfBaseException as err:
-            raise ConfigError(str(err).splitlines()[0]) from None
+        raw = composed_values(cfg, "ckpt=model.ckpt data.dir=videos/")
         if raw.get("output", {}).get("dir") is None and hydra_dir is not None:
             raw.setdefault("output", {})["dir"] = str(hydra_dir)
         result = evaluate(raw)
     except (ConfigError, CheckpointError, WeightsError, DataSourceError, InputError, LaunchError) as err:
         raise SystemExit(f"cannot evaluate: {err}") from None
     finally:
-        reset_accelerate_state()  # several jobs of a -m sweep run in one process: each sets up afresh
+        end_processes()  # several jobs of a -m sweep run in one process: each sets up afresh
     if result.output_dir is not None:
         drop_stray_hydra_dir(hydra_dir, result.output_dir)
     if int(os.environ.get("RANK", "0")) == 0:

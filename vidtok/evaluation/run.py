@@ -21,8 +21,9 @@ from typing import Any, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..data.videos import ListingFailure, list_videos
-from ..distributed import gather_objects, make_accelerator
+from ..data.videos import ListingFailure
+from ..distributed import gather_objects
+from ..inference.job import start_job
 from ..metrics import FrameScorer
 from ..models.identity import tokenizer_identity
 from .config import EvalConfig
@@ -42,20 +43,7 @@ def evaluate(
     config's). Raises ConfigError / CheckpointError / WeightsError / DataSourceError before any video is read.
     """
     cfg = EvalConfig.from_any(config)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = accelerator or make_accelerator()
-    device = cfg.device_for(acc.device)
-    tokenizer_given = tokenizer
-    if tokenizer is None:
-        cfg.check_weights("evaluate")
-    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
-    if cfg.data.resolved_source() != "shards":  # listed before the model loads: a wrong path fails at once
-        listing = list(listing)
-    tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, "evaluate")
-    tc = tok.config
-    cfg.check_for(tc)
-    options = cfg.inference_options(tc)  # checked once, before the first video
+    acc, device, listing, tok, options, from_file = start_job(cfg, "evaluate", accelerator, tokenizer)
     scorer = FrameScorer(
         lpips=cfg.metrics.lpips,
         vgg_path=cfg.metrics.vgg_path,
@@ -67,7 +55,7 @@ def evaluate(
         ssim_downsample=True,
     )
     out_dir = _output_dir(cfg, acc) if write else None
-    identity = tokenizer_identity(tok, cfg.ckpt, from_file=tokenizer_given is None)
+    identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     runner = VideoRunner(tok, scorer, cfg, options, device, out_dir)
 
     start = time.perf_counter()

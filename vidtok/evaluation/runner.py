@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..data.dataset import READ_ERRORS
+from ..data.sampling import padding_copies
 from ..data.videos import Piece, VideoTask, clip_pieces, prefetch, whole_pieces
 from ..inference.pipeline import reconstruct_stream
 from ..io.video import VideoWriter, tensor_to_frames
@@ -193,19 +194,11 @@ class VideoRunner:
 def _write(writer: VideoWriter, x: Tensor, recon: Tensor, indices: list[list[int]], side_by_side: bool) -> None:
     """Append reconstructed frames, without the copies that complete a last clip."""
     for i, clip in enumerate(indices):
-        keep = len(clip) - _padding(clip)
+        keep = len(clip) - padding_copies(clip)
         frames = tensor_to_frames(recon[i : i + 1, :, :keep])
         if side_by_side:
             frames = torch.cat([tensor_to_frames(x[i : i + 1, :, :keep]), frames], dim=2)
         writer.write(frames)
-
-
-def _padding(indices: list[int]) -> int:
-    """How many trailing entries repeat the one before them (copies completing a last clip)."""
-    n = 0
-    while n + 1 < len(indices) and indices[-1 - n] == indices[-2 - n]:
-        n += 1
-    return n
 
 
 class _VideoState:
@@ -226,7 +219,7 @@ class _VideoState:
     def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list[list[int]]) -> None:
         """Per-frame scores (n, T) of n clips (or one chunk), their source frame indices and clip numbers."""
         for i, clip in enumerate(indices):
-            pad = _padding(clip)
+            pad = padding_copies(clip)
             for m in self.metrics:
                 self.values[m].extend(scores[m][i].tolist())
             self.source_frames.extend(clip)

@@ -7,7 +7,7 @@ videos, how their frames are read and cut (clips or one causal stream per video)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -183,3 +183,37 @@ class VideoJobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class JobStart(NamedTuple):
+    """What a job over many videos has once it has started: the accelerator, the device, this process's share of
+    the videos (a list, or a stream for shards), the tokenizer, its checked options, and whether it came from the
+    config's checkpoint (False: passed in from Python)."""
+
+    accelerator: Any
+    device: torch.device
+    listing: Any
+    tokenizer: Any
+    options: InferenceOptions
+    from_file: bool
+
+
+def start_job(cfg: VideoJobConfig, what: str, accelerator: Any = None, tokenizer: Any = None) -> JobStart:
+    """The common start of ``evaluate`` / ``encode_dataset``: threads, the accelerator and device, the weights named
+    (else a ConfigError), the listing (a wrong path fails before the model loads), the tokenizer (loaded, or the
+    one given), the model checks and the inference options. Nothing of a video is read."""
+    from ..data.videos import list_videos
+    from ..distributed import make_accelerator
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = accelerator or make_accelerator()
+    device = cfg.device_for(acc.device)
+    if tokenizer is None:
+        cfg.check_weights(what)
+    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
+    if cfg.data.resolved_source() != "shards":
+        listing = list(listing)
+    tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, what)
+    cfg.check_for(tok.config)
+    return JobStart(acc, device, listing, tok, cfg.inference_options(tok.config), tokenizer is None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..config import TokenizerConfig
-from .files import existing_file
+from .files import existing_file, write_atomic
 
 TOKEN_FORMAT = "vidtok-tokens-v1"
 
@@ -82,18 +81,7 @@ def token_bytes(tokens: TokenFile) -> bytes:
 
 def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
     """Write a token file atomically (temporary file, then rename)."""
-    data = token_bytes(tokens)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, token_bytes(tokens))
 
 
 def load_tokens(path: str | os.PathLike) -> TokenFile:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TokenizerConfig
-from .files import existing_file
+from .files import existing_file, replaced_atomically
 
 META_SOURCE = "vidtok.source"  # safetensors metadata: where the weights came from (shown in model cards)
 
@@ -183,13 +182,6 @@ def save_tokenizer_safetensors(
     metadata = {META_FORMAT: FORMAT_TOKENIZER, **(metadata or {})}
     if config is not None:
         metadata.update({META_CONFIG: config.to_json(), META_NAME: config.name or ""})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path

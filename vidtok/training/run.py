@@ -38,7 +38,7 @@ def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
 def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None) -> float:
     """Entry point of train.py (``script``: its path); returns the last total loss (what a Hydra sweeper
     would minimise). With ``launch.accelerate`` on a SLURM node it starts ``accelerate launch`` there instead."""
-    from .trainer import reset_accelerate_state
+    from ..distributed import end_processes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hydra_dir = hydra_output_dir()
@@ -60,7 +60,7 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
     except (DataSourceError, CheckpointError, WeightsError, ConfigError) as err:
         raise SystemExit(f"cannot train: {err}") from None
     finally:
-        reset_accelerate_state()  # several jobs of a -m sweep run in one process: each sets up afresh
+        end_processes()  # several jobs of a -m sweep run in one process: each sets up afresh
     drop_stray_hydra_dir(hydra_dir, Path(run.run_dir))
     return float(last.get("total_loss", math.nan))
 

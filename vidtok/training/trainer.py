@@ -37,7 +37,6 @@ from ..distributed import (
     broadcast_parameters,
     make_accelerator,
     parameters_in_sync,
-    reset_accelerate_state,  # noqa: F401 (re-exported)
     sync_gradients,
 )
 from ..io.weight_files import (

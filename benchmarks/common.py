@@ -1,0 +1,28 @@
+"""What the benchmark scripts share: the machine's name for their tables, and generated videos to time them on."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_videos(folder: Path, count: int, frames: int, size: int, fps: float = 30.0) -> None:
+    """``count`` moving-shapes clips (vidtok.synthetic) of ``frames`` frames, ``size`` pixels square, h264 mp4."""
+    from vidtok.io.video import tensor_to_frames, write_video
+    from vidtok.synthetic import moving_shapes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in range(count):
+        write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=fps)
