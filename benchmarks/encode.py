@@ -43,6 +43,33 @@ def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float
     return sum(x.shape[0] * x.shape[2] for x in batches), time.perf_counter() - start
 
 
+def measure(tok, ckpt: Path, videos: Path, out: Path, device: torch.device, *, workers: int, size: int, batch: int,
+            precision: str) -> dict:  # fmt: skip
+    """One row: ``encode_dataset`` on ``videos`` (after a one-video warm-up) beside the model alone on the same
+    clips; frames, seconds, frames/s of each and the job's share of the model's rate."""
+    from vidtok.encoding import EncodeConfig, encode_dataset
+
+    cfg = {
+        "ckpt": str(ckpt),
+        "data": {"dir": str(videos)},
+        "height": size,
+        "width": size,
+        "sample_fps": None,
+        "batch_size": batch,
+        "precision": precision,
+        "device": str(device),
+        "workers": workers,
+        "output": {"dir": str(out), "progress": False},
+    }
+    warm = dict(cfg, data={"dir": str(videos), "limit": 1}, output={"dir": f"{out}-warm", "progress": False})
+    encode_dataset(warm, tokenizer=tok)
+    result = encode_dataset(cfg, tokenizer=tok)
+    frames, seconds = model_only(tok, EncodeConfig.from_any(cfg), videos, device)
+    job_fps, model_fps = result.frames / result.seconds, frames / seconds
+    return {"workers": workers, "frames": result.frames, "job_s": result.seconds, "job_fps": job_fps,
+            "model_fps": model_fps, "share": job_fps / model_fps}  # fmt: skip
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -64,7 +91,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import vidtok
-    from vidtok.encoding import EncodeConfig, encode_dataset
     from vidtok.io.weight_files import save_tokenizer_safetensors
 
     if args.threads:
@@ -82,25 +108,10 @@ def main(argv=None) -> int:
         ckpt = save_tokenizer_safetensors(tok.state_dict(), tok.config, root / "tok.safetensors")
         tok = tok.to(device).eval()
         for workers in args.workers:
-            cfg = {
-                "ckpt": str(ckpt),
-                "data": {"dir": str(root / "videos")},
-                "height": args.size,
-                "width": args.size,
-                "sample_fps": None,
-                "batch_size": args.batch,
-                "precision": args.precision,
-                "device": args.device,
-                "workers": workers,
-                "output": {"dir": str(root / f"out{workers}"), "progress": False},
-            }
-            warm = dict(cfg, data={"dir": str(root / "videos"), "limit": 1})
-            encode_dataset(dict(warm, output={"dir": str(root / f"warm{workers}"), "progress": False}), tokenizer=tok)
-            result = encode_dataset(cfg, tokenizer=tok)
-            frames, seconds = model_only(tok, EncodeConfig.from_any(cfg), root / "videos", device)
-            job_fps, model_fps = result.frames / result.seconds, frames / seconds
-            print(f"{workers:7d} {result.frames:7d} {result.seconds:7.1f} {job_fps:8.2f} {model_fps:9.2f} "
-                  f"{job_fps / model_fps:6.1%}", flush=True)  # fmt: skip
+            r = measure(tok, ckpt, root / "videos", root / f"out{workers}", device, workers=workers, size=args.size,
+                        batch=args.batch, precision=args.precision)  # fmt: skip
+            print(f"{workers:7d} {r['frames']:7d} {r['job_s']:7.1f} {r['job_fps']:8.2f} {r['model_fps']:9.2f} "
+                  f"{r['share']:6.1%}", flush=True)  # fmt: skip
     return 0
 
 

@@ -39,8 +39,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def count_gflop(name: str, frames: int, size: int, original: str | None = None) -> float:
-    """FLOPs of one full-pass encode + decode, counted on the meta device."""
+def count_gflop(name: str, frames: int, size: int, original: str | None = None, overrides: tuple = ()) -> float:
+    """FLOPs of one full-pass encode + decode, counted on the meta device (``overrides``: tokenizer config
+    overrides such as ``model.ch=8``, for vidtok)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -57,7 +58,7 @@ def count_gflop(name: str, frames: int, size: int, original: str | None = None) 
             model.decoder(model.encode(x)[0])
     else:
         with torch.device("meta"):
-            tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name))
+            tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name, list(overrides)))
         # inference mode: the paths that encode/decode take (fused time upsampling does less work)
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             tok.decoder(tok.regularizer.latents(tok.encoder(tok._pad_frames(x))))
