@@ -62,3 +62,22 @@ def test_compiled_model_matches_eager() -> None:
     assert (zc - z).abs().max() < 1e-4
     assert (yc - y).abs().max() < 1e-4
     assert set(tok.state_dict()) == set(tiny_tokenizer("vidtok_kl_causal_488_4chn_v1_1", ch=8).state_dict())
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16"])
+def test_encoder_and_decoder_trace_as_one_graph(name: str, autocast: bool) -> None:
+    """torch.compile sees each pass as one graph: a graph break makes dynamo compile the blocks one by one and,
+    past its recompile limit, run them eagerly (the device check found two: an ``out=`` into a strided view in
+    the blend, and the fused time upsampling's data-dependent frame ranges)."""
+    import torch._dynamo as dynamo
+
+    tok = tiny_tokenizer(name, ch=8)
+    x = moving_shapes(16 if "noncausal" in name else 17, 32, 32)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        z = tok.encode(x)
+        for what, module, arg in (("encoder", tok.encoder, tok._pad_frames(x)), ("decoder", tok.decoder, z)):
+            dynamo.reset()
+            explained = dynamo.explain(module)(arg)
+            reasons = [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+            assert explained.graph_break_count == 0, (what, reasons[:3])

@@ -61,8 +61,9 @@ def blend(fixed: Tensor, learned: Tensor, alpha: Tensor) -> Tensor:
 
 
 def blend_into(out: Tensor, fixed: Tensor, learned: Tensor, alpha: Tensor) -> None:
-    """Write ``blend(fixed, learned, alpha)`` into the view ``out`` (in one pass during inference)."""
-    if _in_place(learned, fixed) and out.dtype == learned.dtype:
+    """Write ``blend(fixed, learned, alpha)`` into the view ``out`` (in one pass during inference; under
+    torch.compile as a copy, since dynamo cannot trace an ``out=`` into a strided view and would break the graph)."""
+    if _in_place(learned, fixed) and out.dtype == learned.dtype and not torch.compiler.is_compiling():
         torch.lerp(learned, fixed, alpha.to(learned.dtype), out=out)
     else:
         out.copy_(blend(fixed, learned, alpha))

@@ -160,6 +160,7 @@ class TimeUpsample(TemporalContext, nn.Module):
         (see :class:`~vidtok.models.Decoder`)."""
         alpha = torch.sigmoid(self.mix_factor)
         fused = inference() and not autocast_enabled(x.device.type) and x.dtype == self.mix_factor.dtype
+        fused = fused and not torch.compiler.is_compiling()  # its frame bookkeeping would break the graph
         if fused and self.mode == "nearest":
             out = self._nearest_fused(x, alpha)
         elif fused:
