@@ -1,4 +1,4 @@
-"""Prove the GPU paths in one command: parity, inference, training, resume and multi-GPU sync on this device.
+"""Prove the GPU paths in one command: parity, inference, training, resume, multi-GPU sync and torch.compile.
 
     python benchmarks/device_check.py --device cuda --out device_check/      # about 8 minutes on one modern GPU
     python benchmarks/device_check.py --device cpu --tiny --out /tmp/dc      # the same sections, tiny (CI)

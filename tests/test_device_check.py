@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ["parity", "inference", "training", "resume", "multi-gpu"]
+SECTIONS = ["parity", "inference", "training", "resume", "multi-gpu", "compile"]
 
 
 def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
