@@ -45,16 +45,17 @@ PARITY_LATENT_TOL, PARITY_REC_MAX_TOL, PARITY_REC_MEAN_TOL = 1e-4, 5e-4, 1e-5  #
 
 # Dense (no sparsity) peak TFLOP/s from the vendors' data sheets; the first name contained in the device's wins.
 # tf32: what fp32 convolutions run at when cuDNN may use TF32 (PyTorch's default for convolutions).
-PEAK_TFLOPS = (
-    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2}),
-    ("H200", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
-    ("H100", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
-    ("A100", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
-    ("L40S", {"bf16": 362.1, "fp16": 362.1, "tf32": 183.0, "fp32": 91.6}),
-    ("A10", {"bf16": 125.0, "fp16": 125.0, "tf32": 62.5, "fp32": 31.2}),
-    ("MI300X", {"bf16": 1307.4, "fp16": 1307.4, "tf32": 653.7, "fp32": 163.4}),
-    ("MI250X", {"bf16": 383.0, "fp16": 383.0, "tf32": 47.9, "fp32": 47.9}),
-    ("MI210", {"bf16": 181.0, "fp16": 181.0, "tf32": 22.6, "fp32": 22.6}),
+PEAK_COLUMNS = ("bf16", "fp16", "tf32", "fp32")
+PEAK_TFLOPS = (  # name, then one value per PEAK_COLUMNS
+    ("H100 PCIe", 756.0, 756.0, 378.0, 51.2),
+    ("H200", 989.4, 989.4, 494.7, 66.9),
+    ("H100", 989.4, 989.4, 494.7, 66.9),
+    ("A100", 312.0, 312.0, 156.0, 19.5),
+    ("L40S", 362.1, 362.1, 183.0, 91.6),
+    ("A10", 125.0, 125.0, 62.5, 31.2),
+    ("MI300X", 1307.4, 1307.4, 653.7, 163.4),
+    ("MI250X", 383.0, 383.0, 47.9, 47.9),
+    ("MI210", 181.0, 181.0, 22.6, 22.6),
 )
 
 
@@ -147,9 +148,9 @@ def device_peak(ctx: Context, precision: str) -> Optional[float]:
         return ctx.peak_tflops
     if precision == "fp32" and ctx.device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         precision = "tf32"
-    for name, peaks in PEAK_TFLOPS:
+    for name, *peaks in PEAK_TFLOPS:
         if name in ctx.device_name:
-            return peaks.get(precision)
+            return dict(zip(PEAK_COLUMNS, peaks, strict=True)).get(precision)
     return None
 
 
@@ -561,17 +562,11 @@ def resume(ctx: Context) -> list[dict]:
 # ---- multi-GPU ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sync_check(ctx: Context) -> dict:
     """``accelerate launch`` of 2 processes training 4 steps with a checkpoint every 2: each save first checks
     that both processes hold the same weights (all-reduce of a checksum, Trainer.check_in_sync)."""
+    from common import free_port
+
     gpus = torch.cuda.device_count() if ctx.device.type == "cuda" else 0
     if ctx.device.type == "cuda" and gpus < 2:
         raise Skip(f"{gpus} GPU visible: the 2-process gradient-sync check needs 2")
@@ -582,7 +577,7 @@ def _sync_check(ctx: Context) -> dict:
         env.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")  # gloo on the CPU: the same code, CI-sized
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(REPO / "train.py"), "experiment=debug",
+           "--main_process_port", str(free_port()), str(REPO / "train.py"), "experiment=debug",
            f"data.path={_train_videos(ctx)}", f"val_data.path={_train_videos(ctx)}", f"run_dir={run_dir}",
            "train.max_steps=4", "checkpoint.every=2", "validation.at_start=false", "validation.every=1000",
            f"hydra.run.dir={run_dir / 'hydra'}"]  # fmt: skip

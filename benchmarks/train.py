@@ -16,14 +16,13 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import make_videos
+from common import free_port, make_videos
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,12 +83,6 @@ def worker(args: argparse.Namespace) -> None:
             ),
             flush=True,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_row(args: argparse.Namespace, width: int, processes: int, data: Path, run_dir: Path) -> dict:

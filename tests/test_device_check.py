@@ -26,6 +26,13 @@ def _report(folder: Path) -> dict:
     return json.loads((folder / "device_check.json").read_text())
 
 
+def _tiny(out: Path, extra: str, returncode: int = 0) -> dict:
+    """``device_check.py --device cpu --tiny --out OUT EXTRA`` in the checkout; its report."""
+    done = _run(f"python benchmarks/device_check.py --device cpu --tiny --out {out} {extra}", REPO)
+    assert done.returncode == returncode, done.stdout[-2000:] + done.stderr[-2000:]
+    return _report(out)
+
+
 @pytest.mark.slow
 def test_the_readme_cpu_command_passes_every_section(tmp_path: Path) -> None:
     """The command as the README shows it, typed in a folder where benchmarks/ is this checkout's."""
@@ -55,10 +62,7 @@ def test_a_broken_fixture_fails_its_section_and_the_next_one_runs(tmp_path: Path
     meta = {"name": "vidtok_kl_causal_488_4chn", "overrides": ["model.ch=4"]}
     (fixtures / "meta.json").write_text(json.dumps(meta))
     (fixtures / "model.ckpt").write_bytes(b"not a checkpoint")
-    cmd = f"python benchmarks/device_check.py --device cpu --tiny --out {tmp_path / 'out'} "
-    done = _run(cmd + f"--fixtures {tmp_path / 'fixtures'} --sections parity resume", REPO)
-    assert done.returncode == 1, done.stderr[-2000:]
-    report = _report(tmp_path / "out")
+    report = _tiny(tmp_path / "out", f"--fixtures {tmp_path / 'fixtures'} --sections parity resume", returncode=1)
     assert report["sections"]["parity"]["status"] == "fail"
     assert "model.ckpt" in report["sections"]["parity"]["error"]
     assert report["sections"]["resume"]["status"] == "pass"
@@ -66,17 +70,11 @@ def test_a_broken_fixture_fails_its_section_and_the_next_one_runs(tmp_path: Path
 
 
 def test_stand_ins_without_fixtures_and_a_spent_budget(tmp_path: Path) -> None:
-    cmd = f"python benchmarks/device_check.py --device cpu --tiny --out {tmp_path / 'a'} --sections parity "
-    done = _run(cmd + f"--fixtures {tmp_path / 'none'}", REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = _report(tmp_path / "a")
+    report = _tiny(tmp_path / "a", f"--sections parity --fixtures {tmp_path / 'none'}")
     rows = report["sections"]["parity"]["rows"]
     assert len(rows) == 12 and all(r["status"] == "pass" for r in rows)
     assert all("stand-in" in r["reference"] for r in rows) and any("stand-ins" in n for n in report["notes"])
-    cmd = f"python benchmarks/device_check.py --device cpu --tiny --out {tmp_path / 'b'} --budget-s 0 "
-    done = _run(cmd + "--sections training resume multi-gpu", REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
-    for section in _report(tmp_path / "b")["sections"].values():
+    for section in _tiny(tmp_path / "b", "--budget-s 0 --sections training resume multi-gpu")["sections"].values():
         assert section["status"] == "skipped"
         assert all(r["reason"] == "time budget spent" for r in section["rows"])
 
