@@ -1,9 +1,10 @@
-"""What the benchmark scripts share: the machine's name for their tables, generated videos to time them on, and
-a free port for the processes they launch."""
+"""What the benchmark scripts share: the machine's name for their tables, generated videos to time them on, a
+free port for the processes they launch, and the device's clock and memory readings."""
 
 from __future__ import annotations
 
 import platform
+import resource
 import socket
 from pathlib import Path
 
@@ -35,3 +36,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (a timer read after it counts that work)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_mb(device) -> float:
+    """Peak allocated GPU memory (since the last ``torch.cuda.reset_peak_memory_stats``); on a CPU the process's
+    peak resident memory."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from common import peak_mb, sync
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -110,11 +110,6 @@ def run_checks(ctx: Context, checks: list[tuple[str, Callable[[], dict]]]) -> li
 # ---- device helpers -------------------------------------------------------------------------------------------
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def free_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -124,13 +119,6 @@ def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_mb(device: torch.device) -> float:
-    """Peak allocated GPU memory since :func:`reset_peak`; on CPU the process's peak resident memory."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def backend_name(device: torch.device) -> str:
@@ -261,7 +249,7 @@ def _parity_check(ctx: Context, case: ParityCase, precision: str) -> dict:
             out["z_rel_err"] = z_err / case.ref["z"].abs().max().item()
             ok = ok and out["z_rel_err"] <= tol["latents"]
         out["tolerance"] = f"reconstruction mean err / mean |ref| <= {tol['reconstruction']}, {wanted}"
-    return {**out, "ok": ok}
+    return {**out, "reference": case.source, "ok": ok}
 
 
 def parity(ctx: Context) -> list[dict]:
@@ -272,10 +260,7 @@ def parity(ctx: Context) -> list[dict]:
     for case in cases:
         for precision in ("fp32", "bf16", "fp16"):
             checks.append((f"{case.name} {precision}", lambda c=case, p=precision: _parity_check(ctx, c, p)))
-    rows = run_checks(ctx, checks)
-    for row, case in zip(rows, [c for c in cases for _ in ("fp32", "bf16", "fp16")], strict=True):
-        row["reference"] = case.source
-    return rows
+    return run_checks(ctx, checks)
 
 
 # ---- inference ------------------------------------------------------------------------------------------------
@@ -338,22 +323,22 @@ def _stream_check(ctx: Context, frames: int = 129) -> dict:
     """A v1.1 video of ``frames`` frames through the encoder and decoder streams, made chunk by chunk (what
     ``vidtok reconstruct`` does): memory must not grow with the length."""
     import vidtok
+    from vidtok.inference.pipeline import reconstruct_stream
 
     dev = ctx.device
     size, chunk = (32, 16) if ctx.tiny else (256, 16)
     tok = vidtok.load_tokenizer(V11, overrides=[f"model.ch={ctx.width}"], pretrained=False, device=dev).eval()
     gen = torch.Generator().manual_seed(0)
+
+    def chunks():
+        for first in range(0, frames, chunk):
+            yield (torch.rand(1, 3, min(chunk, frames - first), size, size, generator=gen) * 2 - 1).to(dev)
+
     reset_peak(dev)
     out_frames, start = 0, time.perf_counter()
     with torch.inference_mode(), autocast(dev, "bf16" if dev.type == "cuda" else "fp32"):
-        with tok.encoder_stream(chunk) as enc, tok.decoder_stream(4) as dec:
-            for first in range(0, frames, chunk):
-                n = min(chunk, frames - first)
-                out_frames += dec.push(
-                    enc.push((torch.rand(1, 3, n, size, size, generator=gen) * 2 - 1).to(dev))
-                ).shape[2]
-            out_frames += dec.push(enc.finish()).shape[2]
-            out_frames += dec.finish().shape[2]
+        for _, recon in reconstruct_stream(tok, chunks(), chunk_frames=chunk, chunk_latents=4):
+            out_frames += recon.shape[2]
     sync(dev)
     seconds = time.perf_counter() - start
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds, "peak_mb": peak_mb(dev),
@@ -507,7 +492,7 @@ def _train_check(ctx: Context, precision: str) -> dict:
         "s_per_step": sum(timed) / len(timed),
         "samples_per_s": len(timed) / sum(timed),
         "peak_mb": peak_mb(dev),
-        "lpips": _vgg_present(),
+        "lpips": trainer.run.loss.perceptual_weight > 0,
         "disc_from_step": disc_start,
         "last_total_loss": losses[-1],
         "scaler": trainer.scaler.get_scale() if trainer.scaler is not None else None,

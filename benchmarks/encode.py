@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cpu_name, make_videos
+from common import cpu_name, make_videos, sync
 
 
 def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float]:
@@ -35,11 +35,11 @@ def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float
     options = cfg.inference_options(tok.config)
     with torch.inference_mode(), cfg.autocast(device):
         tok.encode(batches[0], options=options)  # warm-up
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for x in batches:
             tok.encode(x, options=options)
-        _sync(device)
+        sync(device)
     return sum(x.shape[0] * x.shape[2] for x in batches), time.perf_counter() - start
 
 
@@ -68,11 +68,6 @@ def measure(tok, ckpt: Path, videos: Path, out: Path, device: torch.device, *, w
     job_fps, model_fps = result.frames / result.seconds, frames / seconds
     return {"workers": workers, "frames": result.frames, "job_s": result.seconds, "job_fps": job_fps,
             "model_fps": model_fps, "share": job_fps / model_fps}  # fmt: skip
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv=None) -> int:

@@ -15,20 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import free_port, make_videos
+from common import free_port, make_videos, peak_mb
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def worker(args: argparse.Namespace) -> None:
-    import torch
     import torch.distributed as dist
 
     from vidtok.training import Trainer, compose_train_config, load_run_config
@@ -60,10 +58,7 @@ def worker(args: argparse.Namespace) -> None:
     if trainer.world > 1:
         dist.barrier()
     seconds = time.perf_counter() - start
-    if trainer.device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mb(trainer.device)
     peaks = [peak]
     if trainer.world > 1:
         peaks = [None] * trainer.world
