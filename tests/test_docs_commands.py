@@ -54,6 +54,12 @@ HOW: dict[str, How] = {
     'pip install -e ".[dev]" && python train.py experiment=demo': How("ci"),
     ". .venv/bin/activate && ruff check . && python -m pytest -q": How("ci"),
     "mkdocs build --strict": RUN,
+    # the jobs as modules of the installed package
+    "python -m vidtok.train experiment=demo": DRY,
+    "accelerate launch -m vidtok.train regularizer=fsq compression=488 data.path=videos/ val_data.path=val/": DRY,
+    "python -m vidtok.evaluate tokenizer=vidtok_kl_causal_488_4chn data.dir=val/ height=64 width=64 "
+    "metrics.lpips=false": How("run", expect="2 videos evaluated"),
+    "python -m vidtok.encode tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents/": CFG,
     # the vidtok command
     "vidtok list": How("run", expect="vidtok_fsq_causal_888_32768_v1_1"),
     "vidtok config vidtok_kl_causal_488_4chn_v1_1": How("run", expect="temporal_upsample: linear"),

@@ -393,12 +393,12 @@ def test_slurm_nodes_build_one_accelerate_launch_each() -> None:
     }
     overrides = ["regularizer=fsq", "compression='488'", "launch.accelerate=true", "data.path=/d", "run_dir=/old"]
     cmd = slurm_accelerate_command(
-        "train.py", overrides, "/runs/7", env=env, config_dir="/repo/sweeps", config_name="slurm", python="python"
+        overrides, "/runs/7", env=env, config_dir="/repo/sweeps", config_name="slurm", python="python"
     )
     expected_head = [
         "python", "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", "1",
         "--num_processes", "16", "--main_process_ip", "gpu017", "--main_process_port", str(20000 + 123456 % 20000),
-        "train.py", "--config-dir", "/repo/sweeps", "--config-name", "slurm",
+        "-m", "vidtok.train", "--config-dir", "/repo/sweeps", "--config-name", "slurm",
     ]  # fmt: skip
     assert cmd[: len(expected_head)] == expected_head
     passed = cmd[len(expected_head) :]

@@ -17,10 +17,10 @@ from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, offi
 from .io.weight_files import CheckpointError  # noqa: E402
 from .models import InferenceOptions, InputError, Tokenizer, VideoDecoderStream, VideoEncoderStream
 from .models.loading import build_tokenizer, load_tokenizer
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "CheckpointError",
     "ConfigError",
     "InferenceOptions",

@@ -16,6 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
+#: What each node launches: the training app of the installed package (``python -m vidtok.train``), the same app
+#: as the checkout's ``train.py``, so that nodes need no copy of the repository.
+TRAIN_MODULE = "vidtok.train"
+
 
 def first_host(nodelist: str) -> str:
     """The first host of a SLURM node list: ``gpu[003-005,9],cpu1`` -> ``gpu003``."""
@@ -38,7 +42,6 @@ def gpus_on_node(env: Mapping[str, str]) -> int:
 
 
 def accelerate_command(
-    script: str | os.PathLike,
     overrides: Sequence[str],
     *,
     num_machines: int,
@@ -54,7 +57,7 @@ def accelerate_command(
     cmd = [python, "-m", "accelerate.commands.launch", "--multi_gpu"]
     cmd += ["--num_machines", str(num_machines), "--machine_rank", str(machine_rank)]
     cmd += ["--num_processes", str(num_machines * processes_per_machine)]
-    cmd += ["--main_process_ip", main_ip, "--main_process_port", str(main_port), str(script)]
+    cmd += ["--main_process_ip", main_ip, "--main_process_port", str(main_port), "-m", TRAIN_MODULE]
     if config_dir:
         cmd += ["--config-dir", str(config_dir)]
     if config_name:
@@ -63,7 +66,6 @@ def accelerate_command(
 
 
 def slurm_accelerate_command(
-    script: str | os.PathLike,
     overrides: Sequence[str],
     run_dir: str | os.PathLike,
     env: Mapping[str, str] = os.environ,
@@ -76,7 +78,6 @@ def slurm_accelerate_command(
     passed = [o for o in overrides if not o.startswith(("launch.accelerate=", "run_dir=", "hydra."))]
     passed += ["launch.accelerate=false", f"run_dir={Path(run_dir)}", f"hydra.run.dir={Path(run_dir)}"]
     return accelerate_command(
-        script,
         passed,
         num_machines=nodes,
         machine_rank=int(env.get("SLURM_NODEID", "0")),

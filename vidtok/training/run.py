@@ -35,15 +35,15 @@ def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
     return trainer.fit()
 
 
-def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None) -> float:
-    """Entry point of train.py (``script``: its path); returns the last total loss (what a Hydra sweeper
+def train_from_hydra(cfg: DictConfig) -> float:
+    """Entry point of ``python -m vidtok.train`` (and train.py); returns the last total loss (what a Hydra sweeper
     would minimise). With ``launch.accelerate`` on a SLURM node it starts ``accelerate launch`` there instead."""
     from ..distributed import end_processes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hydra_dir = hydra_output_dir()
     if cfg.get("launch", {}).get("accelerate") and "LOCAL_RANK" not in os.environ:
-        return _launch_node(script, hydra_dir)
+        return _launch_node(hydra_dir)
     try:
         run = load_run_config(cfg)
     except ConfigError as err:
@@ -65,7 +65,7 @@ def train_from_hydra(cfg: DictConfig, script: Optional[str | os.PathLike] = None
     return float(last.get("total_loss", math.nan))
 
 
-def _launch_node(script: Optional[str | os.PathLike], hydra_dir: Optional[Path]) -> float:
+def _launch_node(hydra_dir: Optional[Path]) -> float:
     """Run this node's share of a multi-node job through ``accelerate launch`` (see vidtok.training.launch)."""
     import subprocess
 
@@ -73,7 +73,7 @@ def _launch_node(script: Optional[str | os.PathLike], hydra_dir: Optional[Path])
 
     from .launch import slurm_accelerate_command
 
-    if script is None or hydra_dir is None:
+    if hydra_dir is None:
         raise ConfigError("launch.accelerate=true needs train.py run as a Hydra app (with the submitit launcher)")
     hc = HydraConfig.get()
     config_dir = next(
@@ -81,7 +81,7 @@ def _launch_node(script: Optional[str | os.PathLike], hydra_dir: Optional[Path])
         None,
     )
     cmd = slurm_accelerate_command(
-        script, list(hc.overrides.task), hydra_dir, config_dir=config_dir, config_name=hc.job.config_name
+        list(hc.overrides.task), hydra_dir, config_dir=config_dir, config_name=hc.job.config_name
     )
     log.info("starting on this node: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
