@@ -434,7 +434,8 @@ def _train_videos(ctx: Context) -> Path:
 
 
 def _vgg_present() -> bool:
-    from vidtok.io.auxiliary_weights import VGG16, WeightsError, resolve_weights
+    from vidtok.errors import WeightsError
+    from vidtok.io.auxiliary_weights import VGG16, resolve_weights
 
     try:
         resolve_weights(VGG16, download=False)

@@ -93,10 +93,8 @@ def eval_config(
 
 def run_row(args: argparse.Namespace, tok, name: str, width: int, mode: str, lpips: bool, fvd: bool, data: Path):
     """The timed evaluation's summary (after an untimed one on the first video), or ``{"error": ...}``."""
-    from vidtok.config import ConfigError
-    from vidtok.data import DataSourceError
+    from vidtok.errors import ConfigError, DataSourceError, WeightsError
     from vidtok.evaluation import evaluate
-    from vidtok.io.auxiliary_weights import WeightsError
 
     try:
         for limit in (1, args.videos):  # the first: the untimed warm-up on one video
@@ -165,7 +163,7 @@ def main() -> int:
         parser.error("--videos must be >= 1")
 
     import vidtok
-    from vidtok.config import ConfigError
+    from vidtok.errors import ConfigError
 
     if args.threads:
         torch.set_num_threads(args.threads)

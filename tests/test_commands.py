@@ -10,17 +10,10 @@ from test_cli import run_vidtok
 
 import vidtok
 from vidtok.cli import main as cli
+from vidtok.errors import TokenFileError, VideoError
 from vidtok.inference.pipeline import decode_frames, encode_video
-from vidtok.io.token_files import TokenFileError, load_tokens, save_tokens
-from vidtok.io.video import (
-    VideoError,
-    VideoWriter,
-    frames_to_tensor,
-    iter_frames,
-    read_info,
-    resize_crop,
-    tensor_to_frames,
-)
+from vidtok.io.token_files import load_tokens, save_tokens
+from vidtok.io.video import VideoWriter, frames_to_tensor, iter_frames, read_info, resize_crop, tensor_to_frames
 from vidtok.synthetic import moving_shapes
 
 

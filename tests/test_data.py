@@ -15,11 +15,7 @@ from torch.utils.data import DataLoader
 from videos import frame_ids, write_indexed_video
 
 from vidtok.data import (
-    DataError,
-    DataSourceError,
     Failure,
-    ShardWriterError,
-    ShortVideoError,
     VideoClipDataset,
     clip_indices,
     collate_clips,
@@ -36,8 +32,9 @@ from vidtok.data import (
 )
 from vidtok.data import shards as shards_module
 from vidtok.data.sampling import padded_indices
+from vidtok.errors import DataError, DataSourceError, ShardWriterError, ShortVideoError, VideoError
 from vidtok.io import video as video_module
-from vidtok.io.video import VideoError, cover_size
+from vidtok.io.video import cover_size
 
 # -- sampling ---------------------------------------------------------------------------------------
 
@@ -393,8 +390,9 @@ def test_shards_are_readable_by_webdataset(video_dir: Path, tmp_path: Path) -> N
 def test_data_configs_compose_and_build_each_source(video_dir: Path, tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from vidtok.config import ConfigError, conf_dir
+    from vidtok.composition import conf_dir
     from vidtok.data.config import DataConfig, build_dataset, build_loader
+    from vidtok.errors import ConfigError
 
     write_shards(folder_records(video_dir / "a"), str(tmp_path / "c-%02d.tar"), progress=False)
     (video_dir / "a.csv").write_text("videos\na/v0.mp4\na/v1.mp4\n")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import vidtok
-from vidtok.diffusers_export import ExportError, diffusers_config, export_diffusers
+from vidtok.diffusers_export import diffusers_config, export_diffusers
+from vidtok.errors import ExportError
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers (dev extra) is not installed")
 WIDTH = ["model.ch=8"]

@@ -17,8 +17,8 @@ import torch
 from test_cli import run_vidtok
 from test_commands import write_clip
 
-from vidtok.config import ConfigError
 from vidtok.encoding import encode_dataset
+from vidtok.errors import ConfigError
 from vidtok.inference.pipeline import encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
@@ -245,7 +245,7 @@ def test_latent_dataset_reads_every_sample_once_over_workers(weights, videos, tm
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused_before_any_video(weights, tmp_path) -> None:
-    from vidtok.io.weight_files import CheckpointError
+    from vidtok.errors import CheckpointError
 
     never = tmp_path / "never.mp4"  # would fail if read: the refusal must come first
     never.write_bytes(b"not a video")

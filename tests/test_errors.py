@@ -223,7 +223,7 @@ def test_unnamed_checkpoint_needs_a_name(tmp_path: Path, kl: vidtok.Tokenizer) -
 def test_stage_configs_compose_and_validate() -> None:
     from omegaconf import OmegaConf
 
-    from vidtok.config import conf_dir
+    from vidtok.composition import conf_dir
     from vidtok.training.config import StageConfig
 
     def load(name: str, **changes) -> StageConfig:

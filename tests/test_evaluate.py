@@ -20,11 +20,11 @@ import pytest
 import torch
 from standins import StandInI3D, make_vgg_home, save_detector, use_torch_home
 
-from vidtok.config import ConfigError
 from vidtok.data.videos import prefetch
+from vidtok.errors import CheckpointError, ConfigError
 from vidtok.evaluation import EvalConfig, evaluate
 from vidtok.io.video import tensor_to_frames, write_video
-from vidtok.io.weight_files import CheckpointError, save_tokenizer_safetensors
+from vidtok.io.weight_files import save_tokenizer_safetensors
 from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
 from vidtok.metrics.fvd import preprocess_for_i3d
 from vidtok.synthetic import moving_shapes
@@ -423,7 +423,7 @@ def test_evaluate_command_refuses_a_mismatched_checkpoint_in_one_line(videos: Pa
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("cannot evaluate:") and "regularizer.kind: 'fsq' != 'kl'" in last
+    assert last.startswith("evaluate: error:") and "regularizer.kind: 'fsq' != 'kl'" in last
 
 
 def test_sample_posterior_draws_per_video_like_the_original_script(videos: Path, causal) -> None:
@@ -444,8 +444,8 @@ def test_sample_posterior_draws_per_video_like_the_original_script(videos: Path,
         evaluate({"ckpt": "fsq", "data": {"dir": str(videos)}, "sample_posterior": True}, tokenizer=fsq, write=False)
 
 
-def test_eval_config_composes_tokenizer_presets_and_groups() -> None:
-    from vidtok.config import compose_conf
+def test_eval_config_composes_tokenizer_presets_and_groups(capsys) -> None:
+    from vidtok.composition import compose_conf
     from vidtok.evaluation import evaluate_from_hydra
 
     def compose(*overrides: str):
@@ -463,8 +463,12 @@ def test_eval_config_composes_tokenizer_presets_and_groups() -> None:
     plain = EvalConfig.from_any(compose("ckpt=m", "data.dir=v"))
     assert plain.tokenizer_config is None and plain.metrics.detector_sha256 is not None  # "default": the I3D hash
     assert (plain.height, plain.width, plain.sample_fps, plain.chunk_frames, plain.mode) == (256, 256, 30, 16, "clips")
-    with pytest.raises(SystemExit, match="cannot evaluate: ckpt must name the checkpoint to evaluate, or tokenizer="):
+    with pytest.raises(SystemExit) as stop:
         evaluate_from_hydra(compose("data.dir=v"))
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "evaluate: error: ckpt must name the checkpoint to evaluate, or tokenizer="
+    )
 
 
 def test_whole_mode_fvd_windows_and_tiling(videos: Path, causal, tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from videos import write_indexed_video
 
 import vidtok
-from vidtok.hub import HubError, cached, converted_path, hub_filename, pretrained_file
+from vidtok.errors import HubError
+from vidtok.hub import cached, converted_path, hub_filename, pretrained_file
 from vidtok.io import weight_files as checkpoint_module
 
 from conftest import FIXTURES, fixture_dirs, fixture_meta, needs_shared

@@ -73,7 +73,7 @@ def test_accelerate_launch_passes_numeric_choices_through(tmp_path: Path) -> Non
 
 
 def test_python_composition_takes_unquoted_compression() -> None:
-    from vidtok.config import compose_tokenizer_config
+    from vidtok.composition import compose_tokenizer_config
     from vidtok.training.run import compose_train_config
 
     assert compose_tokenizer_config(overrides=["compression=41616", "regularizer=fsq"]).factors == (4, 16, 16)
@@ -107,7 +107,7 @@ def test_shard_brace_patterns_are_taken_as_typed(tmp_path: Path) -> None:
 
 
 def test_brace_quoting_leaves_other_values_alone() -> None:
-    from vidtok.hydra_app import quote_brace_patterns
+    from vidtok.composition import quote_brace_patterns
 
     given = [
         "data.path=a-{0..9}.tar",

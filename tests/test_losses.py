@@ -20,8 +20,7 @@ from standins import make_vgg_home, random_vgg16_file
 
 import vidtok
 import vidtok.io.auxiliary_weights
-from vidtok.config import ConfigError
-from vidtok.io.auxiliary_weights import WeightsError
+from vidtok.errors import ConfigError, WeightsError
 from vidtok.losses import (
     LeCAM,
     LossConfig,

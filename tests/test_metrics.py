@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from standins import StandInI3D, go_offline, make_vgg_home, save_detector, use_torch_home
 from torch import Tensor
 
-from vidtok.io.auxiliary_weights import VGG16, WeightsError
+from vidtok.errors import WeightsError
+from vidtok.io.auxiliary_weights import VGG16
 from vidtok.metrics import (
     LPIPS,
     PSNR_MAX_DB,

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 from videos import write_indexed_video
 
 from vidtok.data import (
-    DataError,
     Failure,
     VideoClipDataset,
     collate_clips,
@@ -26,6 +25,7 @@ from vidtok.data import (
     shard_records,
     write_shards,
 )
+from vidtok.errors import DataError
 
 SHARDS = 4
 PER_SHARD = 2

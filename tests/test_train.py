@@ -14,8 +14,8 @@ import torch
 from videos import write_indexed_video
 
 import vidtok
-from vidtok.config import ConfigError
-from vidtok.training import Trainer, TrainingError, compose_train_config, load_run_config
+from vidtok.errors import ConfigError, TrainingError
+from vidtok.training import Trainer, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
 
 from conftest import free_port
@@ -540,7 +540,7 @@ def test_init_from_an_official_checkpoint_loads_tokenizer_and_discriminator(tmp_
 
 
 def test_a_missing_data_folder_fails_before_the_model_is_built(tmp_path: Path, video_dir: Path) -> None:
-    from vidtok.data import DataSourceError
+    from vidtok.errors import DataSourceError
 
     with pytest.raises(DataSourceError, match="does not exist"):
         Trainer(debug_run(tmp_path, tmp_path / "no_such_folder"))

@@ -13,9 +13,10 @@ import os
 # before torch (as the `vidtok` command does); set THP_MEM_ALLOC_ENABLE=0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from .config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
-from .io.weight_files import CheckpointError  # noqa: E402
-from .models import InferenceOptions, InputError, Tokenizer, VideoDecoderStream, VideoEncoderStream
+from .composition import compose_tokenizer_config, official_names
+from .config import TokenizerConfig
+from .errors import CheckpointError, ConfigError, InputError, VidtokError
+from .models import InferenceOptions, Tokenizer, VideoDecoderStream, VideoEncoderStream
 from .models.loading import build_tokenizer, load_tokenizer
 from .version import __version__
 
@@ -29,6 +30,7 @@ __all__ = [
     "TokenizerConfig",
     "VideoDecoderStream",
     "VideoEncoderStream",
+    "VidtokError",
     "build_tokenizer",
     "compose_tokenizer_config",
     "load_tokenizer",

@@ -20,14 +20,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .config import ConfigError, compose_tokenizer_config, official_names
-from .data.shards import ShardWriterError
-from .data.sources import DataSourceError
-from .diffusers_export import ExportError
-from .io.token_files import TokenFileError, load_tokens, save_tokens
-from .io.video import VideoError
-from .io.weight_files import META_SOURCE, CheckpointError, save_tokenizer_safetensors
-from .models import InferenceOptions, InputError
+from .composition import compose_tokenizer_config, official_names
+from .defaults import CHUNK_FRAMES, CHUNK_LATENTS, protocol_clip_frames
+from .errors import ConfigError, VidtokError, report
+from .io.token_files import load_tokens, save_tokens
+from .io.weight_files import META_SOURCE, save_tokenizer_safetensors
+from .models import InferenceOptions
 from .models.loading import load_tokenizer
 from .synthetic import moving_shapes
 
@@ -106,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         name, ckpt=args.ckpt, overrides=args.overrides, pretrained=not args.random_weights, revision=args.revision
     )
     cfg = tokenizer.config
-    frames = args.frames if args.frames else (17 if cfg.causal else 16)
+    frames = args.frames if args.frames else protocol_clip_frames(cfg.causal)
     video = moving_shapes(frames, args.size, args.size)
     params = sum(p.numel() for p in tokenizer.parameters())
     print(
@@ -170,10 +168,16 @@ def _add_reading(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=None, help="sample frames at this rate (default: the video's)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many (sampled) frames")
     parser.add_argument(
-        "--chunk-frames", type=int, default=None, help="causal models: frames encoded at a time (default 16)"
+        "--chunk-frames",
+        type=int,
+        default=None,
+        help=f"causal models: frames encoded at a time (default {CHUNK_FRAMES})",
     )
     parser.add_argument(
-        "--clip-frames", type=int, default=16, help="non-causal models: frames per independent clip (default 16)"
+        "--clip-frames",
+        type=int,
+        default=protocol_clip_frames(causal=False),
+        help=f"non-causal models: frames per independent clip (default {protocol_clip_frames(causal=False)})",
     )
 
 
@@ -182,7 +186,10 @@ def _add_tiling(parser: argparse.ArgumentParser, chunk_latents: bool = True) -> 
     parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default tile/4)")
     if chunk_latents:
         parser.add_argument(
-            "--chunk-latents", type=int, default=None, help="causal models: latents decoded at a time (default 4)"
+            "--chunk-latents",
+            type=int,
+            default=None,
+            help=f"causal models: latents per decoder pass (default {CHUNK_LATENTS})",
         )
 
 
@@ -346,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"official name or config file (default: from --ckpt, else {DEFAULT_TOKENIZER})",
     )
     _add_weights(p)
-    p.add_argument("--frames", type=int, default=0, help="clip length (default 17 causal, 16 non-causal)")
+    p.add_argument(
+        "--frames", type=int, default=0, help="clip length (default: the protocol's 17 causal / 16 non-causal)"
+    )
     p.add_argument("--size", type=int, default=64, help="frame height and width (default 64)")
     _add_overrides(p)
     p.set_defaults(func=cmd_demo)
@@ -398,26 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Bad input named in one line, not a traceback.
-USER_ERRORS = (
-    ConfigError,
-    CheckpointError,
-    InputError,
-    VideoError,
-    TokenFileError,
-    DataSourceError,
-    ShardWriterError,
-    ExportError,
-)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``vidtok`` command; a user error (:class:`~vidtok.errors.VidtokError`) is one line and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as err:
-        print(f"vidtok {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except VidtokError as err:
+        return report(f"vidtok {args.command}", err)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Typed configuration of a tokenizer, composed from the Hydra groups in ``conf/``.
+"""Typed configuration of a tokenizer (composed from the Hydra groups in ``conf/`` by :mod:`vidtok.composition`).
 
 A tokenizer is described by three independent choices plus an optional preset name:
 
@@ -15,22 +15,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .hydra_app import conf_dir
+from .config_loader import build_config
+from .errors import ConfigError
 
 TEMPORAL_PADS = ("zeros", "replicate")
 TEMPORAL_UPSAMPLES = ("nearest", "linear")
 REGULARIZERS = ("kl", "fsq")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or inconsistent."""
 
 
 @dataclass
@@ -233,159 +228,3 @@ class TokenizerConfig:
         theirs.pop("name", None)
         walk(mine, theirs, "")
         return out
-
-
-# ---- composition from conf/ -------------------------------------------------------------------
-
-
-def composed_values(cfg: Any, example: str) -> dict:
-    """A Hydra-composed config as plain values, resolved; a missing ``???`` key or a bad interpolation is a
-    ConfigError (``example``: the keys to show with a missing one, e.g. ``"data.dir=videos/"``)."""
-    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
-    try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as err:
-        raise ConfigError(f"{err.full_key} must be given (e.g. {example})") from None
-    except OmegaConfBaseException as err:
-        raise ConfigError(str(err).splitlines()[0]) from None
-
-
-def build_config(cls: type, data: Any, name: str = "", *, typed: bool = False, validate: bool = True) -> Any:
-    """The one config loader: a ``cls`` dataclass from an instance of it, a mapping, an OmegaConf node, JSON
-    text or None (all defaults). Nested dataclass fields are built the same way; unknown keys are refused by
-    their dotted name (``ConfigError``); ``typed`` also checks and converts value types against the field
-    annotations (OmegaConf's structured merge); the result is validated when the class has ``validate()``."""
-    what = name or cls.__name__
-    if isinstance(data, cls):
-        built = data
-    else:
-        if data is None:
-            data = {}
-        elif isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{what}: cannot read the JSON text: {err}") from None
-        elif isinstance(data, DictConfig):
-            data = OmegaConf.to_container(data, resolve=True)
-        _check_keys(cls, data, f"{name}." if name else "", f"{name} " if name else "")
-        if typed:
-            try:
-                built = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
-            except Exception as err:  # omegaconf raises several types; all mean a bad value or key
-                raise ConfigError(f"invalid {what} config: {err}") from err
-        else:
-            built = _construct(cls, data, f"{name}." if name else "")
-    return built.validate() if validate and hasattr(built, "validate") else built
-
-
-def _nested_class(f: dataclasses.Field) -> Optional[type]:
-    if callable(f.default_factory):
-        default = f.default_factory()
-        if dataclasses.is_dataclass(default):
-            return type(default)
-    return None
-
-
-def _check_keys(cls: type, data: Any, prefix: str, kind: str) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__} must be a mapping, got {data!r}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown {kind}option(s) {[prefix + k for k in unknown]}; known: {sorted(known)}")
-    for key, value in data.items():
-        nested = _nested_class(known[key])
-        if nested is not None and value is not None and not isinstance(value, nested):
-            _check_keys(nested, value, f"{prefix}{key}.", kind)
-
-
-def _construct(cls: type, data: dict, prefix: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        nested = _nested_class(known[key])
-        if nested is not None and not isinstance(value, nested):
-            value = _construct(nested, value or {}, f"{prefix}{key}.")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"bad {prefix.rstrip('.') or cls.__name__} config: {err}") from None
-
-
-def official_names() -> list[str]:
-    """Names of the presets in ``conf/tokenizer/`` (the 23 official VidTok checkpoints)."""
-    return sorted(p.stem for p in (conf_dir() / "tokenizer").glob("*.yaml"))
-
-
-def _strip_plus(override: str) -> str:
-    return override.lstrip("+")
-
-
-def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str] = ()) -> TokenizerConfig:
-    """Compose a :class:`TokenizerConfig` from a preset name (or a YAML/JSON file) and Hydra overrides.
-
-    ``name`` is an official checkpoint name such as ``vidtok_kl_causal_488_4chn``, a path to a config
-    file holding a full tokenizer config (as written by ``vidtok config`` or saved in a run), or
-    ``None`` for the defaults of each group. ``overrides`` are Hydra override strings such as
-    ``model.ch=16`` or ``regularizer=fsq``.
-    """
-    overrides = list(overrides)
-    if name is not None and _looks_like_path(name):
-        return _config_from_file(Path(name), overrides)
-    if name is not None and name not in official_names():
-        raise ConfigError(
-            f"unknown tokenizer {name!r}: expected one of the official names ({', '.join(official_names())}) "
-            "or the path of a config file"
-        )
-    preset = [f"tokenizer={name}"] if name is not None else []
-    cfg = compose_conf("tokenizer_base", preset + overrides, f"tokenizer {name!r} with overrides {overrides}")
-    return TokenizerConfig.from_any(cfg)
-
-
-def compose_conf(config_name: str, overrides: Sequence[str], what: str) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with Hydra overrides outside a Hydra app (any global Hydra
-    state of a running app is restored afterwards); ConfigError saying "cannot compose <what>" on failure."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
-
-    from .hydra_app import allow_numeric_group_choices, quote_brace_patterns
-
-    allow_numeric_group_choices()
-    overrides = quote_brace_patterns(overrides)
-    backup = get_gh_backup()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-            return compose(config_name, overrides=list(overrides))
-    except (HydraException, ValueError) as err:
-        raise ConfigError(f"cannot compose {what}: {err}") from err
-    finally:
-        restore_gh_from_backup(backup)
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.endswith((".yaml", ".yml", ".json")) or "/" in name or Path(name).is_file()
-
-
-def _config_from_file(path: Path, overrides: list[str]) -> TokenizerConfig:
-    if not path.is_file():
-        raise ConfigError(f"tokenizer config file {path} does not exist")
-    try:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else OmegaConf.load(path)
-    except Exception as err:
-        raise ConfigError(f"cannot read tokenizer config file {path}: {err}") from err
-    base = OmegaConf.create(OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data)
-    tokenizer_keys = {f.name for f in dataclasses.fields(TokenizerConfig)}
-    if {"model", "compression", "regularizer"} <= set(base.keys()):
-        # a saved run config holds the tokenizer groups beside data, optimiser and logging groups
-        base = OmegaConf.masked_copy(base, [k for k in base.keys() if k in tokenizer_keys])
-    try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist([_strip_plus(o) for o in overrides]))
-    except Exception as err:
-        raise ConfigError(f"cannot apply overrides {overrides} to {path}: {err}") from err
-    return TokenizerConfig.from_any(merged)

@@ -15,11 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import ExportError
+
 log = logging.getLogger("vidtok.export")
-
-
-class ExportError(ValueError):
-    """The tokenizer has no faithful AutoencoderVidTok counterpart (and the export was not forced)."""
 
 
 def diffusers_config(config: Any) -> dict[str, Any]:

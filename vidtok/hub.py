@@ -19,20 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .io.weight_files import (
-    META_NAME,
-    CheckpointError,
-    read_checkpoint,
-    save_tokenizer_safetensors,
-    tokenizer_state_dict,
-)
+from .errors import CheckpointError, HubError
+from .io.weight_files import META_NAME, read_checkpoint, save_tokenizer_safetensors, tokenizer_state_dict
 
 REPO_ID = "microsoft/VidTok"
 META_HUB_FILE = "vidtok_hub_file"  # safetensors metadata of a converted copy: the Hub file it came from
-
-
-class HubError(CheckpointError):
-    """Official weights could not be had: not downloadable here, not in the cache, or damaged."""
 
 
 def hub_filename(name: str) -> str:
@@ -86,7 +77,7 @@ def download_checkpoint(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    from .config import official_names
+    from .composition import official_names
 
     if name not in official_names():
         raise HubError(f"{name!r} is not an official VidTok checkpoint; the official names are: {official_names()}")

@@ -5,13 +5,13 @@ ds = VideoClipDataset(folder_records("videos/"), num_frames=17, size=(256, 256),
 loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_clips)
 """
 
+from ..errors import DataError, DataSourceError, ShardWriterError, ShortVideoError
 from ..io.video import read_clip, read_info
-from .dataset import DataError, VideoClipDataset, collate_clips
+from .dataset import VideoClipDataset, collate_clips
 from .latents import LatentDataset, decode_latent_sample, latent_shards
-from .sampling import ShortVideoError, clip_indices, clip_span, eval_clips, frame_interval
-from .shards import ShardSummary, ShardWriterError, write_shards
+from .sampling import clip_indices, clip_span, eval_clips, frame_interval
+from .shards import ShardSummary, write_shards
 from .sources import (
-    DataSourceError,
     Failure,
     Record,
     csv_records,

@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError, build_config
+from ..config_loader import build_config
+from ..errors import ConfigError
 from .dataset import VideoClipDataset, collate_clips
 from .sources import SOURCE_KINDS, video_records
 

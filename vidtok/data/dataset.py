@@ -36,7 +36,8 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..distributed import process_part
-from ..io.video import VideoError, read_clip, read_info
+from ..errors import DataError, VideoError
+from ..io.video import read_clip, read_info
 from .sampling import check_length, clip_span, eval_clips, frame_interval, padded_indices
 from .sources import Failure, Record, expand_urls, shard_records
 from .transforms import frames_to_clip
@@ -45,10 +46,6 @@ log = logging.getLogger("vidtok.data")
 
 # What a broken input can raise while being read; anything else is a bug and propagates.
 READ_ERRORS = (VideoError, OSError, EOFError, ValueError, tarfile.TarError, json.JSONDecodeError)
-
-
-class DataError(RuntimeError):
-    """Too many inputs in a row could not be read: the data source itself is broken."""
 
 
 class VideoClipDataset(IterableDataset):

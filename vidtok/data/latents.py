@@ -16,8 +16,9 @@ from typing import Any, Optional, Union
 
 import webdataset as wds
 
+from ..errors import DataSourceError
 from ..io.token_files import tokens_from_bytes
-from .sources import DataSourceError, expand_urls
+from .sources import expand_urls
 
 
 def latent_shards(source: Union[str, os.PathLike, list[str]]) -> list[str]:

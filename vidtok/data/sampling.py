@@ -12,15 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Optional, TypeVar
 
-from ..io.video import VideoError, frame_interval
+from ..errors import ShortVideoError
+from ..io.video import frame_interval
 
 T = TypeVar("T")
 
 __all__ = ["ShortVideoError", "clip_span", "clip_indices", "eval_clips", "frame_interval"]
-
-
-class ShortVideoError(VideoError):
-    """A video holds fewer frames than one clip needs."""
 
 
 def clip_span(num_frames: int, interval: int) -> int:

@@ -22,17 +22,14 @@ from typing import Optional
 
 import webdataset as wds
 
+from ..errors import ShardWriterError, VideoError
 from ..io.files import read_json, write_atomic
-from ..io.video import VideoError, VideoWriter, read_info
+from ..io.video import VideoWriter, read_info
 from .sources import Record
 
 log = logging.getLogger("vidtok.data")
 
 MANIFEST_VERSION = 1
-
-
-class ShardWriterError(ValueError):
-    """The output pattern or an existing manifest does not fit this run."""
 
 
 @dataclass

@@ -25,13 +25,11 @@ from webdataset.gopen import Pipe, gopen_schemes
 from webdataset.shardlists import expand_urls as wds_expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
+from ..errors import DamagedShardError, DataSourceError
+
 log = logging.getLogger("vidtok.data")
 
 VIDEO_EXTENSIONS = ("mp4", "avi", "mkv", "mov", "webm", "m4v", "mpg", "mpeg", "flv", "ts", "gif")
-
-
-class DataSourceError(ValueError):
-    """A data source cannot be listed at all (missing CSV column, empty folder, no shards)."""
 
 
 @dataclass
@@ -192,10 +190,6 @@ def shard_records(url: str, retries: int = 2, retry_wait: float = 1.0) -> Iterat
             return
         log.warning("shard %s: %s; retrying (%d/%d)", url, reason, attempt + 1, retries)
         time.sleep(retry_wait * (attempt + 1))
-
-
-class DamagedShardError(OSError):
-    """A tar stream that ended at a damaged header with data still after it."""
 
 
 def _checked_to_the_end(sources: Iterator[dict], errors: list) -> Iterator[dict]:

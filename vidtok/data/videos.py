@@ -16,8 +16,8 @@ from typing import Optional, TypeVar, Union
 import torch
 from torch import Tensor
 
-from ..config import ConfigError
-from ..io.video import VideoError, VideoSource, sampled_frames
+from ..errors import ConfigError, VideoError
+from ..io.video import VideoSource, sampled_frames
 from .sampling import consecutive_clips
 from .sources import Failure, Record, expand_urls, shard_records, source_kind, video_records
 from .transforms import frames_to_clip

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import ConfigError, TokenizerConfig
+from ..config import TokenizerConfig
+from ..errors import ConfigError
 from ..inference.job import VideoJobConfig
 
 

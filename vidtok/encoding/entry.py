@@ -1,5 +1,5 @@
 """The entry point of ``encode.py`` (a Hydra app): the composed config in, :func:`~vidtok.encoding.encode_dataset`
-run, one summary line printed, and a config / checkpoint / data error turned into one line."""
+run, one summary line printed, and any user error (:class:`~vidtok.errors.VidtokError`) turned into one line."""
 
 from __future__ import annotations
 
@@ -7,26 +7,22 @@ import logging
 import os
 from typing import Any
 
-from ..config import ConfigError, composed_values
+from ..config_loader import composed_values
+from ..hydra_app import user_errors
 from .run import encode_dataset
 
 
 def encode_from_hydra(cfg: Any) -> int:
-    """Entry point of encode.py: runs :func:`encode_dataset`, prints what was written; exits with one line on a
-    config, checkpoint, weights or data error. Returns the number of samples in the output."""
-    from ..data import DataSourceError
-    from ..distributed import LaunchError, end_processes
-    from ..errors import InputError
-    from ..io.weight_files import CheckpointError
+    """Entry point of encode.py: runs :func:`encode_dataset`, prints what was written; exits with one line and status 2
+    on a user error. Returns the number of samples in the output."""
+    from ..accelerator import end_processes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        raw = composed_values(cfg, "data.dir=videos/ output.dir=latents/")
-        result = encode_dataset(raw)
-    except (ConfigError, CheckpointError, DataSourceError, InputError, LaunchError) as err:
-        raise SystemExit(f"cannot encode: {err}") from None
-    finally:
-        end_processes()
+    with user_errors("encode"):
+        try:
+            result = encode_dataset(composed_values(cfg, "data.dir=videos/ output.dir=latents/"))
+        finally:
+            end_processes()
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"wrote {result.samples} samples of {result.identity.get('name') or 'the tokenizer'} to "

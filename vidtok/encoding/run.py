@@ -21,16 +21,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import ConfigError
 from ..data.dataset import READ_ERRORS
 from ..data.sampling import consecutive_clips, padding_copies
 from ..data.videos import ListingFailure, VideoTask, prefetch
 from ..distributed import gather_objects
+from ..errors import ConfigError, VideoError
+from ..inference.identity import tokenizer_identity
 from ..inference.job import start_job
 from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile, token_bytes
-from ..io.video import VideoError, frame_interval, frames_to_tensor, iter_frames, read_info
-from ..models.identity import tokenizer_identity
+from ..io.video import frame_interval, frames_to_tensor, iter_frames, read_info
 from .config import EncodeConfig
 from .shards import ShardSink, read_committed, remove_uncommitted, write_manifest
 

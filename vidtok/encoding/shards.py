@@ -26,7 +26,7 @@ from typing import Optional
 
 import webdataset as wds
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..io.files import read_json, write_atomic
 
 INDEX_DIR = "index"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import ConfigError, TokenizerConfig
+from ..config import TokenizerConfig
 from ..data.videos import VideoListConfig
+from ..errors import ConfigError
 from ..inference.job import VideoJobConfig
 from ..metrics import I3D_FRAMES, I3D_SHA256
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..inference.job import PROTOCOL_CLIP_FRAMES
+from ..defaults import protocol_clip_frames
 
 if TYPE_CHECKING:
     from .result import EvalResult
@@ -67,7 +67,7 @@ def _clip_frames(result: EvalResult) -> int:
     cfg = result.config
     if cfg["clip_frames"] is not None:
         return cfg["clip_frames"]
-    return PROTOCOL_CLIP_FRAMES[bool(result.tokenizer.get("causal"))]
+    return protocol_clip_frames(bool(result.tokenizer.get("causal")))
 
 
 def write_reports(result: EvalResult, out_dir: Path, *, figure: bool = True, figure_videos: int = 8) -> list[Path]:

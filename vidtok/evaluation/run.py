@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from ..data.videos import ListingFailure
 from ..distributed import gather_objects
+from ..inference.identity import tokenizer_identity
 from ..inference.job import start_job
 from ..metrics import FrameScorer
-from ..models.identity import tokenizer_identity
 from .config import EvalConfig
 from .result import EvalResult, summarize
 from .runner import UnreadableVideo, VideoRunner

@@ -11,9 +11,12 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
-from ..config import ConfigError, TokenizerConfig, build_config, official_names
+from ..composition import official_names
+from ..config import TokenizerConfig
+from ..config_loader import build_config
 from ..data.videos import VideoListConfig
-from ..errors import InputError
+from ..defaults import CHUNK_FRAMES, protocol_clip_frames
+from ..errors import ConfigError, InputError
 from ..models.options import InferenceOptions
 
 MODES = ("clips", "whole")
@@ -21,8 +24,6 @@ PRECISIONS = ("full", "bf16", "fp16")
 LAST_CLIP = ("repeat", "drop")
 #: Keys that Hydra composes from ``tokenizer=NAME`` (or ``model=`` / ``compression=`` / ``regularizer=``).
 TOKENIZER_KEYS = ("name", "model", "compression", "regularizer")
-#: The paper's clip lengths: 17 frames for causal models, 16 for non-causal ones.
-PROTOCOL_CLIP_FRAMES = {True: 17, False: 16}
 
 
 @dataclass
@@ -49,7 +50,7 @@ class VideoJobConfig:
     width: int = 256
     sample_fps: Optional[float] = 30.0
     mode: str = "clips"
-    chunk_frames: int = 16
+    chunk_frames: int = CHUNK_FRAMES
     clip_frames: Optional[int] = None
     last_clip: str = "repeat"
     batch_size: int = 4
@@ -83,7 +84,7 @@ class VideoJobConfig:
 
     def clip_length(self, causal: bool) -> int:
         """Frames per clip in ``clips`` mode: ``clip_frames``, else the protocol's 17 (causal) / 16 (non-causal)."""
-        return self.clip_frames if self.clip_frames is not None else PROTOCOL_CLIP_FRAMES[causal]
+        return self.clip_frames if self.clip_frames is not None else protocol_clip_frames(causal)
 
     def inference_options(self, config: TokenizerConfig) -> InferenceOptions:
         """The options of the tokenizer passes, checked against ``config`` (a ConfigError otherwise): the tiles,
@@ -202,8 +203,8 @@ def start_job(cfg: VideoJobConfig, what: str, accelerator: Any = None, tokenizer
     """The common start of ``evaluate`` / ``encode_dataset``: threads, the accelerator and device, the weights named
     (else a ConfigError), the listing (a wrong path fails before the model loads), the tokenizer (loaded, or the
     one given), the model checks and the inference options. Nothing of a video is read."""
+    from ..accelerator import make_accelerator
     from ..data.videos import list_videos
-    from ..distributed import make_accelerator
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..defaults import CHUNK_FRAMES, CHUNK_LATENTS, protocol_clip_frames
 from ..errors import InputError
 from ..io.token_files import TokenFile
 from ..io.video import (
@@ -33,13 +34,12 @@ from ..io.video import (
     tensor_to_frames,
 )
 from ..models.options import FIELDS, InferenceOptions, resolve_options
-from ..models.streams import DEFAULT_CHUNK_FRAMES, DEFAULT_CHUNK_LATENTS
 
 if TYPE_CHECKING:
     from ..models.tokenizer import Tokenizer
 
 #: Frames per clip of a non-causal model (the paper's 16-frame clips).
-DEFAULT_CLIP_FRAMES = 16
+DEFAULT_CLIP_FRAMES = protocol_clip_frames(causal=False)
 
 
 @dataclass
@@ -101,8 +101,8 @@ def _file_options(tok: Tokenizer, options: Optional[InferenceOptions], fields: d
     opts = resolve_options(options, fields, FIELDS[:-1], "a video file pass")
     if tok.config.causal:
         opts = opts.replace(
-            chunk_frames=opts.chunk_frames or DEFAULT_CHUNK_FRAMES,
-            chunk_latents=opts.chunk_latents or DEFAULT_CHUNK_LATENTS,
+            chunk_frames=opts.chunk_frames or CHUNK_FRAMES,
+            chunk_latents=opts.chunk_latents or CHUNK_LATENTS,
         )
     return opts.checked(tok.config)
 

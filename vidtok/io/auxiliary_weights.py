@@ -15,9 +15,7 @@ from typing import Optional
 
 import torch
 
-
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be found, downloaded or verified."""
+from ..errors import WeightsError
 
 
 @dataclass(frozen=True)

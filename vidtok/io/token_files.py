@@ -18,13 +18,10 @@ import torch
 from torch import Tensor
 
 from ..config import TokenizerConfig
+from ..errors import TokenFileError
 from .files import existing_file, write_atomic
 
 TOKEN_FORMAT = "vidtok-tokens-v1"
-
-
-class TokenFileError(ValueError):
-    """A token file is unreadable, not a vidtok token file, or belongs to another tokenizer."""
 
 
 @dataclass

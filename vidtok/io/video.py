@@ -26,11 +26,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from ..errors import VideoError
 from .files import existing_file
-
-
-class VideoError(ValueError):
-    """A video file is missing, unreadable, or has no video stream."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TokenizerConfig
+from ..errors import CheckpointError
 from .files import existing_file, replaced_atomically
 
 META_SOURCE = "vidtok.source"  # safetensors metadata: where the weights came from (shown in model cards)
@@ -29,10 +30,6 @@ META_FORMAT = "vidtok.format"
 META_NAME = "vidtok.name"
 META_CONFIG = "vidtok.config"
 FORMAT_TOKENIZER = "tokenizer-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read, is unsafe, or does not fit the tokenizer."""
 
 
 @dataclass

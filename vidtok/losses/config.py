@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 DISC_TYPES = ("2d", "3d")
 DISC_LOSSES = ("hinge", "vanilla")

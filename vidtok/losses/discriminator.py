@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..io.weight_files import CheckpointError
+from ..errors import CheckpointError
 
 
 def init_discriminator_weights(module: nn.Module) -> None:

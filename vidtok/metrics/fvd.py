@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from vidtok.io.auxiliary_weights import PretrainedFile, WeightsError, resolve_weights
+from vidtok.errors import WeightsError
+from vidtok.io.auxiliary_weights import PretrainedFile, resolve_weights
 
 I3D_RESOLUTION = 224
 I3D_FRAMES = 16

@@ -1,6 +1,5 @@
 """Encoder, decoder, regularizers, the tokenizer that joins them, its options and its streams."""
 
-from ..errors import InputError
 from .autoencoder import Decoder, Encoder
 from .options import InferenceOptions
 from .regularizers import FSQ, DiagonalGaussian
@@ -13,7 +12,6 @@ __all__ = [
     "Encoder",
     "FSQ",
     "InferenceOptions",
-    "InputError",
     "Tokenizer",
     "VideoDecoderStream",
     "VideoEncoderStream",

@@ -10,15 +10,10 @@ from typing import Optional
 import torch
 from omegaconf import OmegaConf
 
-from ..config import ConfigError, TokenizerConfig, compose_tokenizer_config, official_names
-from ..io.weight_files import (
-    META_SOURCE,
-    CheckpointError,
-    LoadedCheckpoint,
-    check_state_dict,
-    read_checkpoint,
-    tokenizer_state_dict,
-)
+from ..composition import compose_tokenizer_config, official_names
+from ..config import TokenizerConfig
+from ..errors import CheckpointError, ConfigError
+from ..io.weight_files import META_SOURCE, LoadedCheckpoint, check_state_dict, read_checkpoint, tokenizer_state_dict
 from .tokenizer import Tokenizer
 
 

@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from ..config import TokenizerConfig
+from ..defaults import protocol_clip_frames
 from ..io.weight_files import META_SOURCE
 
 WEIGHTS_NAME = "model.safetensors"
@@ -51,7 +52,7 @@ class PretrainedMixin(
         or a Hub repository id holding a ``save_pretrained`` folder. ``revision``, ``local_files_only``,
         ``cache_dir``, ``force_download``, ``token`` work as in every Hub library; ``map_location`` is the device;
         ``overrides`` (official names only) are :func:`vidtok.load_tokenizer`'s."""
-        from ..config import official_names
+        from ..composition import official_names
         from .loading import load_tokenizer
 
         target = str(pretrained_model_name_or_path)
@@ -146,7 +147,7 @@ def model_card(tok: Any, repo_id: Optional[str] = None, **_: Any) -> str:
     title = c.name or "VidTok tokenizer"
     official = "published checkpoint" in tok.weights_source
     load = repo_id or "PATH_OR_REPO_ID"
-    example_t = 17 if c.causal else 16
+    example_t = protocol_clip_frames(c.causal)
     latents = 1 + math.ceil((example_t - 1) / t) if c.causal else example_t // t
     example = f"{example_t}x256x256 -> ({c.latent_channels}, {latents}, {256 // s}, {256 // s})"
     return f"""---

@@ -22,15 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TokenizerConfig
+from ..defaults import CHUNK_FRAMES, CHUNK_LATENTS
 from ..errors import InputError
 from ..modules.streaming import StreamState, streaming
 from . import checks
 from .options import InferenceOptions, resolve_options
 from .tiling import tiled
-
-#: Frames per encoder pass and latents per decoder pass of a stream when neither argument nor options say.
-DEFAULT_CHUNK_FRAMES = 16
-DEFAULT_CHUNK_LATENTS = 4
 
 
 class StreamedModel(Protocol):
@@ -134,7 +131,7 @@ class VideoEncoderStream(_Stream):
         **option_fields,
     ):
         opts = _stream_options(
-            tokenizer, "chunk_frames", chunk_frames, DEFAULT_CHUNK_FRAMES, options, option_fields, "an encoder stream"
+            tokenizer, "chunk_frames", chunk_frames, CHUNK_FRAMES, options, option_fields, "an encoder stream"
         )
         if output not in ("latents", "indices", "moments"):
             raise ValueError(f"output must be 'latents', 'indices' or 'moments', got {output!r}")
@@ -261,7 +258,7 @@ class VideoDecoderStream(_Stream):
         **option_fields,
     ):
         opts = _stream_options(
-            tokenizer, "chunk_latents", chunk_latents, DEFAULT_CHUNK_LATENTS, options, option_fields, "a decoder stream"
+            tokenizer, "chunk_latents", chunk_latents, CHUNK_LATENTS, options, option_fields, "a decoder stream"
         )
         if indices:
             checks.require_discrete(tokenizer.config, "an index stream")

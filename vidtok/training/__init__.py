@@ -5,10 +5,11 @@
 >>> train(run)
 """
 
+from ..errors import TrainingError
 from .checkpoints import CheckpointDir
 from .config import RunConfig, check_clip_fits, load_run_config
 from .run import compose_train_config, train
-from .trainer import Trainer, TrainingError, make_accelerator
+from .trainer import Trainer
 
 __all__ = [
     "CheckpointDir",
@@ -18,6 +19,5 @@ __all__ = [
     "check_clip_fits",
     "compose_train_config",
     "load_run_config",
-    "make_accelerator",
     "train",
 ]

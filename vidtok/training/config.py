@@ -14,8 +14,10 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, TokenizerConfig, build_config
+from ..config import TokenizerConfig
+from ..config_loader import build_config
 from ..data.config import DataConfig
+from ..errors import ConfigError
 
 
 def _demo_videos(split: str = "train") -> str:

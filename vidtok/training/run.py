@@ -1,4 +1,4 @@
-"""Running a training job from a composed config: what train.py calls, also usable from Python."""
+"""Running a training job from a composed config: what ``python -m vidtok.train`` calls, also usable from Python."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, compose_conf
-from ..distributed import drop_stray_hydra_dir, hydra_output_dir
+from ..composition import compose_conf
+from ..errors import ConfigError
+from ..hydra_app import drop_stray_hydra_dir, hydra_output_dir, user_errors
 from .config import RunConfig, describe_run, load_run_config
 
 log = logging.getLogger("vidtok.train")
@@ -38,29 +39,21 @@ def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
 def train_from_hydra(cfg: DictConfig) -> float:
     """Entry point of ``python -m vidtok.train`` (and train.py); returns the last total loss (what a Hydra sweeper
     would minimise). With ``launch.accelerate`` on a SLURM node it starts ``accelerate launch`` there instead."""
-    from ..distributed import end_processes
+    from ..accelerator import end_processes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hydra_dir = hydra_output_dir()
     if cfg.get("launch", {}).get("accelerate") and "LOCAL_RANK" not in os.environ:
         return _launch_node(hydra_dir)
-    try:
+    with user_errors("train"):
         run = load_run_config(cfg)
-    except ConfigError as err:
-        raise SystemExit(f"config error: {err}") from None
-    if run.dry_run:
-        print(f"dry run (nothing trained): {describe_run(run)}", flush=True)
-        return math.nan
-    from ..data import DataSourceError
-    from ..io.auxiliary_weights import WeightsError
-    from ..io.weight_files import CheckpointError
-
-    try:
-        last = train(run)
-    except (DataSourceError, CheckpointError, WeightsError, ConfigError) as err:
-        raise SystemExit(f"cannot train: {err}") from None
-    finally:
-        end_processes()  # several jobs of a -m sweep run in one process: each sets up afresh
+        if run.dry_run:
+            print(f"dry run (nothing trained): {describe_run(run)}", flush=True)
+            return math.nan
+        try:
+            last = train(run)
+        finally:
+            end_processes()  # several jobs of a -m sweep run in one process: each sets up afresh
     drop_stray_hydra_dir(hydra_dir, Path(run.run_dir))
     return float(last.get("total_loss", math.nan))
 

@@ -31,14 +31,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from ..accelerator import make_accelerator
 from ..data.config import build_dataset
-from ..distributed import (
-    any_process,
-    broadcast_parameters,
-    make_accelerator,
-    parameters_in_sync,
-    sync_gradients,
-)
+from ..distributed import any_process, broadcast_parameters, parameters_in_sync, sync_gradients
+from ..errors import TrainingError
 from ..io.weight_files import (
     META_SOURCE,
     check_state_dict,
@@ -57,10 +53,6 @@ from .optim import base_learning_rates, prime_adam, set_learning_rates, warmup_f
 from .validation import Validator
 
 log = logging.getLogger("vidtok.train")
-
-
-class TrainingError(RuntimeError):
-    """The run cannot continue (e.g. too many non-finite losses in a row); a checkpoint was saved."""
 
 
 @dataclass
@@ -171,7 +163,7 @@ class Trainer:
     def _init_from(self, path: str) -> None:
         """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``, or from the published
         checkpoint when ``path`` is an official name (the Hub's ``.ckpt``, which holds the discriminator too)."""
-        from ..config import official_names
+        from ..composition import official_names
 
         if path in official_names() and not Path(path).exists():
             from ..hub import download_checkpoint

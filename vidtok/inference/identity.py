@@ -12,13 +12,12 @@ from typing import Any, Optional
 import torch
 
 from ..io.auxiliary_weights import sha256_of
+from ..version import __version__
 
 
 def tokenizer_identity(tok: Any, ckpt: Optional[str], from_file: bool = True) -> dict[str, Any]:
     """What ran: the tokenizer's name and full config, the checkpoint file ``ckpt`` and its SHA-256 (for a
     tokenizer passed in from Python, ``from_file=False``: a SHA-256 of its weights instead)."""
-    import vidtok
-
     info: dict[str, Any] = {
         "name": tok.config.name,
         "causal": tok.config.causal,
@@ -26,7 +25,7 @@ def tokenizer_identity(tok: Any, ckpt: Optional[str], from_file: bool = True) ->
         "regularizer": tok.config.regularizer.kind,
         "latent_channels": tok.config.latent_channels,
         "parameters": sum(p.numel() for p in tok.parameters()),
-        "vidtok_version": vidtok.__version__,
+        "vidtok_version": __version__,
         "torch_version": torch.__version__,
     }
     if not from_file:
