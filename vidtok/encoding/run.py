@@ -22,15 +22,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..data.dataset import READ_ERRORS
-from ..data.sampling import consecutive_clips, padding_copies
-from ..data.videos import ListingFailure, VideoTask, prefetch
+from ..data.sampling import padding_copies
+from ..data.videos import Cutting, ListingFailure, Piece, VideoTask, prefetch, video_pieces
 from ..distributed import gather_objects
-from ..errors import ConfigError, VideoError
+from ..errors import ConfigError
 from ..inference.identity import tokenizer_identity
 from ..inference.job import start_job
 from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile, token_bytes
-from ..io.video import frame_interval, frames_to_tensor, iter_frames, read_info
 from .config import EncodeConfig
 from .shards import ShardSink, read_committed, remove_uncommitted, write_manifest
 
@@ -54,18 +53,9 @@ class EncodeResult:
 
 
 @dataclass
-class _Piece:
-    """Frames of one video for the model: ``video`` (n, 3, T, H, W) in [-1, 1]; ``indices`` the source frame
-    indices of each of the n clips (``whole`` mode: n = 1, T a chunk)."""
-
-    task: VideoTask
-    video: Tensor
-    indices: list[list[int]]
-    fps: float
-
-
-@dataclass
 class _End:
+    """A video whose frames are all read."""
+
     task: VideoTask
     fps: float
     source_fps: float
@@ -78,75 +68,41 @@ class _Failed:
     reason: str
 
 
-def _pieces(task: VideoTask, cfg: EncodeConfig, causal: bool) -> Iterator[Union[_Piece, _End, _Failed]]:
-    """One video's frames as they are decoded, cut as the config says, then its end; or, at the first read
-    error, its failure (the consumer then drops what it had of the video)."""
+def _pieces(task: VideoTask, cutting: Cutting) -> Iterator[Union[Piece, _End, _Failed]]:
+    """One video's pieces as they are decoded, then its end; or, at the first read error, its failure (the
+    consumer then drops what it had of the video)."""
     try:
-        info = read_info(task.source, task.name)
-        interval = frame_interval(info.fps, cfg.sample_fps)
-        fps = info.fps / interval
-        size = (cfg.height, cfg.width)
-        count = 0
-        if cfg.mode == "whole":
-            for frames in iter_frames(task.source, interval=interval, size=size, chunk=cfg.chunk_frames):
-                ids = [(count + i) * interval for i in range(frames.shape[0])]
-                count += frames.shape[0]
-                yield _Piece(task, frames_to_tensor(frames), [ids], fps)
-        else:
-            clip, clips, pieces = cfg.clip_length(causal), [], 0
-
-            def numbered() -> Iterator[tuple[int, Tensor]]:
-                nonlocal count
-                for chunk in iter_frames(task.source, interval=interval, size=size, chunk=clip):
-                    for frame in chunk:
-                        yield count * interval, frame
-                        count += 1
-
-            for run in consecutive_clips(numbered(), clip, cfg.last_clip):
-                clips.append(([i for i, _ in run], torch.stack([frame for _, frame in run])))
-                if len(clips) == cfg.batch_size:
-                    yield _batch(task, clips, fps)
-                    clips, pieces = [], pieces + 1
-            if clips:
-                yield _batch(task, clips, fps)
-                pieces += 1
-            if not pieces and count:
-                raise VideoError(f"{task.name} has {count} sampled frames, fewer than one clip of {clip}")
-        if count == 0:
-            raise VideoError(f"{task.name} holds no video frames")
+        read = yield from video_pieces(task, cutting)
     except MemoryError:
         raise
     except Exception as err:  # the reader only decodes and resizes: whatever it raises is the video's
         reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
         yield _Failed(task, reason)
         return
-    yield _End(task, fps, info.fps, count)
-
-
-def _batch(task: VideoTask, clips: list, fps: float) -> _Piece:
-    video = torch.cat([frames_to_tensor(frames) for _, frames in clips])
-    return _Piece(task, video, [ids for ids, _ in clips], fps)
+    yield _End(task, read.fps, read.source_fps, read.frames)
 
 
 class _ReadSet(torch.utils.data.IterableDataset):
     """The videos of this process, read in DataLoader workers (each takes every n-th video: a video's pieces
     stay in order)."""
 
-    def __init__(self, tasks: list, cfg: EncodeConfig, causal: bool):
-        self.tasks, self.cfg, self.causal = tasks, cfg, causal
+    def __init__(self, tasks: list, cutting: Cutting):
+        self.tasks, self.cutting = tasks, cutting
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         tasks = self.tasks if info is None else self.tasks[info.id :: info.num_workers]
         for task in tasks:
-            yield from _pieces(task, self.cfg, self.causal)
+            yield from _pieces(task, self.cutting)
 
 
-def _read(tasks: list, cfg: EncodeConfig, causal: bool) -> Iterator:
-    if cfg.workers == 0:
-        return prefetch((item for task in tasks for item in _pieces(task, cfg, causal)), depth=4)
+def _read(tasks: list, cutting: Cutting, workers: int) -> Iterator:
+    """Every piece, end and failure of ``tasks`` in order, read beside the model (a thread, or ``workers``
+    DataLoader processes)."""
+    if workers == 0:
+        return prefetch((item for task in tasks for item in _pieces(task, cutting)), depth=4)
     loader = torch.utils.data.DataLoader(
-        _ReadSet(tasks, cfg, causal), batch_size=None, num_workers=cfg.workers, prefetch_factor=4
+        _ReadSet(tasks, cutting), batch_size=None, num_workers=workers, prefetch_factor=4
     )
     return iter(loader)
 
@@ -187,7 +143,6 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
     if cfg.workers and cfg.mode == "whole":
         raise ConfigError("workers applies to mode=clips; mode=whole reads each video in a background thread")
     acc, device, listing, tok, options, from_file = start_job(cfg, "encode", accelerator, tokenizer)
-    tc = tok.config
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     out_dir = Path(cfg.output.dir)
     if acc.is_main_process:
@@ -209,11 +164,11 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
     start = time.perf_counter()
     bar = tqdm(total=len(tasks), desc="encode", unit="video", disable=not cfg.output.progress, position=rank)
     videos = frames = 0
-    reader = _read(tasks, cfg, tc.causal)
+    reader = _read(tasks, cfg.cutting(tok.config.causal), cfg.workers)
     try:
         with torch.inference_mode():
             for item in reader:
-                if isinstance(item, _Piece):
+                if isinstance(item, Piece):
                     finished = encoder.push(item)
                 elif isinstance(item, _Failed):
                     bar.update(1)
@@ -276,7 +231,7 @@ class _Encoder:
         self.ended: list[_End] = []  # videos whose frames are all read, in the order they ended
         self.stream = None  # whole mode: the open stream of the current video
 
-    def push(self, piece: _Piece) -> list:
+    def push(self, piece: Piece) -> list:
         """Take a piece; the videos it completes, as :meth:`finish` gives them."""
         parts = self.pending.setdefault(piece.task.key, [])
         if self.cfg.mode == "whole":
