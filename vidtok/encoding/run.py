@@ -31,7 +31,7 @@ from ..inference.job import start_job
 from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile, token_bytes
 from .config import EncodeConfig
-from .shards import ShardSink, read_committed, remove_uncommitted, write_manifest
+from .shards import Committed, ShardSink, read_committed, remove_uncommitted, write_manifest
 
 log = logging.getLogger("vidtok.encode")
 
@@ -113,6 +113,14 @@ def _job_record(identity: dict, cfg: EncodeConfig) -> dict:
     return {"tokenizer": identity["name"], "config": identity["config"], "weights": weights, "keys": cfg.job_keys()}
 
 
+def _prepare_output(acc: Any, out_dir: Path, identity: dict, cfg: EncodeConfig) -> Committed:
+    """Every process: once the main process has claimed ``out_dir``, what earlier runs committed there."""
+    if acc.is_main_process:
+        _claim_output(out_dir, _job_record(identity, cfg), identity)
+    acc.wait_for_everyone()
+    return read_committed(out_dir)
+
+
 def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
     """Main process: start ``out_dir`` or check that it holds this job's samples; drop what a killed run left."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +139,98 @@ def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
         log.info("removed %s (left unfinished by an interrupted run)", name)
 
 
+def _split_listing(listing: Iterator, done: set, sink: ShardSink) -> tuple[list[VideoTask], int]:
+    """The videos to encode, and how many earlier runs committed; entries that are no video are recorded as
+    failures."""
+    tasks, skipped = [], 0
+    for task in listing:
+        if task.key in done:
+            skipped += 1
+        elif isinstance(task, ListingFailure):
+            _add_failure(sink, task, task.reason)
+        else:
+            tasks.append(task)
+    return tasks, skipped
+
+
+def _add_failure(sink: ShardSink, task: Union[VideoTask, ListingFailure], reason: str) -> None:
+    """A video that is skipped, as ``failed.jsonl`` lists it."""
+    sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": reason})
+
+
+def _encode_videos(
+    tasks: list[VideoTask], cutting: Cutting, encoder: _Encoder, sink: ShardSink, cfg: EncodeConfig, rank: int
+) -> tuple[int, int, float]:
+    """Read, encode and write every task, then commit the shards (or abort them on any error): the videos
+    encoded, the frames their samples stand for, and the seconds it took."""
+    start = time.perf_counter()
+    bar = tqdm(total=len(tasks), desc="encode", unit="video", disable=not cfg.output.progress, position=rank)
+    reader = _read(tasks, cutting, cfg.workers)
+    try:
+        with torch.inference_mode():
+            videos, frames = _write_videos(_finished_videos(reader, encoder, sink, bar), sink)
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        bar.close()
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+    return videos, frames, time.perf_counter() - start
+
+
+def _finished_videos(reader: Iterator, encoder: _Encoder, sink: ShardSink, bar: Any) -> Iterator[tuple[list, dict]]:
+    """The videos the encoder completes as the reader's items go through it (failures recorded and dropped),
+    then the rest once the reader is done."""
+    for item in reader:
+        if isinstance(item, Piece):
+            yield from encoder.push(item)
+            continue
+        bar.update(1)
+        if isinstance(item, _Failed):
+            encoder.drop(item.task)
+            log.warning("skipping %s: %s", item.task.name, item.reason)
+            _add_failure(sink, item.task, item.reason)
+        else:
+            yield from encoder.end(item)
+    yield from encoder.flush()
+
+
+def _write_videos(finished: Iterator[tuple[list, dict]], sink: ShardSink) -> tuple[int, int]:
+    """Add each finished video's samples to the shards; the videos and the frames their samples stand for."""
+    videos = frames = 0
+    for samples, record in finished:
+        sink.add_video(record, samples)
+        videos += 1
+        frames += sum(r["frames"] for _, _, r in samples)
+    return videos, frames
+
+
+def _summary(
+    acc: Any, out_dir: Path, identity: dict, videos: int, frames: int, seconds: float, skipped: int
+) -> EncodeResult:
+    """Every process: the totals over all processes, once the main process has written the manifest."""
+    parts = gather_objects((videos, frames, seconds, skipped))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        write_manifest(out_dir)
+    acc.wait_for_everyone()
+    state = read_committed(out_dir)
+    failed = sorted((f for index in state.indexes for f in index["failed"]), key=lambda f: f["order"])
+    return EncodeResult(
+        output_dir=out_dir,
+        samples=sum(len(v["samples"]) for index in state.indexes for v in index["videos"]),
+        videos=sum(p[0] for p in parts),
+        failed=failed,
+        skipped_done=sum(p[3] for p in parts),
+        seconds=max(p[2] for p in parts),
+        frames=sum(p[1] for p in parts),
+        identity=identity,
+    )
+
+
 def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any = None, tokenizer: Any = None):
     """Run a dataset encoding as ``config`` (an :class:`EncodeConfig`, a dict or an OmegaConf node) says.
 
@@ -145,77 +245,14 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
     acc, device, listing, tok, options, from_file = start_job(cfg, "encode", accelerator, tokenizer)
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     out_dir = Path(cfg.output.dir)
-    if acc.is_main_process:
-        _claim_output(out_dir, _job_record(identity, cfg), identity)
-    acc.wait_for_everyone()
-    committed = read_committed(out_dir)
+    committed = _prepare_output(acc, out_dir, identity, cfg)
     rank = acc.process_index
     sink = ShardSink(out_dir, rank, committed.next_number.get(rank, 0), cfg.output.max_count, cfg.output.max_bytes)
-    tasks, skipped = [], 0
-    for task in listing:
-        if task.key in committed.done:
-            skipped += 1
-        elif isinstance(task, ListingFailure):
-            sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": task.reason})
-        else:
-            tasks.append(task)
-    kind = "indices" if cfg.output.indices else "latents"
-    encoder = _Encoder(tok, cfg, options, device, kind)
-    start = time.perf_counter()
-    bar = tqdm(total=len(tasks), desc="encode", unit="video", disable=not cfg.output.progress, position=rank)
-    videos = frames = 0
-    reader = _read(tasks, cfg.cutting(tok.config.causal), cfg.workers)
-    try:
-        with torch.inference_mode():
-            for item in reader:
-                if isinstance(item, Piece):
-                    finished = encoder.push(item)
-                elif isinstance(item, _Failed):
-                    bar.update(1)
-                    encoder.drop(item.task)
-                    log.warning("skipping %s: %s", item.task.name, item.reason)
-                    task = item.task
-                    sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": item.reason})
-                    continue
-                else:
-                    bar.update(1)
-                    finished = encoder.end(item)
-                for samples, record in finished:
-                    sink.add_video(record, samples)
-                    videos += 1
-                    frames += sum(r["frames"] for _, _, r in samples)  # frames the samples stand for
-            for samples, record in encoder.flush():
-                sink.add_video(record, samples)
-                videos += 1
-                frames += sum(r["frames"] for _, _, r in samples)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
-    finally:
-        bar.close()
-        close = getattr(reader, "close", None)
-        if close is not None:
-            close()
-    seconds = time.perf_counter() - start
-    parts = gather_objects((videos, frames, seconds))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        write_manifest(out_dir)
-    acc.wait_for_everyone()
-    state = read_committed(out_dir)
-    failed = sorted((f for index in state.indexes for f in index["failed"]), key=lambda f: f["order"])
-    samples = sum(len(v["samples"]) for index in state.indexes for v in index["videos"])
-    return EncodeResult(
-        out_dir,
-        samples,
-        sum(p[0] for p in parts),
-        failed,
-        sum(gather_objects(skipped)),
-        max(p[2] for p in parts),
-        sum(p[1] for p in parts),
-        identity,
-    )
+    tasks, skipped = _split_listing(listing, committed.done, sink)
+    encoder = _Encoder(tok, cfg, options, device, "indices" if cfg.output.indices else "latents")
+    cutting = cfg.cutting(tok.config.causal)
+    videos, frames, seconds = _encode_videos(tasks, cutting, encoder, sink, cfg, rank)
+    return _summary(acc, out_dir, identity, videos, frames, seconds, skipped)
 
 
 class _Encoder:
