@@ -27,11 +27,10 @@ from common import cpu_name, make_videos, sync
 
 def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float]:
     """(frames, seconds) of tok.encode alone on the job's clips, read beforehand."""
-    from vidtok.data.videos import list_videos
-    from vidtok.encoding.run import _Piece, _pieces
+    from vidtok.data.videos import list_videos, video_pieces
 
-    pieces = [p for task in list_videos(cfg.data) for p in _pieces(task, cfg, tok.config.causal)]
-    batches = [p.video.to(device) for p in pieces if isinstance(p, _Piece)]
+    cutting = cfg.cutting(tok.config.causal)
+    batches = [p.video.to(device) for task in list_videos(cfg.data) for p in video_pieces(task, cutting)]
     options = cfg.inference_options(tok.config)
     with torch.inference_mode(), cfg.autocast(device):
         tok.encode(batches[0], options=options)  # warm-up

@@ -4,7 +4,8 @@ As the original: frames are scaled to [0, 1] floats first, resized with antialia
 interpolation so the short side fits (torchvision's size rule: the long side becomes
 ``int(size * long / short)``), then cropped; no rounding to uint8 in between. For non-square targets
 the resize makes both sides cover the crop (the original resizes the short side to the height and
-would pad a crop wider than the result).
+would pad a crop wider than the result). :func:`uint8_resized_clip` is the other reading, ``vidtok encode``'s:
+resized on uint8 frames (rounded), then scaled.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ..io.video import cover_size
+from ..io.video import cover_size, frames_to_tensor, resize_crop
 
 
 def crop_offsets(
@@ -48,3 +49,9 @@ def frames_to_clip(
     if flip and rng is not None and rng.random() < 0.5:
         x = x.flip(-1)
     return rearrange(x.mul(2.0).sub_(1.0), "t c h w -> c t h w").contiguous()
+
+
+def uint8_resized_clip(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """uint8 frames ``(T, H, W, 3)`` -> float clip ``(3, T, h, w)`` in [-1, 1] as ``vidtok encode`` reads a file:
+    resized and centre-cropped on uint8 (:func:`~vidtok.io.video.resize_crop`), then scaled."""
+    return frames_to_tensor(resize_crop(frames, *size))[0]

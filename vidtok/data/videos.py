@@ -1,15 +1,16 @@
 """Which videos a process takes (evaluation, dataset encoding), and their frames cut into clips or whole-video chunks.
 
-Each video is decoded once, front to back, keeping every ``round(fps / sample_fps)``-th frame; frames are resized
-on [0, 1] floats (antialiased, short side to the target) and centre-cropped, as the original's evaluation does,
-with no rounding to uint8 in between. Reading runs in a background thread one step ahead of the model.
+Each video is decoded once, front to back, keeping every ``round(fps / sample_fps)``-th frame, and cut as a
+:class:`Cutting` says (clips or whole-video chunks): one cutter for evaluation and dataset encoding, which differ
+only in how a run of frames becomes a clip tensor (``Cutting.to_clip``). Reading runs in a background thread one
+step ahead of the model (:func:`prefetch`).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar, Union
 
@@ -77,8 +78,10 @@ class ListingFailure:
 @dataclass
 class Piece:
     """Frames of one video ready for the model: ``video`` (n, 3, T, H, W) in [-1, 1]; ``indices`` the source
-    frame index of every frame of each of the n clips (in ``whole`` mode n = 1 and T is a chunk)."""
+    frame index of every frame of each of the n clips (in ``whole`` mode n = 1 and T is a chunk); ``fps`` of the
+    sampled frames."""
 
+    task: VideoTask
     video: Tensor
     indices: list[list[int]]
     fps: float
@@ -134,76 +137,112 @@ def _task(order: int, prefix: str, item: Union[Record, Failure]) -> Union[VideoT
     return VideoTask(order, key, item.name, item.source, item.meta)
 
 
-def clip_pieces(
-    task: VideoTask,
-    *,
-    sample_fps: Optional[float],
-    size: tuple[int, int],
-    clip_frames: int,
-    last: str,
-    group: int,
-) -> Iterator[Piece]:
-    """Consecutive clips of ``clip_frames`` sampled frames, ``group`` clips per piece (never two videos in one);
-    the last clip is completed with copies of its final frame (``last="repeat"``) or dropped (``"drop"``)."""
-    fps, frames = sampled_frames(task.source, sample_fps, task.name)
-    count = 0
+#: How a run of sampled frames becomes a clip: uint8 frames ``(T, H, W, 3)`` at the source size and the target
+#: ``(h, w)`` -> float ``(3, T, h, w)`` in [-1, 1]; :mod:`vidtok.data.transforms` has the two readings.
+ClipMaker = Callable[[Tensor, tuple[int, int]], Tensor]
 
-    def counted() -> Iterator[tuple[int, Tensor]]:
-        nonlocal count
-        for item in frames:
-            count += 1
+
+@dataclass(frozen=True)
+class Cutting:
+    """How a job cuts each video into pieces (:func:`video_pieces`): frames sampled at ``sample_fps`` (None: every
+    frame), each run of them made a ``size`` clip by ``to_clip`` (:func:`~vidtok.data.transforms.frames_to_clip`,
+    resized on [0, 1] floats as the original's evaluation; or
+    :func:`~vidtok.data.transforms.uint8_resized_clip`, on uint8 frames as ``vidtok encode``).
+
+    ``mode="clips"``: consecutive clips of ``clip_frames``, ``group`` clips per piece, the last completed with copies
+    of its final frame (``last="repeat"``) or dropped (``"drop"``). ``mode="whole"``: the whole video in chunks of
+    ``chunk_frames`` (the first one a frame longer); with ``trim``, as the original's long-video evaluation,
+    ``1 + k * chunk_frames`` frames, the rest dropped, and a video of ``chunk_frames`` frames or fewer refused.
+    """
+
+    size: tuple[int, int]
+    sample_fps: Optional[float]
+    mode: str
+    clip_frames: int
+    last: str
+    group: int
+    chunk_frames: int
+    trim: bool = False
+    to_clip: ClipMaker = frames_to_clip
+
+
+@dataclass
+class FramesRead:
+    """What reading a video found: ``fps`` of the sampled frames, ``source_fps`` of the file, ``frames`` sampled
+    (those of a dropped last clip or trimmed chunk included)."""
+
+    fps: float
+    source_fps: float
+    frames: int
+
+
+def video_pieces(task: VideoTask, cutting: Cutting) -> Generator[Piece, None, FramesRead]:
+    """The video's frames as they are decoded, cut as ``cutting`` says, one piece at a time (never two videos in
+    one); the generator's value (what ``yield from`` gives) is what was read. A video too short for the cut raises
+    :class:`VideoError`."""
+    sampled = sampled_frames(task.source, cutting.sample_fps, task.name)
+    frames = _Counted(sampled.frames)
+    cut = _whole_pieces if cutting.mode == "whole" else _clip_pieces
+    try:
+        yield from cut(task, frames, sampled.fps, cutting)
+    finally:
+        sampled.frames.close()  # the decoder, also when the consumer stops early
+    return FramesRead(sampled.fps, sampled.source_fps, frames.count)
+
+
+class _Counted:
+    """The items of an iterator, counted as they pass (``count``)."""
+
+    def __init__(self, items: Iterator[T]):
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[T]:
+        for item in self.items:
+            self.count += 1
             yield item
 
+
+def _clip_pieces(task: VideoTask, frames: _Counted, fps: float, cutting: Cutting) -> Iterator[Piece]:
     clips: list[tuple[list[int], Tensor]] = []  # complete clips, already resized (raw frames are large)
-    for clip in consecutive_clips(counted(), clip_frames, last):
-        clips.append(_clip(([i for i, _ in clip], [f for _, f in clip]), size))
-        if len(clips) == group:
-            yield _piece(clips, fps)
+    for run in consecutive_clips(frames, cutting.clip_frames, cutting.last):
+        clips.append(_clip(run, cutting))
+        if len(clips) == cutting.group:
+            yield _piece(task, clips, fps)
             clips = []
     if clips:
-        yield _piece(clips, fps)
-    elif count < clip_frames and last == "drop":
+        yield _piece(task, clips, fps)
+    elif frames.count < cutting.clip_frames and cutting.last == "drop":
         raise VideoError(
-            f"{task.name} has {count} sampled frames, fewer than one clip of {clip_frames} (last_clip=drop)"
+            f"{task.name} has {frames.count} sampled frames, fewer than one clip of {cutting.clip_frames} "
+            "(last_clip=drop)"
         )
 
 
-def whole_pieces(
-    task: VideoTask,
-    *,
-    sample_fps: Optional[float],
-    size: tuple[int, int],
-    chunk_frames: int,
-    trim: bool,
-) -> Iterator[Piece]:
-    """The whole video in chunks of ``chunk_frames`` sampled frames (the first one a frame longer). With ``trim``,
-    as the original's long-video evaluation: ``1 + k * chunk_frames`` frames, the rest dropped, and a video of
-    ``chunk_frames`` frames or fewer refused."""
-    fps, frames = sampled_frames(task.source, sample_fps, task.name)
-    pending: tuple[list[int], list[Tensor]] = ([], [])
-    want, count = chunk_frames + 1, 0
-    for index, frame in frames:
-        count += 1
-        pending[0].append(index)
-        pending[1].append(frame)
-        if len(pending[0]) == want:
-            yield _piece([_clip(pending, size)], fps)
-            pending, want = ([], []), chunk_frames
-    if count <= chunk_frames and trim:
+def _whole_pieces(task: VideoTask, frames: _Counted, fps: float, cutting: Cutting) -> Iterator[Piece]:
+    chunk = cutting.chunk_frames
+    pending: list[tuple[int, Tensor]] = []
+    want = chunk + 1
+    for item in frames:
+        pending.append(item)
+        if len(pending) == want:
+            yield _piece(task, [_clip(pending, cutting)], fps)
+            pending, want = [], chunk
+    if frames.count <= chunk and cutting.trim:
         raise VideoError(
-            f"{task.name} has {count} sampled frames; the whole-video protocol (trim=true) needs more than "
-            f"chunk_frames={chunk_frames}"
+            f"{task.name} has {frames.count} sampled frames; the whole-video protocol (trim=true) needs more than "
+            f"chunk_frames={chunk}"
         )
-    if pending[0] and not trim:
-        yield _piece([_clip(pending, size)], fps)
+    if pending and not cutting.trim:
+        yield _piece(task, [_clip(pending, cutting)], fps)
 
 
-def _clip(frames: tuple[list[int], list[Tensor]], size: tuple[int, int]) -> tuple[list[int], Tensor]:
-    return list(frames[0]), frames_to_clip(torch.stack(frames[1]), size)
+def _clip(frames: list[tuple[int, Tensor]], cutting: Cutting) -> tuple[list[int], Tensor]:
+    """(source indices, clip tensor) of a run of (index, frame)."""
+    return [i for i, _ in frames], cutting.to_clip(torch.stack([f for _, f in frames]), cutting.size)
 
 
-def _piece(clips: list[tuple[list[int], Tensor]], fps: float) -> Piece:
-    return Piece(torch.stack([clip for _, clip in clips]), [indices for indices, _ in clips], fps)
+def _piece(task: VideoTask, clips: list[tuple[list[int], Tensor]], fps: float) -> Piece:
+    return Piece(task, torch.stack([clip for _, clip in clips]), [indices for indices, _ in clips], fps)
 
 
 _DONE = object()

@@ -3,10 +3,12 @@ latent shards are written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ..config import TokenizerConfig
+from ..data.transforms import uint8_resized_clip
+from ..data.videos import Cutting
 from ..errors import ConfigError
 from ..inference.job import VideoJobConfig
 
@@ -49,6 +51,11 @@ class EncodeConfig(VideoJobConfig):
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
         return self
+
+    def cutting(self, causal: bool) -> Cutting:
+        """The shared cut, frames resized on uint8 as ``vidtok encode`` reads a file (so that a sample equals
+        ``vidtok encode`` of the same video)."""
+        return replace(super().cutting(causal), to_clip=uint8_resized_clip)
 
     def check_for(self, config: TokenizerConfig) -> None:
         super().check_for(config)

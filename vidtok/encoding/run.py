@@ -22,17 +22,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..data.dataset import READ_ERRORS
-from ..data.sampling import consecutive_clips, padding_copies
-from ..data.videos import ListingFailure, VideoTask, prefetch
+from ..data.sampling import padding_copies
+from ..data.videos import Cutting, ListingFailure, Piece, VideoTask, prefetch, video_pieces
 from ..distributed import gather_objects
-from ..errors import ConfigError, VideoError
+from ..errors import ConfigError
 from ..inference.identity import tokenizer_identity
 from ..inference.job import start_job
 from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile, token_bytes
-from ..io.video import frame_interval, frames_to_tensor, iter_frames, read_info
 from .config import EncodeConfig
-from .shards import ShardSink, read_committed, remove_uncommitted, write_manifest
+from .shards import Committed, ShardSink, read_committed, remove_uncommitted, write_manifest
 
 log = logging.getLogger("vidtok.encode")
 
@@ -54,18 +53,9 @@ class EncodeResult:
 
 
 @dataclass
-class _Piece:
-    """Frames of one video for the model: ``video`` (n, 3, T, H, W) in [-1, 1]; ``indices`` the source frame
-    indices of each of the n clips (``whole`` mode: n = 1, T a chunk)."""
-
-    task: VideoTask
-    video: Tensor
-    indices: list[list[int]]
-    fps: float
-
-
-@dataclass
 class _End:
+    """A video whose frames are all read."""
+
     task: VideoTask
     fps: float
     source_fps: float
@@ -78,75 +68,41 @@ class _Failed:
     reason: str
 
 
-def _pieces(task: VideoTask, cfg: EncodeConfig, causal: bool) -> Iterator[Union[_Piece, _End, _Failed]]:
-    """One video's frames as they are decoded, cut as the config says, then its end; or, at the first read
-    error, its failure (the consumer then drops what it had of the video)."""
+def _pieces(task: VideoTask, cutting: Cutting) -> Iterator[Union[Piece, _End, _Failed]]:
+    """One video's pieces as they are decoded, then its end; or, at the first read error, its failure (the
+    consumer then drops what it had of the video)."""
     try:
-        info = read_info(task.source, task.name)
-        interval = frame_interval(info.fps, cfg.sample_fps)
-        fps = info.fps / interval
-        size = (cfg.height, cfg.width)
-        count = 0
-        if cfg.mode == "whole":
-            for frames in iter_frames(task.source, interval=interval, size=size, chunk=cfg.chunk_frames):
-                ids = [(count + i) * interval for i in range(frames.shape[0])]
-                count += frames.shape[0]
-                yield _Piece(task, frames_to_tensor(frames), [ids], fps)
-        else:
-            clip, clips, pieces = cfg.clip_length(causal), [], 0
-
-            def numbered() -> Iterator[tuple[int, Tensor]]:
-                nonlocal count
-                for chunk in iter_frames(task.source, interval=interval, size=size, chunk=clip):
-                    for frame in chunk:
-                        yield count * interval, frame
-                        count += 1
-
-            for run in consecutive_clips(numbered(), clip, cfg.last_clip):
-                clips.append(([i for i, _ in run], torch.stack([frame for _, frame in run])))
-                if len(clips) == cfg.batch_size:
-                    yield _batch(task, clips, fps)
-                    clips, pieces = [], pieces + 1
-            if clips:
-                yield _batch(task, clips, fps)
-                pieces += 1
-            if not pieces and count:
-                raise VideoError(f"{task.name} has {count} sampled frames, fewer than one clip of {clip}")
-        if count == 0:
-            raise VideoError(f"{task.name} holds no video frames")
+        read = yield from video_pieces(task, cutting)
     except MemoryError:
         raise
     except Exception as err:  # the reader only decodes and resizes: whatever it raises is the video's
         reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
         yield _Failed(task, reason)
         return
-    yield _End(task, fps, info.fps, count)
-
-
-def _batch(task: VideoTask, clips: list, fps: float) -> _Piece:
-    video = torch.cat([frames_to_tensor(frames) for _, frames in clips])
-    return _Piece(task, video, [ids for ids, _ in clips], fps)
+    yield _End(task, read.fps, read.source_fps, read.frames)
 
 
 class _ReadSet(torch.utils.data.IterableDataset):
     """The videos of this process, read in DataLoader workers (each takes every n-th video: a video's pieces
     stay in order)."""
 
-    def __init__(self, tasks: list, cfg: EncodeConfig, causal: bool):
-        self.tasks, self.cfg, self.causal = tasks, cfg, causal
+    def __init__(self, tasks: list, cutting: Cutting):
+        self.tasks, self.cutting = tasks, cutting
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         tasks = self.tasks if info is None else self.tasks[info.id :: info.num_workers]
         for task in tasks:
-            yield from _pieces(task, self.cfg, self.causal)
+            yield from _pieces(task, self.cutting)
 
 
-def _read(tasks: list, cfg: EncodeConfig, causal: bool) -> Iterator:
-    if cfg.workers == 0:
-        return prefetch((item for task in tasks for item in _pieces(task, cfg, causal)), depth=4)
+def _read(tasks: list, cutting: Cutting, workers: int) -> Iterator:
+    """Every piece, end and failure of ``tasks`` in order, read beside the model (a thread, or ``workers``
+    DataLoader processes)."""
+    if workers == 0:
+        return prefetch((item for task in tasks for item in _pieces(task, cutting)), depth=4)
     loader = torch.utils.data.DataLoader(
-        _ReadSet(tasks, cfg, causal), batch_size=None, num_workers=cfg.workers, prefetch_factor=4
+        _ReadSet(tasks, cutting), batch_size=None, num_workers=workers, prefetch_factor=4
     )
     return iter(loader)
 
@@ -155,6 +111,14 @@ def _job_record(identity: dict, cfg: EncodeConfig) -> dict:
     """What run.json holds, and what a resumed run must match: the tokenizer's config and weights, the keys."""
     weights = {k: identity.get(k) for k in ("ckpt_sha256", "weights_sha256") if identity.get(k)}
     return {"tokenizer": identity["name"], "config": identity["config"], "weights": weights, "keys": cfg.job_keys()}
+
+
+def _prepare_output(acc: Any, out_dir: Path, identity: dict, cfg: EncodeConfig) -> Committed:
+    """Every process: once the main process has claimed ``out_dir``, what earlier runs committed there."""
+    if acc.is_main_process:
+        _claim_output(out_dir, _job_record(identity, cfg), identity)
+    acc.wait_for_everyone()
+    return read_committed(out_dir)
 
 
 def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
@@ -175,6 +139,98 @@ def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
         log.info("removed %s (left unfinished by an interrupted run)", name)
 
 
+def _split_listing(listing: Iterator, done: set, sink: ShardSink) -> tuple[list[VideoTask], int]:
+    """The videos to encode, and how many earlier runs committed; entries that are no video are recorded as
+    failures."""
+    tasks, skipped = [], 0
+    for task in listing:
+        if task.key in done:
+            skipped += 1
+        elif isinstance(task, ListingFailure):
+            _add_failure(sink, task, task.reason)
+        else:
+            tasks.append(task)
+    return tasks, skipped
+
+
+def _add_failure(sink: ShardSink, task: Union[VideoTask, ListingFailure], reason: str) -> None:
+    """A video that is skipped, as ``failed.jsonl`` lists it."""
+    sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": reason})
+
+
+def _encode_videos(
+    tasks: list[VideoTask], cutting: Cutting, encoder: _Encoder, sink: ShardSink, cfg: EncodeConfig, rank: int
+) -> tuple[int, int, float]:
+    """Read, encode and write every task, then commit the shards (or abort them on any error): the videos
+    encoded, the frames their samples stand for, and the seconds it took."""
+    start = time.perf_counter()
+    bar = tqdm(total=len(tasks), desc="encode", unit="video", disable=not cfg.output.progress, position=rank)
+    reader = _read(tasks, cutting, cfg.workers)
+    try:
+        with torch.inference_mode():
+            videos, frames = _write_videos(_finished_videos(reader, encoder, sink, bar), sink)
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        bar.close()
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+    return videos, frames, time.perf_counter() - start
+
+
+def _finished_videos(reader: Iterator, encoder: _Encoder, sink: ShardSink, bar: Any) -> Iterator[tuple[list, dict]]:
+    """The videos the encoder completes as the reader's items go through it (failures recorded and dropped),
+    then the rest once the reader is done."""
+    for item in reader:
+        if isinstance(item, Piece):
+            yield from encoder.push(item)
+            continue
+        bar.update(1)
+        if isinstance(item, _Failed):
+            encoder.drop(item.task)
+            log.warning("skipping %s: %s", item.task.name, item.reason)
+            _add_failure(sink, item.task, item.reason)
+        else:
+            yield from encoder.end(item)
+    yield from encoder.flush()
+
+
+def _write_videos(finished: Iterator[tuple[list, dict]], sink: ShardSink) -> tuple[int, int]:
+    """Add each finished video's samples to the shards; the videos and the frames their samples stand for."""
+    videos = frames = 0
+    for samples, record in finished:
+        sink.add_video(record, samples)
+        videos += 1
+        frames += sum(r["frames"] for _, _, r in samples)
+    return videos, frames
+
+
+def _summary(
+    acc: Any, out_dir: Path, identity: dict, videos: int, frames: int, seconds: float, skipped: int
+) -> EncodeResult:
+    """Every process: the totals over all processes, once the main process has written the manifest."""
+    parts = gather_objects((videos, frames, seconds, skipped))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        write_manifest(out_dir)
+    acc.wait_for_everyone()
+    state = read_committed(out_dir)
+    failed = sorted((f for index in state.indexes for f in index["failed"]), key=lambda f: f["order"])
+    return EncodeResult(
+        output_dir=out_dir,
+        samples=sum(len(v["samples"]) for index in state.indexes for v in index["videos"]),
+        videos=sum(p[0] for p in parts),
+        failed=failed,
+        skipped_done=sum(p[3] for p in parts),
+        seconds=max(p[2] for p in parts),
+        frames=sum(p[1] for p in parts),
+        identity=identity,
+    )
+
+
 def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any = None, tokenizer: Any = None):
     """Run a dataset encoding as ``config`` (an :class:`EncodeConfig`, a dict or an OmegaConf node) says.
 
@@ -187,80 +243,16 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
     if cfg.workers and cfg.mode == "whole":
         raise ConfigError("workers applies to mode=clips; mode=whole reads each video in a background thread")
     acc, device, listing, tok, options, from_file = start_job(cfg, "encode", accelerator, tokenizer)
-    tc = tok.config
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     out_dir = Path(cfg.output.dir)
-    if acc.is_main_process:
-        _claim_output(out_dir, _job_record(identity, cfg), identity)
-    acc.wait_for_everyone()
-    committed = read_committed(out_dir)
+    committed = _prepare_output(acc, out_dir, identity, cfg)
     rank = acc.process_index
     sink = ShardSink(out_dir, rank, committed.next_number.get(rank, 0), cfg.output.max_count, cfg.output.max_bytes)
-    tasks, skipped = [], 0
-    for task in listing:
-        if task.key in committed.done:
-            skipped += 1
-        elif isinstance(task, ListingFailure):
-            sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": task.reason})
-        else:
-            tasks.append(task)
-    kind = "indices" if cfg.output.indices else "latents"
-    encoder = _Encoder(tok, cfg, options, device, kind)
-    start = time.perf_counter()
-    bar = tqdm(total=len(tasks), desc="encode", unit="video", disable=not cfg.output.progress, position=rank)
-    videos = frames = 0
-    reader = _read(tasks, cfg, tc.causal)
-    try:
-        with torch.inference_mode():
-            for item in reader:
-                if isinstance(item, _Piece):
-                    finished = encoder.push(item)
-                elif isinstance(item, _Failed):
-                    bar.update(1)
-                    encoder.drop(item.task)
-                    log.warning("skipping %s: %s", item.task.name, item.reason)
-                    task = item.task
-                    sink.add_failure({"order": task.order, "key": task.key, "name": task.name, "reason": item.reason})
-                    continue
-                else:
-                    bar.update(1)
-                    finished = encoder.end(item)
-                for samples, record in finished:
-                    sink.add_video(record, samples)
-                    videos += 1
-                    frames += sum(r["frames"] for _, _, r in samples)  # frames the samples stand for
-            for samples, record in encoder.flush():
-                sink.add_video(record, samples)
-                videos += 1
-                frames += sum(r["frames"] for _, _, r in samples)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
-    finally:
-        bar.close()
-        close = getattr(reader, "close", None)
-        if close is not None:
-            close()
-    seconds = time.perf_counter() - start
-    parts = gather_objects((videos, frames, seconds))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        write_manifest(out_dir)
-    acc.wait_for_everyone()
-    state = read_committed(out_dir)
-    failed = sorted((f for index in state.indexes for f in index["failed"]), key=lambda f: f["order"])
-    samples = sum(len(v["samples"]) for index in state.indexes for v in index["videos"])
-    return EncodeResult(
-        out_dir,
-        samples,
-        sum(p[0] for p in parts),
-        failed,
-        sum(gather_objects(skipped)),
-        max(p[2] for p in parts),
-        sum(p[1] for p in parts),
-        identity,
-    )
+    tasks, skipped = _split_listing(listing, committed.done, sink)
+    encoder = _Encoder(tok, cfg, options, device, "indices" if cfg.output.indices else "latents")
+    cutting = cfg.cutting(tok.config.causal)
+    videos, frames, seconds = _encode_videos(tasks, cutting, encoder, sink, cfg, rank)
+    return _summary(acc, out_dir, identity, videos, frames, seconds, skipped)
 
 
 class _Encoder:
@@ -276,7 +268,7 @@ class _Encoder:
         self.ended: list[_End] = []  # videos whose frames are all read, in the order they ended
         self.stream = None  # whole mode: the open stream of the current video
 
-    def push(self, piece: _Piece) -> list:
+    def push(self, piece: Piece) -> list:
         """Take a piece; the videos it completes, as :meth:`finish` gives them."""
         parts = self.pending.setdefault(piece.task.key, [])
         if self.cfg.mode == "whole":

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ..config import TokenizerConfig
-from ..data.videos import VideoListConfig
+from ..data.videos import Cutting, VideoListConfig
 from ..errors import ConfigError
 from ..inference.job import VideoJobConfig
 from ..metrics import I3D_FRAMES, I3D_SHA256
@@ -72,6 +72,12 @@ class EvalConfig(VideoJobConfig):
         if self.output.figure_videos < 0:
             raise ConfigError(f"output.figure_videos must be >= 0, got {self.output.figure_videos}")
         return self
+
+    def cutting(self, causal: bool) -> Cutting:
+        """The shared cut with ``trim``; one clip per piece with ``pad_gen_frames`` (each clip is led by the
+        reconstruction of the one before)."""
+        group = 1 if self.pad_gen_frames else self.batch_size
+        return replace(super().cutting(causal), group=group, trim=self.trim)
 
     def check_for(self, config: TokenizerConfig) -> None:
         """Checks against the model being evaluated (ConfigError naming the model)."""

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..data.dataset import READ_ERRORS
 from ..data.sampling import padding_copies
-from ..data.videos import Piece, VideoTask, clip_pieces, prefetch, whole_pieces
+from ..data.videos import Piece, VideoTask, prefetch, video_pieces
 from ..inference.pipeline import reconstruct_stream
 from ..io.video import VideoWriter, tensor_to_frames
 from ..metrics import FrameScorer
@@ -50,6 +50,7 @@ class VideoRunner:
         self.options = options
         self.autocast = cfg.autocast(device)
         self.f = tok.config.temporal_factor
+        self.cutting = cfg.cutting(tok.config.causal)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -59,23 +60,12 @@ class VideoRunner:
         """The video's record and its FVD features ``(order, window, real, fake)``. A read error raises
         :class:`UnreadableVideo`, and then nothing of the video is kept (a half-written reconstruction is removed)."""
         cfg = self.cfg
-        size = (cfg.height, cfg.width)
-        if cfg.mode == "whole":
-            pieces = whole_pieces(
-                task, sample_fps=cfg.sample_fps, size=size, chunk_frames=cfg.chunk_frames, trim=cfg.trim
-            )
-        else:
-            group = 1 if cfg.pad_gen_frames else cfg.batch_size
-            clip = cfg.clip_length(self.tok.config.causal)
-            pieces = clip_pieces(
-                task, sample_fps=cfg.sample_fps, size=size, clip_frames=clip, last=cfg.last_clip, group=group
-            )
         state = _VideoState(task, self.scorer.metric_names)
         self.generator = None
         if cfg.sample_posterior:  # one stream per video: the draws do not depend on which process runs it
             self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + task.order)
         writer: Optional[VideoWriter] = None
-        reader = prefetch(pieces)
+        reader = prefetch(video_pieces(task, self.cutting))
         pairs = self._whole(reader, state) if cfg.mode == "whole" else self._clips(reader, state)
         try:
             while True:

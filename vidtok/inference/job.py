@@ -14,7 +14,7 @@ import torch
 from ..composition import official_names
 from ..config import TokenizerConfig
 from ..config_loader import build_config
-from ..data.videos import VideoListConfig
+from ..data.videos import Cutting, VideoListConfig
 from ..defaults import CHUNK_FRAMES, protocol_clip_frames
 from ..errors import ConfigError, InputError
 from ..models.options import InferenceOptions
@@ -85,6 +85,20 @@ class VideoJobConfig:
     def clip_length(self, causal: bool) -> int:
         """Frames per clip in ``clips`` mode: ``clip_frames``, else the protocol's 17 (causal) / 16 (non-causal)."""
         return self.clip_frames if self.clip_frames is not None else protocol_clip_frames(causal)
+
+    def cutting(self, causal: bool) -> Cutting:
+        """How each video is cut (:func:`~vidtok.data.videos.video_pieces`): ``mode``, clips of
+        :meth:`clip_length` frames, ``batch_size`` per piece, ``chunk_frames``-frame chunks, frames resized on [0, 1]
+        floats. The jobs' configs adjust it."""
+        return Cutting(
+            size=(self.height, self.width),
+            sample_fps=self.sample_fps,
+            mode=self.mode,
+            clip_frames=self.clip_length(causal),
+            last=self.last_clip,
+            group=self.batch_size,
+            chunk_frames=self.chunk_frames,
+        )
 
     def inference_options(self, config: TokenizerConfig) -> InferenceOptions:
         """The options of the tokenizer passes, checked against ``config`` (a ConfigError otherwise): the tiles,

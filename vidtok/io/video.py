@@ -119,29 +119,43 @@ def frame_interval(source_fps: float, sample_fps: Optional[float]) -> int:
     return max(1, round(source_fps / sample_fps))
 
 
+@dataclass
+class SampledFrames:
+    """A video opened for reading front to back: every ``interval``-th frame of a ``source_fps`` stream is kept;
+    ``frames`` yields ``(source index, uint8 frame (H, W, 3))`` as they are decoded and closes the file."""
+
+    source_fps: float
+    interval: int
+    frames: Iterator[tuple[int, Tensor]]
+
+    @property
+    def fps(self) -> float:
+        """The frame rate of the kept frames."""
+        return self.source_fps / self.interval
+
+
 def sampled_frames(
     source: VideoSource, sample_fps: Optional[float], name: Optional[str] = None, *, interval: Optional[int] = None
-) -> tuple[float, Iterator[tuple[int, Tensor]]]:
-    """``(fps of the sampled frames, iterator of (source index, uint8 frame (H, W, 3)))``, decoding front to back.
-    Keeps every ``round(fps / sample_fps)``-th frame (or every ``interval``-th, when the caller has worked it out
-    already: give one of the two); a stream that changes frame size midway is scaled to its first
-    frame's size. Corrupt data raises :class:`VideoError` naming the video (after the frames decoded before it)."""
+) -> SampledFrames:
+    """The video's frames, decoding front to back. Keeps every ``round(fps / sample_fps)``-th frame (or every
+    ``interval``-th, when the caller has worked it out already: give one of the two); a stream that changes frame
+    size midway is scaled to its first frame's size. Corrupt data raises :class:`VideoError` naming the video
+    (after the frames decoded before it)."""
 
     label = source_name(source, name)
     container = open_video(source, name)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        source_fps = stream_fps(stream, label)
         if interval is None:
-            interval = frame_interval(stream_fps(stream, label), sample_fps)
+            interval = frame_interval(source_fps, sample_fps)
         elif sample_fps is not None or interval < 1:
             raise ValueError(f"give sample_fps or a positive interval, not both (got {sample_fps}, {interval})")
-        fps = stream_fps(stream, label) / interval
     except BaseException:
         container.close()
         raise
-
-    return fps, _frames_of(container, stream, label, lambda index: index % interval == 0)
+    return SampledFrames(source_fps, interval, _frames_of(container, stream, label, lambda i: i % interval == 0))
 
 
 def _frames_of(container, stream, label: str, keep) -> Iterator[tuple[int, Tensor]]:
@@ -183,7 +197,7 @@ def iter_frames(
     Frames are those of :func:`sampled_frames`; with ``size=(H, W)`` they are resized so they cover H x W
     (antialiased) and centre-cropped to it. Corrupt data raises :class:`VideoError` naming the file.
     """
-    _, frames = sampled_frames(path, sample_fps, interval=interval)
+    frames = sampled_frames(path, sample_fps, interval=interval).frames
     batch: list[Tensor] = []
     kept = 0
     try:
