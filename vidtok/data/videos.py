@@ -268,7 +268,7 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             if close is not None:
                 close()  # a generator's finally blocks (an open decoder) run now, in this thread
 
-    thread = threading.Thread(target=produce, name="vidtok-eval-reader", daemon=True)
+    thread = threading.Thread(target=produce, name="vidtok-video-reader", daemon=True)
     thread.start()
     try:
         while True:
