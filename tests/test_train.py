@@ -15,6 +15,7 @@ from videos import write_indexed_video
 
 import vidtok
 from vidtok.errors import ConfigError, TrainingError
+from vidtok.losses.discriminator import NLayerDiscriminator3D
 from vidtok.training import Trainer, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
 
@@ -223,8 +224,16 @@ def test_fsq_with_3d_discriminator_and_ema(tmp_path: Path, video_dir: Path) -> N
         "train.max_steps=2",
     )
     trainer = Trainer(run)
+    disc = trainer.loss.discriminator
+    assert isinstance(disc, NLayerDiscriminator3D)
+    convs = [m for m in disc.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    assert convs and all(isinstance(m, torch.nn.Conv3d) for m in convs)
+    judged: list[tuple[int, ...]] = []  # the shapes the discriminator scored during training
+    hook = disc.register_forward_hook(lambda module, args, out: judged.append(tuple(args[0].shape)))
     trainer.fit()
-    assert "aux_loss" in trainer.history[-1]
+    hook.remove()
+    assert judged and all(len(shape) == 5 and shape[2] == 9 for shape in judged), judged  # whole (N, C, T, H, W) clips
+    assert "aux_loss" in trainer.history[-1] and "disc_loss" in trainer.history[-1]
     last = CheckpointDir(tmp_path / "run" / "checkpoints").latest()
     ema = vidtok.load_tokenizer(ckpt=last / "tokenizer_ema.safetensors").state_dict()
     live = trainer.tok.state_dict()
