@@ -93,6 +93,7 @@ class Trainer:
         self.last_layer = unwrap_conv(self.tok.decoder.conv_out).weight
         self.logger: Optional[RunLogger] = None
         self.history: list[dict[str, float]] = []  # every step's logs (this process), for tests and callers
+        self.last_validation: dict[str, float] = {}  # the metrics of this session's last validation
         self.batches = TrainBatches(
             run.data,
             self.train_set,
@@ -423,8 +424,12 @@ class Trainer:
     # ---- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         """Metrics over the validation data (gathered across processes) and sample reconstructions;
-        with EMA weights, a second pass with them (``val_ema/...``). See :class:`Validator`."""
-        return self.validator.validate(self.state.step, self.logger)
+        with EMA weights, a second pass with them (``val_ema/...``). See :class:`Validator`. Kept as
+        :attr:`last_validation`."""
+        results = self.validator.validate(self.state.step, self.logger)
+        if results:
+            self.last_validation = results
+        return results
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
