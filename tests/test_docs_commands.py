@@ -46,7 +46,11 @@ class How:
 RUN = How("run")
 CFG = How("suffix", " --cfg job")
 DRY = How("suffix", " dry_run=true", expect="dry run (nothing trained)")
-SHORT_DEMO = How("suffix", " train.max_steps=2 checkpoint.every=2 validation.every=2 validation.max_clips=1")
+SHORT_DEMO = How(
+    "suffix",
+    " train.max_steps=2 checkpoint.every=2 validation.every=2 validation.max_clips=1",
+    expect="Training finished at step 2.",
+)
 
 HOW: dict[str, How] = {
     # set up (README, Getting started)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +17,10 @@ from videos import write_indexed_video
 
 import vidtok
 from vidtok.errors import ConfigError, TrainingError
+from vidtok.losses.discriminator import NLayerDiscriminator3D
 from vidtok.training import Trainer, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
+from vidtok.training.summary import run_ending
 
 from conftest import free_port
 
@@ -223,8 +227,16 @@ def test_fsq_with_3d_discriminator_and_ema(tmp_path: Path, video_dir: Path) -> N
         "train.max_steps=2",
     )
     trainer = Trainer(run)
+    disc = trainer.loss.discriminator
+    assert isinstance(disc, NLayerDiscriminator3D)
+    convs = [m for m in disc.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    assert convs and all(isinstance(m, torch.nn.Conv3d) for m in convs)
+    judged: list[tuple[int, ...]] = []  # the shapes the discriminator scored during training
+    hook = disc.register_forward_hook(lambda module, args, out: judged.append(tuple(args[0].shape)))
     trainer.fit()
-    assert "aux_loss" in trainer.history[-1]
+    hook.remove()
+    assert judged and all(len(shape) == 5 and shape[2] == 9 for shape in judged), judged  # whole (N, C, T, H, W) clips
+    assert "aux_loss" in trainer.history[-1] and "disc_loss" in trainer.history[-1]
     last = CheckpointDir(tmp_path / "run" / "checkpoints").latest()
     ema = vidtok.load_tokenizer(ckpt=last / "tokenizer_ema.safetensors").state_dict()
     live = trainer.tok.state_dict()
@@ -247,6 +259,107 @@ def test_highres_decoder_stage_freezes_the_encoder(tmp_path: Path, video_dir: Pa
     dec = [k for k in start if k.startswith("decoder.")]
     assert all(torch.equal(start[k], end[k]) for k in enc)
     assert any(not torch.equal(start[k], end[k]) for k in dec)
+
+
+# ---- what a finished run prints ------------------------------------------------------------------
+
+
+def demo_run_config(*overrides: str):
+    return load_run_config(compose_train_config(["experiment=demo", "run_dir=runs/demo", *overrides]))
+
+
+def command_lines(text: str) -> dict[str, str]:
+    """The printed commands of a run's ending, by program (``vidtok`` / ``python``)."""
+    commands = [line.strip() for line in text.splitlines() if line.startswith(("  vidtok ", "  python "))]
+    return {command.split()[0]: command for command in commands}
+
+
+def test_the_ending_names_folder_metrics_checkpoint_and_two_pasteable_commands(tmp_path: Path) -> None:
+    run = demo_run_config()
+    val = Path(run.val_data.path)
+    step = tmp_path / "runs" / "demo" / "checkpoints" / "step_00000002"
+    text = run_ending(
+        run,
+        run_dir=tmp_path / "runs" / "demo",
+        step=2,
+        validation={"val/psnr": 14.567, "val/ssim": 0.41234, "val/clips": 1.0},
+        checkpoint=step,
+        video=str(val / "bbb_bird.mp4"),
+        cwd=tmp_path,
+    )
+    assert "run folder:      runs/demo\n" in text  # inside the current folder: relative
+    assert "PSNR 14.57 dB, SSIM 0.4123" in text
+    assert "last checkpoint: runs/demo/checkpoints/step_00000002\n" in text
+    commands = command_lines(text)
+    ckpt = "runs/demo/checkpoints/step_00000002/tokenizer.safetensors"
+    assert commands["vidtok"] == (
+        f"vidtok reconstruct --ckpt {ckpt} {val}/bbb_bird.mp4 out.mp4 --side-by-side --height 64 --width 64 --fps 8"
+    )  # the clips lie outside the current folder: absolute
+    assert commands["python"] == (
+        f"python -m vidtok.evaluate ckpt={ckpt} data.dir={val} height=64 width=64 sample_fps=8 clip_frames=9 "
+        "metrics.lpips=false"  # the run validated without LPIPS, whose VGG16 weights may be absent
+    )
+    assert len(text.splitlines()) <= 8
+
+
+def test_the_ending_says_when_there_is_no_validation_or_no_checkpoint(tmp_path: Path) -> None:
+    run = demo_run_config("val_data.path=null")
+    common = dict(run_dir=tmp_path / "run", step=3, validation={}, video="clip.mp4", cwd=tmp_path)
+    without_validation = run_ending(run, checkpoint=tmp_path / "run" / "checkpoints" / "step_00000003", **common)
+    assert "validation:      none (no val_data.path)" in without_validation
+    assert "No validation data to evaluate it on" in without_validation
+    assert "python" not in command_lines(without_validation)
+    assert command_lines(without_validation)["vidtok"].startswith("vidtok reconstruct --ckpt run/checkpoints/")
+    without_checkpoint = run_ending(run, checkpoint=None, **common)
+    assert "none was saved, so there is nothing to reconstruct or evaluate yet" in without_checkpoint
+    assert not command_lines(without_checkpoint)
+    shards = run_ending(run, checkpoint=tmp_path / "ck", **{**common, "video": None})
+    assert "no single video file to suggest" in shards and "<video>" in shards
+
+
+def test_the_ending_quotes_paths_and_keeps_the_runs_lpips_weights(tmp_path: Path) -> None:
+    run = demo_run_config("validation.lpips=true", "loss.vgg_path=/models/vgg 16.pth", "val_data.path=/data/my val")
+    text = run_ending(
+        run,
+        run_dir=tmp_path / "a b",
+        step=1,
+        validation={"val/psnr": 20.0, "val/ssim": 0.5, "val/lpips": 0.25, "val_ema/psnr": 21.0, "val_ema/ssim": 0.6},
+        checkpoint=tmp_path / "a b" / "checkpoints" / "step_00000001",
+        video="/data/my val/x.mp4",
+        cwd=tmp_path,
+    )
+    assert "LPIPS 0.2500; EMA weights: PSNR 21.00 dB, SSIM 0.6000" in text
+    reconstruct = shlex.split(command_lines(text)["vidtok"])
+    assert reconstruct[3:5] == ["a b/checkpoints/step_00000001/tokenizer.safetensors", "/data/my val/x.mp4"]
+    evaluate = shlex.split(command_lines(text)["python"])
+    assert "data.dir='/data/my val'" in evaluate and "metrics.vgg_path='/models/vgg 16.pth'" in evaluate
+    assert not any(word.startswith("metrics.lpips") for word in evaluate)  # the run scored LPIPS: so does evaluate
+
+
+@pytest.mark.slow
+def test_the_short_demo_ends_with_commands_that_run_as_printed(tmp_path: Path) -> None:
+    """``python train.py experiment=demo`` (short, as tests/test_docs_commands.py runs it) ends by printing where it
+    is and two commands; both succeed, run as printed in the folder the run started in."""
+    env = {k: v for k, v in command_env().items() if not k.startswith("VIDTOK_RUN")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # python and vidtok
+
+    def shell(command: str) -> str:
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"`{command}` failed:\n{(result.stdout + result.stderr)[-3000:]}"
+        return result.stdout
+
+    out = shell(
+        f"python {REPO / 'train.py'} experiment=demo train.max_steps=2 checkpoint.every=2 validation.every=2 "
+        "validation.max_clips=1"
+    )
+    ending = out[out.index("Training finished at step 2.") :]
+    run_dir = re.search(r"run folder: +(\S+)", ending).group(1)
+    assert run_dir.startswith("runs/train/") and (tmp_path / run_dir / "config.yaml").is_file()
+    assert re.search(r"validation: +PSNR \d+\.\d\d dB, SSIM \d\.\d{4}", ending), ending
+    assert f"last checkpoint: {run_dir}/checkpoints/step_00000002\n" in ending
+    commands = command_lines(ending)
+    assert "wrote out.mp4: 34 frames, 64x64 at 8 fps" in shell(commands["vidtok"])
+    assert "4 videos evaluated (16 clips)" in shell(commands["python"])
 
 
 # ---- processes, commands, sweeps ----------------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -15,6 +15,10 @@ from ..composition import compose_conf
 from ..errors import ConfigError
 from ..hydra_app import drop_stray_hydra_dir, hydra_output_dir, user_errors
 from .config import RunConfig, describe_run, load_run_config
+from .summary import example_video, run_ending
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 log = logging.getLogger("vidtok.train")
 
@@ -27,13 +31,29 @@ def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
-    """Train as ``run`` says; returns the last step's logs. Saves the resolved config in the run."""
+    """Train as ``run`` says; returns the last step's logs. Saves the resolved config in the run and ends by printing
+    (main process) where the run is, what it reached and the commands to try its last checkpoint."""
     from .trainer import Trainer
 
     trainer = Trainer(run, accelerator)
     if trainer.is_main and run.raw is not None:
         (trainer.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(run.raw)))
-    return trainer.fit()
+    last = trainer.fit()
+    if trainer.is_main:
+        print(_ending(trainer), flush=True)
+    return last
+
+
+def _ending(trainer: Trainer) -> str:
+    """The closing lines of ``trainer``'s finished run (:func:`vidtok.training.summary.run_ending`)."""
+    return run_ending(
+        trainer.run,
+        run_dir=trainer.run_dir,
+        step=trainer.state.step,
+        validation=trainer.last_validation,
+        checkpoint=trainer.ckpts.latest(),
+        video=example_video(trainer.val_set, trainer.train_set),
+    )
 
 
 def train_from_hydra(cfg: DictConfig) -> float:

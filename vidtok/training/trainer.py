@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..accelerator import make_accelerator
 from ..data.config import build_dataset
+from ..data.dataset import VideoClipDataset
 from ..distributed import any_process, broadcast_parameters, parameters_in_sync, sync_gradients
 from ..errors import TrainingError
 from ..io.weight_files import (
@@ -76,40 +77,86 @@ class Trainer:
     """Builds everything a run needs from a :class:`RunConfig` and trains; see the module docstring."""
 
     def __init__(self, run: RunConfig, accelerator=None):
-        from accelerate.utils import broadcast_object_list, set_seed
-
-        from ..losses import VidTokLoss
-
         self.run = run
-        cfg = run.train
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        # no mixed_precision here: autocast and the one GradScaler for both optimisers are the Trainer's own
+        if run.train.threads:
+            torch.set_num_threads(run.train.threads)
+        self._set_up_processes(accelerator)
+        self.run_dir = self._shared_run_dir()
+        self.ckpts = CheckpointDir(self.run_dir / "checkpoints", keep=run.checkpoint.keep)
+        self._prepare_run_dir()
+        self.train_set, self.val_set = self._list_data()
+        self._build_models()
+        self._build_optimisers()
+        self.ema = EMA(self.tok, run.train.ema_decay).to(self.device) if run.train.ema_decay else None
+        self.state = TrainState()
+        self._register_for_checkpointing()
+        self.last_layer = unwrap_conv(self.tok.decoder.conv_out).weight
+        self.logger: Optional[RunLogger] = None
+        self.history: list[dict[str, float]] = []  # every step's logs (this process), for tests and callers
+        self.last_validation: dict[str, float] = {}  # the metrics of this session's last validation
+        self.batches = TrainBatches(
+            run.data,
+            self.train_set,
+            seed=run.train.seed,
+            epoch_steps=run.train.data_epoch_steps,
+            grad_accum=run.train.grad_accum,
+        )
+        self.validator = self._build_validator()
+
+    @property
+    def _metrics(self) -> Any:
+        """The validation metrics (a ``vidtok.metrics.VideoMetrics``), once the first validation built them."""
+        return self.validator.metrics
+
+    # ---- set-up helpers ------------------------------------------------------------------------
+    def _set_up_processes(self, accelerator) -> None:
+        """The Accelerate state (``acc``, ``device``, ``is_main``, ``world``) and the precision: ``amp_dtype``
+        and the one GradScaler for both optimisers, updated once per step (fp16 only)."""
+        # no mixed_precision in Accelerate: autocast and the scaler are the Trainer's own
         self.acc = accelerator or make_accelerator()
         self.device = self.acc.device
-        self.amp_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.mixed_precision]
+        self.amp_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.run.train.mixed_precision]
         if self.amp_dtype == torch.float16 and self.device.type != "cuda":
             raise TrainingError("train.mixed_precision=fp16 needs a CUDA/ROCm GPU; on CPU use bf16 or no")
-        # One scaler for both optimisers, updated once per step (fp16 only).
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.is_main = self.acc.is_main_process
         self.world = self.acc.num_processes
 
-        holder = [str(run.run_dir)]  # every rank writes into rank 0's directory
+    def _shared_run_dir(self) -> Path:
+        """Rank 0's run directory, which every process writes into."""
+        from accelerate.utils import broadcast_object_list
+
+        holder = [str(self.run.run_dir)]
         broadcast_object_list(holder)
-        self.run_dir = Path(holder[0])
-        self.ckpts = CheckpointDir(self.run_dir / "checkpoints", keep=run.checkpoint.keep)
+        return Path(holder[0])
+
+    def _prepare_run_dir(self) -> None:
+        """Create the run directory and remove interrupted saves (main process), then wait for it."""
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.ckpts.clean_partial()
         self.acc.wait_for_everyone()
 
-        # Listed once, now: a wrong data path fails before any model is built, and file lengths probed
-        # in one data epoch are remembered for the next.
+    def _list_data(self) -> tuple[VideoClipDataset, Optional[VideoClipDataset]]:
+        """This process's training and validation datasets (None without ``val_data``).
+
+        Listed once, now: a wrong data path fails before any model is built, and file lengths probed in one
+        data epoch are remembered for the next."""
+        run = self.run
         part = dict(rank=self.acc.process_index, world_size=self.world)
-        self.train_set = build_dataset(run.data, train=True, size=run.resolution, **part)
-        self.val_set = build_dataset(run.val_data, train=False, size=run.resolution, **part) if run.val_data else None
-        set_seed(cfg.seed)  # identical initial weights on every process
+        train_set = build_dataset(run.data, train=True, size=run.resolution, **part)
+        val_set = build_dataset(run.val_data, train=False, size=run.resolution, **part) if run.val_data else None
+        return train_set, val_set
+
+    def _build_models(self) -> None:
+        """The tokenizer ``tok`` and the loss (with the discriminator), identical on every process, in train mode;
+        then each process's own random stream for sampling noise."""
+        from accelerate.utils import set_seed
+
+        from ..losses import VidTokLoss
+
+        run = self.run
+        set_seed(run.train.seed)  # identical initial weights on every process
         self.tok = build_tokenizer(run.tokenizer).to(self.device)
         self.loss = VidTokLoss(run.loss, run.tokenizer.regularizer.kind).to(self.device)
         if run.init_from:
@@ -119,31 +166,31 @@ class Trainer:
             self.tok.encoder.requires_grad_(False).eval()
         self.loss.train()
         broadcast_parameters(list(self.tok.parameters()) + list(self.loss.parameters()), self.world)
-        set_seed(cfg.seed + self.acc.process_index)  # different sampling noise per process
+        set_seed(run.train.seed + self.acc.process_index)  # different sampling noise per process
 
+    def _build_optimisers(self) -> None:
+        """Adam for the trainable generator parameters (``gen_params``: tokenizer and loss) and for the
+        discriminator (``disc_params``), at the base learning rates ``lr_g`` / ``lr_d``."""
+        run = self.run
         self.gen_params = [p for p in self.tok.parameters() if p.requires_grad] + list(self.loss.generator_parameters())
         self.disc_params = list(self.loss.discriminator_parameters())
         if not self.gen_params:
             raise TrainingError("nothing to train: every tokenizer parameter is frozen")
-        self.lr_g, self.lr_d = base_learning_rates(run.optim, self.world, run.data.batch_size, cfg.grad_accum)
+        self.lr_g, self.lr_d = base_learning_rates(run.optim, self.world, run.data.batch_size, run.train.grad_accum)
         adam = dict(betas=tuple(run.optim.betas), eps=run.optim.eps, weight_decay=run.optim.weight_decay)
         self.opt_g = torch.optim.Adam(self.gen_params, lr=self.lr_g, **adam)
         self.opt_d = torch.optim.Adam(self.disc_params, lr=self.lr_d, **adam)
-        self.ema = EMA(self.tok, cfg.ema_decay).to(self.device) if cfg.ema_decay else None
-        self.state = TrainState()
-        # Saved by accelerator.save_state in this order (with every process's RNG states).
+
+    def _register_for_checkpointing(self) -> None:
+        """What ``accelerator.save_state`` saves, in this order (with every process's RNG states)."""
         for obj in (self.tok, self.loss, self.opt_g, self.opt_d, self.state, self.ema, self.scaler):
             if obj is not None:
                 self.acc.register_for_checkpointing(obj)
 
-        self.last_layer = unwrap_conv(self.tok.decoder.conv_out).weight
-        self.logger: Optional[RunLogger] = None
-        self.history: list[dict[str, float]] = []  # every step's logs (this process), for tests and callers
-        self.batches = TrainBatches(
-            run.data, self.train_set, seed=cfg.seed, epoch_steps=cfg.data_epoch_steps, grad_accum=cfg.grad_accum
-        )
-        self.validator = Validator.for_run(
-            run,
+    def _build_validator(self) -> Validator:
+        """Validation of ``tok`` (and its EMA weights) on the validation set."""
+        return Validator.for_run(
+            self.run,
             self.tok,
             self.val_set,
             ema=self.ema,
@@ -154,12 +201,6 @@ class Trainer:
             autocast=self._autocast,
         )
 
-    @property
-    def _metrics(self) -> Any:
-        """The validation metrics (a ``vidtok.metrics.VideoMetrics``), once the first validation built them."""
-        return self.validator.metrics
-
-    # ---- set-up helpers ------------------------------------------------------------------------
     def _init_from(self, path: str) -> None:
         """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``, or from the published
         checkpoint when ``path`` is an official name (the Hub's ``.ckpt``, which holds the discriminator too)."""
@@ -207,65 +248,105 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step (``grad_accum`` micro-batches); returns the step's averaged logs."""
-        cfg = self.run.train
-        accum = cfg.grad_accum
         step = self.state.step
         disc_on = step >= self.run.loss.disc_start and self.run.loss.disc_factor > 0
         if disc_on and not self.opt_d.state:
             prime_adam(self.opt_d, step)  # the state the original's discriminator Adam has by now
         self._set_lr(step)
+        logs, finite, samples = self._accumulate_gradients(step, disc_on)
+        if any_process(not finite, self.world, self.device):
+            return self._skip_step(step)
+        self.state.nonfinite_in_a_row = 0
+        logs.update(self._apply_gradients(disc_on))
+        self.state.step += 1
+        logs["lr/generator"] = self.opt_g.param_groups[0]["lr"]
+        logs["lr/discriminator"] = self.opt_d.param_groups[0]["lr"]
+        logs["samples"] = float(samples)
+        return logs
+
+    def _accumulate_gradients(self, step: int, disc_on: bool) -> tuple[dict[str, float], bool, int]:
+        """Forward and backward passes over ``grad_accum`` micro-batches; returns their averaged logs, whether
+        every loss was finite (and every micro-batch had a clip) and how many clips they held."""
+        accum = self.run.train.grad_accum
         logs: dict[str, float] = {}
         finite = True
         samples = 0
         for _ in range(accum):
-            batch = next(self.batches.at(self.state.step))
-            self.state.skipped_inputs += len(batch["skipped"])
-            x = batch["video"]
+            x = self._next_micro_batch()
             if x is None:  # every clip of this batch failed to load (reported by the data layer)
                 finite = False
                 continue
-            x = x.to(self.device, non_blocking=True)
             samples += x.shape[0]
-            self.loss.discriminator.requires_grad_(False)
-            with self._autocast():
-                g_loss, recon, g_logs = self._generator_pass(x)
-            ok = bool(torch.isfinite(g_loss))
-            if ok:
-                self._backward(g_loss / accum)
-            d_logs: dict[str, Tensor] = {}
-            if ok and disc_on:
-                self.loss.discriminator.requires_grad_(True)
-                with self._autocast():
-                    d_loss, d_logs = self.loss.discriminator_loss(x, recon.detach(), step)
-                ok = bool(torch.isfinite(d_loss))
-                if ok:
-                    self._backward(d_loss / accum)
+            ok, micro_logs = self._micro_batch_backward(x, step, disc_on)
             finite = finite and ok
-            for key, value in {**g_logs, **d_logs}.items():
+            for key, value in micro_logs.items():
                 logs[key] = logs.get(key, 0.0) + float(value) / accum
         self.loss.discriminator.requires_grad_(True)
+        return logs, finite, samples
 
-        if any_process(not finite, self.world, self.device):
-            self.opt_g.zero_grad(set_to_none=True)
-            self.opt_d.zero_grad(set_to_none=True)
-            self.state.nonfinite_total += 1
-            self.state.nonfinite_in_a_row += 1
-            self.state.step += 1
-            if self.state.nonfinite_in_a_row >= cfg.max_nonfinite:
-                where = self.save_checkpoint()
-                raise TrainingError(
-                    f"{self.state.nonfinite_in_a_row} steps in a row had a non-finite loss or no loadable clip "
-                    f"(last at step {step}); stopped. The weights from before them are saved in {where}; lower "
-                    "optim.lr, check the data, or use train.mixed_precision=no/bf16 before resuming"
-                )
-            return {"skipped_step": 1.0, "nonfinite_total": float(self.state.nonfinite_total)}
-        self.state.nonfinite_in_a_row = 0
+    def _next_micro_batch(self) -> Optional[Tensor]:
+        """The next clips on the device (None when none of them loaded); counts the inputs that failed."""
+        batch = next(self.batches.at(self.state.step))
+        self.state.skipped_inputs += len(batch["skipped"])
+        x = batch["video"]
+        return None if x is None else x.to(self.device, non_blocking=True)
 
+    def _micro_batch_backward(self, x: Tensor, step: int, disc_on: bool) -> tuple[bool, dict[str, Tensor]]:
+        """The generator's backward pass, then (once it is on) the discriminator's; returns whether both losses
+        were finite and their logs. The discriminator is skipped after a non-finite generator loss."""
+        ok, recon, logs = self._generator_backward(x)
+        if ok and disc_on:
+            ok, d_logs = self._discriminator_backward(x, recon, step)
+            logs = {**logs, **d_logs}
+        return ok, logs
+
+    def _generator_backward(self, x: Tensor) -> tuple[bool, Tensor, dict[str, Tensor]]:
+        """Generator loss (discriminator frozen) and its backward pass when finite; returns whether it was finite,
+        the reconstruction and the logs."""
+        self.loss.discriminator.requires_grad_(False)
+        with self._autocast():
+            g_loss, recon, logs = self._generator_pass(x)
+        ok = bool(torch.isfinite(g_loss))
+        if ok:
+            self._backward(g_loss / self.run.train.grad_accum)
+        return ok, recon, logs
+
+    def _discriminator_backward(self, x: Tensor, recon: Tensor, step: int) -> tuple[bool, dict[str, Tensor]]:
+        """Discriminator loss on the detached reconstruction and its backward pass when finite."""
+        self.loss.discriminator.requires_grad_(True)
+        with self._autocast():
+            d_loss, logs = self.loss.discriminator_loss(x, recon.detach(), step)
+        ok = bool(torch.isfinite(d_loss))
+        if ok:
+            self._backward(d_loss / self.run.train.grad_accum)
+        return ok, logs
+
+    def _skip_step(self, step: int) -> dict[str, float]:
+        """Drop the step's gradients (a loss was not finite, or a micro-batch had no clip, on some process) and
+        count it; after ``max_nonfinite`` in a row, save a checkpoint and raise :class:`TrainingError`."""
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.state.nonfinite_total += 1
+        self.state.nonfinite_in_a_row += 1
+        self.state.step += 1
+        if self.state.nonfinite_in_a_row >= self.run.train.max_nonfinite:
+            where = self.save_checkpoint()
+            raise TrainingError(
+                f"{self.state.nonfinite_in_a_row} steps in a row had a non-finite loss or no loadable clip "
+                f"(last at step {step}); stopped. The weights from before them are saved in {where}; lower "
+                "optim.lr, check the data, or use train.mixed_precision=no/bf16 before resuming"
+            )
+        return {"skipped_step": 1.0, "nonfinite_total": float(self.state.nonfinite_total)}
+
+    def _apply_gradients(self, disc_on: bool) -> dict[str, float]:
+        """Average the gradients across processes, clip them, step the optimisers (the discriminator's once it is
+        on) and the EMA; returns the gradient norms before clipping."""
+        norms = {}
         self._sync_gradients(self.gen_params)
-        logs["grad_norm/generator"] = self._clip(self.gen_params, self.opt_g)
+        norms["grad_norm/generator"] = self._clip(self.gen_params, self.opt_g)
         if disc_on:
             self._sync_gradients(self.disc_params)
-            logs["grad_norm/discriminator"] = self._clip(self.disc_params, self.opt_d)
+            norms["grad_norm/discriminator"] = self._clip(self.disc_params, self.opt_d)
         for opt in (self.opt_g, self.opt_d) if disc_on else (self.opt_g,):
             if self.scaler is not None:
                 self.scaler.step(opt)  # skips the update if fp16 gradients overflowed
@@ -277,11 +358,7 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.tok)
-        self.state.step += 1
-        logs["lr/generator"] = self.opt_g.param_groups[0]["lr"]
-        logs["lr/discriminator"] = self.opt_d.param_groups[0]["lr"]
-        logs["samples"] = float(samples)
-        return logs
+        return norms
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -347,8 +424,12 @@ class Trainer:
     # ---- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         """Metrics over the validation data (gathered across processes) and sample reconstructions;
-        with EMA weights, a second pass with them (``val_ema/...``). See :class:`Validator`."""
-        return self.validator.validate(self.state.step, self.logger)
+        with EMA weights, a second pass with them (``val_ema/...``). See :class:`Validator`. Kept as
+        :attr:`last_validation`."""
+        results = self.validator.validate(self.state.step, self.logger)
+        if results:
+            self.last_validation = results
+        return results
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
