@@ -149,7 +149,11 @@ def _add_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ckpt", default=None, metavar="WEIGHTS", help=f"the weights: {WHAT_CKPT_TAKES} (default: the published ones)"
     )
-    parser.add_argument("--revision", default=None, help="Hub revision of the published weights (default main)")
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="Hub revision of the published weights or of --ckpt's repository (default main)",
+    )
     parser.add_argument("--random-weights", action="store_true", help="no weights at all: random initialisation")
 
 
