@@ -91,3 +91,17 @@ def weights(tmp_path_factory) -> dict[str, Path]:
         tok = tiny_tokenizer(name, ch=8)
         out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / f"{name}.safetensors")
     return out
+
+
+def training_checkpoint(tok: vidtok.Tokenizer, run_dir: Path, step: int = 400, ema: bool = False) -> Path:
+    """``tok`` saved the way ``Trainer.save_checkpoint`` saves a run's tokenizer: ``run_dir/checkpoints/step_N/``
+    holding ``tokenizer.safetensors`` (``tokenizer_ema.safetensors`` with ``ema``) with its config and source."""
+    from vidtok.io.weight_files import META_SOURCE, save_tokenizer_safetensors
+    from vidtok.training.checkpoints import step_dir_name
+
+    folder = run_dir / "checkpoints" / step_dir_name(step)
+    source = {META_SOURCE: f"trained with vidtok train.py: run {run_dir}, step {step}" + (" (EMA weights)" * ema)}
+    filename = "tokenizer_ema.safetensors" if ema else "tokenizer.safetensors"
+    save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / filename, source)
+    (folder / "COMPLETE").write_text(f"{step}\n")
+    return folder

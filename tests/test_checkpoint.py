@@ -1,4 +1,5 @@
-"""Conversion to safetensors, config metadata, and loading by file name or config file."""
+"""Conversion to safetensors, config metadata, loading by file name or config file, and what a name, file, folder or
+Hub repository id means as weights (locate_weights)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from hubcache import COMMIT, add_repo_to_hub_cache, add_to_hub_cache, use_hub_cache
 from safetensors import safe_open
 
 import vidtok
 from vidtok.cli import main as cli
+from vidtok.errors import HubError, WeightsNotFoundError
+from vidtok.hub import converted_path
 from vidtok.io.weight_files import META_CONFIG, META_NAME
+from vidtok.models.weights import WeightsLocation, locate_weights
 
-from conftest import random_video, tiny_tokenizer
+from conftest import random_video, tiny_tokenizer, training_checkpoint
 
 NAME = "vidtok_kl_causal_488_4chn"
 
@@ -114,3 +119,78 @@ def test_console_script_reports_errors_without_a_traceback(tmp_path: Path) -> No
     )
     assert run.returncode == 2
     assert "is not a checkpoint" in run.stderr and "Traceback" not in run.stderr
+
+
+# ---- what a name means as weights: one dispatch (locate_weights) for ckpt=, --ckpt, init_from=, from_pretrained ----
+
+
+def same_weights(a: vidtok.Tokenizer, b: vidtok.Tokenizer) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture()
+def tiny() -> vidtok.Tokenizer:
+    return tiny_tokenizer(NAME, ch=4)
+
+
+def test_an_existing_file_means_itself(official_file: Path) -> None:
+    assert locate_weights(official_file) == WeightsLocation(official_file)
+    assert locate_weights(str(official_file)).config_file is None
+
+
+def test_a_save_pretrained_folder_means_its_weights_with_their_config_json(tmp_path: Path, tiny) -> None:
+    folder = tmp_path / "saved"
+    tiny.save_pretrained(folder)
+    assert locate_weights(folder) == WeightsLocation(folder / "model.safetensors", folder / "config.json")
+    assert same_weights(vidtok.load_tokenizer(ckpt=folder), tiny)
+    # config.json is the folder's word on the config: one that disagrees with the weights' metadata is refused
+    (folder / "config.json").write_text((folder / "config.json").read_text().replace('"ch": 4', '"ch": 8'))
+    with pytest.raises(vidtok.CheckpointError, match=r"config differs .*model.ch: 8 != 4"):
+        vidtok.load_tokenizer(ckpt=folder)
+
+
+def test_a_training_checkpoint_folder_means_its_tokenizer_weights_else_the_ema_ones(tmp_path: Path, tiny) -> None:
+    ema_only = training_checkpoint(tiny, tmp_path / "ema_run", ema=True)
+    assert locate_weights(ema_only) == WeightsLocation(ema_only / "tokenizer_ema.safetensors")
+    step = training_checkpoint(tiny, tmp_path / "run", step=400)
+    training_checkpoint(tiny_tokenizer(NAME, ch=4, seed=1), tmp_path / "run", step=400, ema=True)
+    assert locate_weights(step) == WeightsLocation(step / "tokenizer.safetensors")
+    loaded = vidtok.load_tokenizer(ckpt=step)
+    assert same_weights(loaded, tiny) and loaded.weights_file == step / "tokenizer.safetensors"
+    assert loaded.weights_source == f"trained with vidtok train.py: run {tmp_path / 'run'}, step 400"
+
+
+def test_an_official_name_means_its_published_weights_unless_a_path_has_that_name(
+    tmp_path: Path, official_file: Path, monkeypatch
+) -> None:
+    use_hub_cache(monkeypatch, add_to_hub_cache(tmp_path / "hf", {NAME: official_file}), tmp_path / "vidtok_cache")
+    published = locate_weights(NAME)
+    assert published.file == converted_path(NAME, COMMIT) and published.config_file is None
+    original = locate_weights(NAME, original_checkpoint=True).file  # training's init_from: the discriminator too
+    assert original.name == f"{NAME}.ckpt" and f"snapshots/{COMMIT}/" in original.as_posix()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / NAME).write_bytes(official_file.read_bytes())
+    assert locate_weights(NAME) == WeightsLocation(Path(NAME))
+
+
+def test_a_hub_repository_id_means_its_save_pretrained_weights(tmp_path: Path, tiny, monkeypatch) -> None:
+    folder = tmp_path / "saved"
+    tiny.save_pretrained(folder)
+    root = add_repo_to_hub_cache(tmp_path / "hf", "someone/tiny-vidtok", {p.name: p for p in folder.iterdir()})
+    use_hub_cache(monkeypatch, root, tmp_path / "vidtok_cache")
+    found = locate_weights("someone/tiny-vidtok", local_files_only=True)
+    assert found.file.name == "model.safetensors" and found.config_file.name == "config.json"
+    assert f"models--someone--tiny-vidtok/snapshots/{COMMIT}/" in found.file.as_posix()
+    assert same_weights(vidtok.load_tokenizer(ckpt="someone/tiny-vidtok"), tiny)
+
+
+def test_what_holds_no_weights_is_refused_naming_what_was_expected(tmp_path: Path, monkeypatch) -> None:
+    use_hub_cache(monkeypatch, add_to_hub_cache(tmp_path / "hf", {}), tmp_path / "vidtok_cache")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(WeightsNotFoundError, match=r"run holds no tokenizer: expected config.json \+ model.safet"):
+        locate_weights(tmp_path / "run")
+    with pytest.raises(WeightsNotFoundError, match=r"nope.ckpt does not exist or is not a file: expected an official"):
+        locate_weights(tmp_path / "nope.ckpt")
+    with pytest.raises(HubError, match=r"someone/missing is no file or folder on this machine.*model.safetensors"):
+        locate_weights("someone/missing")

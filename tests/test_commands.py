@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ from vidtok.inference.pipeline import decode_frames, encode_video
 from vidtok.io.token_files import load_tokens, save_tokens
 from vidtok.io.video import VideoWriter, frames_to_tensor, iter_frames, read_info, resize_crop, tensor_to_frames
 from vidtok.synthetic import moving_shapes
+
+from conftest import REPO, tiny_tokenizer, training_checkpoint
 
 
 def write_clip(path: Path, frames: int = 21, height: int = 40, width: int = 56, fps: float = 24) -> Path:
@@ -206,3 +211,33 @@ def test_encode_decode_commands_through_the_console_script(clip: Path, weights, 
         run = run_vidtok("reconstruct", args[0], str(bad_out), "--ckpt", ckpt, *args[1:])
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not bad_out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    """``python -m vidtok.cli ARGS`` with this checkout first on the path (output captured)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "vidtok.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_ckpt_takes_a_training_checkpoint_folder(clip: Path, tmp_path: Path) -> None:
+    """The folder the training log names (``saved checkpoint .../checkpoints/step_00000400``) is a --ckpt."""
+    step = training_checkpoint(tiny_tokenizer("vidtok_kl_causal_488_4chn_v1_1", ch=4), tmp_path / "run")
+    out = tmp_path / "out.mp4"
+    size = ("--height", "32", "--width", "32", "--max-frames", "9", "--quiet")
+    run = run_module("reconstruct", "--ckpt", str(step), str(clip), str(out), *size)
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {out}: 9 frames, 32x32" in run.stdout and read_info(out).frames == 9
+
+
+def test_a_ckpt_folder_holding_no_tokenizer_is_refused_in_one_line(clip: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "run"
+    empty.mkdir()
+    run = run_module("reconstruct", "--ckpt", str(empty), str(clip), str(tmp_path / "out.mp4"), "--quiet")
+    expected = (
+        f"vidtok reconstruct: error: {empty} holds no tokenizer: expected config.json + model.safetensors "
+        "(save_pretrained) or one of tokenizer.safetensors, tokenizer_ema.safetensors (a training checkpoint)"
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == expected and not (tmp_path / "out.mp4").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from vidtok.errors import ConfigError
 from vidtok.inference.pipeline import encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
-from conftest import free_port, tiny_tokenizer
+from conftest import free_port, tiny_tokenizer, training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
@@ -133,6 +134,19 @@ def test_refusals_before_any_video_is_read(weights, videos, tmp_path) -> None:
     encode_dataset(_config(weights, videos, tmp_path / "d", data={"dir": str(videos), "limit": 1}))
     with pytest.raises(ConfigError, match="holds samples of another job"):
         encode_dataset(_config(weights, videos, tmp_path / "d", data={"dir": str(videos), "limit": 1}, height=24))
+
+
+def test_ckpt_takes_a_training_checkpoint_folder_identified_by_the_file_read(weights, videos, tmp_path) -> None:
+    step = training_checkpoint(tiny_tokenizer(KL_V11, ch=8), tmp_path / "run")
+    first = {"dir": str(videos), "limit": 1}
+    out = tmp_path / "out"
+    result = encode_dataset(dict(_config(weights, videos, out, data=first), ckpt=str(step)))
+    weights_file = step / "tokenizer.safetensors"
+    assert result.samples == 1 and result.identity["ckpt"] == str(weights_file.resolve())
+    assert result.identity["ckpt_sha256"] == hashlib.sha256(weights_file.read_bytes()).hexdigest()
+    # the same weights named by their file are the same job (compared by SHA-256): nothing is encoded twice
+    again = encode_dataset(dict(_config(weights, videos, out, data=first), ckpt=str(weights_file)))
+    assert again.samples == 1 and again.videos == 0 and again.skipped_done == 1
 
 
 def test_a_hand_edited_index_file_is_named_not_a_traceback(weights, videos, tmp_path) -> None:

@@ -29,7 +29,7 @@ from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
 from vidtok.metrics.fvd import preprocess_for_i3d
 from vidtok.synthetic import moving_shapes
 
-from conftest import REPO, free_port, tiny_tokenizer
+from conftest import REPO, free_port, tiny_tokenizer, training_checkpoint
 
 LENGTHS = {"a.mp4": 40, "b.mp4": 25, "sub/c.mp4": 9}
 SIZE = 32
@@ -424,6 +424,33 @@ def test_evaluate_command_refuses_a_mismatched_checkpoint_in_one_line(videos: Pa
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("evaluate: error:") and "regularizer.kind: 'fsq' != 'kl'" in last
+
+
+@pytest.mark.slow
+def test_evaluate_command_takes_a_training_checkpoint_folder(videos: Path, causal, tmp_path: Path) -> None:
+    """ckpt= names the folder the training log prints; the report identifies the file read in it by its SHA-256.
+    A folder holding no tokenizer is refused in one line."""
+    tok, _ = causal
+    step = training_checkpoint(tok, tmp_path / "run")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [f"data.dir={videos}", "data.limit=1", f"height={SIZE}", f"width={SIZE}", "metrics.lpips=false"]
+
+    def evaluate_py(ckpt: Path, name: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(REPO / "evaluate.py"), f"ckpt={ckpt}", *args, f"output.dir={tmp_path / name}"]
+        cmd.append(f"hydra.run.dir={tmp_path}/h_{name}")
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    result = evaluate_py(step, "eval")
+    assert result.returncode == 0, result.stderr[-3000:]
+    identity = json.loads((tmp_path / "eval" / "summary.json").read_text())["tokenizer"]
+    weights = step / "tokenizer.safetensors"
+    assert identity["ckpt"] == str(weights.resolve())
+    assert identity["ckpt_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    (tmp_path / "empty").mkdir()
+    refused = evaluate_py(tmp_path / "empty", "never")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("evaluate: error:") and f"{tmp_path / 'empty'} holds no tokenizer: expected" in last
 
 
 def test_sample_posterior_draws_per_video_like_the_original_script(videos: Path, causal) -> None:

@@ -66,7 +66,11 @@ def test_a_name_means_its_published_weights(hub: Path, tmp_path: Path) -> None:
     random = vidtok.load_tokenizer(V10, overrides=TINY, pretrained=False)
     assert not same_weights(random, direct)
     custom = tmp_path / "custom.yaml"
-    subprocess.run([sys.executable, "-m", "vidtok.cli", "config", V10, "-o", "model.ch=4"], stdout=custom.open("w"))
+    with custom.open("w") as out:
+        made = subprocess.run(
+            [sys.executable, "-m", "vidtok.cli", "config", V10, "-o", "model.ch=4"], stdout=out, stderr=subprocess.PIPE
+        )
+    assert made.returncode == 0, made.stderr.decode()
     with pytest.raises(vidtok.ConfigError, match="no weights for .*custom.yaml.* or pretrained=False"):
         vidtok.load_tokenizer(str(custom))
     assert vidtok.load_tokenizer(str(custom), pretrained=False).config.model.ch == 4

@@ -22,7 +22,7 @@ from vidtok.training import Trainer, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
 from vidtok.training.summary import run_ending
 
-from conftest import free_port
+from conftest import free_port, perturb_, training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("causal", "causal_v1_1", "noncausal")
@@ -650,6 +650,16 @@ def test_init_from_an_official_checkpoint_loads_tokenizer_and_discriminator(tmp_
     for key, value in trainer.loss.discriminator.state_dict().items():
         assert torch.equal(value, disc.state_dict()[key]), key
     assert float(trainer.loss.logvar.detach()) == -0.5
+
+
+def test_init_from_a_training_checkpoint_folder_loads_its_tokenizer(tmp_path: Path, video_dir: Path) -> None:
+    """init_from takes what the training log names (``saved checkpoint .../checkpoints/step_N``)."""
+    run = debug_run(tmp_path / "run", video_dir)
+    earlier = perturb_(vidtok.build_tokenizer(run.tokenizer), seed=3)
+    step = training_checkpoint(earlier, tmp_path / "earlier_run", step=2)
+    trainer = Trainer(debug_run(tmp_path / "run", video_dir, f"init_from={step}"))
+    for key, value in earlier.state_dict().items():
+        assert torch.equal(trainer.tok.state_dict()[key], value), key
 
 
 def test_a_missing_data_folder_fails_before_the_model_is_built(tmp_path: Path, video_dir: Path) -> None:

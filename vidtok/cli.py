@@ -5,7 +5,7 @@ vidtok download NAME ... | --all         fetch published weights from the Huggin
 vidtok export-diffusers --tokenizer NAME OUT   a folder that diffusers.AutoencoderVidTok.from_pretrained loads
 vidtok config NAME [-o key=value ...]    print a tokenizer's resolved config as YAML
 vidtok convert IN.ckpt OUT.safetensors   official checkpoint -> safetensors with the config inside
-vidtok demo [--tokenizer NAME] [--ckpt FILE]
+vidtok demo [--tokenizer NAME] [--ckpt WEIGHTS]
                                          tokenize a built-in clip and report shapes, speed, PSNR
 """
 
@@ -27,6 +27,7 @@ from .io.token_files import load_tokens, save_tokens
 from .io.weight_files import META_SOURCE, save_tokenizer_safetensors
 from .models import InferenceOptions
 from .models.loading import load_tokenizer
+from .models.weights import WHAT_CKPT_TAKES
 from .synthetic import moving_shapes
 
 DEFAULT_TOKENIZER = "vidtok_kl_causal_488_4chn"
@@ -90,7 +91,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer, ckpt=args.input, overrides=args.overrides)
-    source = f"converted by vidtok convert from {args.input.name} ({tokenizer.weights_source})"
+    source = f"converted by vidtok convert from {tokenizer.weights_file.name} ({tokenizer.weights_source})"
     out = save_tokenizer_safetensors(tokenizer.state_dict(), tokenizer.config, args.output, {META_SOURCE: source})
     n = sum(p.numel() for p in tokenizer.parameters())
     print(f"wrote {out} ({tokenizer.config.name or 'custom config'}, {n:,} parameters)")
@@ -146,9 +147,13 @@ def _weights_origin(args: argparse.Namespace) -> str:
 
 def _add_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ckpt", type=Path, default=None, help="weights: official .ckpt or safetensors (default: the published ones)"
+        "--ckpt", default=None, metavar="WEIGHTS", help=f"the weights: {WHAT_CKPT_TAKES} (default: the published ones)"
     )
-    parser.add_argument("--revision", default=None, help="Hub revision of the published weights (default main)")
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="Hub revision of the published weights or of --ckpt's repository (default main)",
+    )
     parser.add_argument("--random-weights", action="store_true", help="no weights at all: random initialisation")
 
 
@@ -220,7 +225,7 @@ def _read_args(args: argparse.Namespace) -> dict:
 def _load(args: argparse.Namespace, name: str | None = None):
     name = name or args.tokenizer
     if args.ckpt is None and name is None:
-        raise ConfigError("give --tokenizer NAME (its published weights) or --ckpt FILE")
+        raise ConfigError(f"give --tokenizer NAME (its published weights) or --ckpt WEIGHTS ({WHAT_CKPT_TAKES})")
     if args.ckpt is None and args.random_weights:
         print("warning: --random-weights: the output is meaningless", file=sys.stderr)
     return load_tokenizer(
@@ -340,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("convert", help="convert a checkpoint to safetensors with its config as metadata")
-    p.add_argument("input", type=Path, help="official .ckpt, a state dict, or safetensors")
+    p.add_argument("input", help=f"the weights to convert: {WHAT_CKPT_TAKES}")
     p.add_argument("output", type=Path, help="output .safetensors path")
     p.add_argument("--tokenizer", default=None, help="official name or config file (default: from the file name)")
     _add_overrides(p)

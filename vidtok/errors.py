@@ -31,6 +31,10 @@ class CheckpointError(VidtokError, ValueError):
     """A checkpoint file cannot be read, is unsafe, or does not fit the tokenizer."""
 
 
+class WeightsNotFoundError(CheckpointError, FileNotFoundError):
+    """What was named as weights holds none: no such file, or a folder with no tokenizer in it."""
+
+
 class HubError(CheckpointError):
     """Official weights could not be had: not downloadable here, not in the cache, or damaged."""
 

@@ -31,7 +31,9 @@ class VideoJobConfig:
     """The keys a job over many videos shares.
 
     The tokenizer: ``tokenizer`` (an official name or a config file) or ``tokenizer_config`` (composed by Hydra),
-    ``overrides`` (``model.ch=...``), ``ckpt`` (default for official names: the published weights). The videos:
+    ``overrides`` (``model.ch=...``), ``ckpt`` (what ``vidtok.load_tokenizer`` takes: a weights file, a
+    ``save_pretrained`` or training checkpoint folder, an official name, a Hub repository id; default for official
+    names: the published weights). The videos:
     ``data`` (:class:`~vidtok.data.VideoListConfig`), read at ``sample_fps`` (null: every frame) and resized to
     cover ``height`` x ``width``, centre-cropped. ``mode``: ``clips`` cuts each video into consecutive clips of
     ``clip_frames`` frames (default 17 causal / 16 non-causal), the last completed with copies of its final frame
@@ -161,17 +163,16 @@ class VideoJobConfig:
             )
 
     def load_tokenizer(self, device: torch.device, what: str = "run") -> Any:
-        """The tokenizer the keys name, on ``device`` in eval mode. With an official name and no ``ckpt`` the
-        published weights are fetched and ``ckpt`` set to their file (so it is identified like any other)."""
-        from ..hub import pretrained_file
+        """The tokenizer the keys name, on ``device`` in eval mode: ``ckpt`` as ``vidtok.load_tokenizer`` takes it
+        (a file, a folder, an official name, a Hub repository id), else the official name's published weights.
+        ``ckpt`` is then set to the file the weights were read from (so it is identified like any other)."""
         from ..models.loading import load_tokenizer
 
         self.check_weights(what)
         composed = self.composed_tokenizer()
-        if not self.ckpt:
-            self.ckpt = str(pretrained_file(composed.name if composed is not None else self.tokenizer))
-        tok = load_tokenizer(self.tokenizer, self.ckpt, self.overrides, device=device, config=composed)
-        return tok.to(device).eval()
+        tok = load_tokenizer(self.tokenizer, self.ckpt or None, self.overrides, device=device, config=composed)
+        self.ckpt = str(tok.weights_file)
+        return tok
 
     @classmethod
     def from_any(cls, cfg: Any):

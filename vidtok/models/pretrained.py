@@ -1,14 +1,15 @@
 """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` in the Hugging Face Hub's conventions, through
 huggingface_hub's own ``PyTorchModelHubMixin``: a folder (or Hub repository) holds ``config.json`` (the
 :class:`~vidtok.config.TokenizerConfig`), ``model.safetensors`` (the weights, with the config in their metadata too)
-and a generated model card ``README.md``. Loading goes through :func:`vidtok.load_tokenizer` (strict keys,
-pickle-free), so folders, official names, training checkpoints and single weight files all load the same way.
+and a generated model card ``README.md``. Loading takes what :func:`vidtok.models.weights.locate_weights` takes
+(official names, folders, training checkpoints, single weight files, Hub repository ids) and is strict and pickle-free.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -16,11 +17,8 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from ..config import TokenizerConfig
 from ..defaults import protocol_clip_frames
-from ..io.weight_files import META_SOURCE
-
-WEIGHTS_NAME = "model.safetensors"
-# what a vidtok training checkpoint folder holds (checkpoints/step_N/): tried in this order
-TRAINING_FILES = ("tokenizer.safetensors", "tokenizer_ema.safetensors")
+from ..io.weight_files import META_SOURCE, save_tokenizer_safetensors
+from .weights import RANDOM_SOURCE, WEIGHTS_NAME, locate_weights, read_weights
 
 
 def _encode_config(config: TokenizerConfig) -> dict:
@@ -40,85 +38,46 @@ class PretrainedMixin(
     tags=["video", "video-tokenizer", "vidtok", "autoencoder"],
     coders={TokenizerConfig: (_encode_config, _decode_config)},
 ):
-    """Hub conventions for :class:`~vidtok.Tokenizer` (whose ``__init__`` takes the one ``config``)."""
+    """Hub conventions for :class:`~vidtok.Tokenizer` (whose ``__init__`` takes the one ``config`` and whose
+    ``from_weights`` builds a loaded model)."""
 
-    #: where the weights came from; set by :func:`vidtok.load_tokenizer`, written into model cards
-    weights_source: str = "random initialisation (no weights were loaded)"
+    #: where the weights came from, in words; set when weights are loaded, written into model cards
+    weights_source: str = RANDOM_SOURCE
+    #: the file the weights were read from (None: random initialisation)
+    weights_file: Optional[Path] = None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any) -> Any:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: Union[str, os.PathLike],
+        *,
+        revision: Optional[str] = None,
+        cache_dir: Optional[Union[str, Path]] = None,
+        force_download: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        local_files_only: bool = False,
+        map_location: Any = "cpu",
+        overrides: Sequence[str] = (),
+        config: Optional[Union[TokenizerConfig, dict]] = None,
+    ) -> Any:
         """A tokenizer from an official name (its published weights), a folder written by :meth:`save_pretrained`,
         a vidtok training checkpoint folder (``checkpoints/step_N/``), a weights file (``.safetensors`` / ``.ckpt``),
         or a Hub repository id holding a ``save_pretrained`` folder. ``revision``, ``local_files_only``,
         ``cache_dir``, ``force_download``, ``token`` work as in every Hub library; ``map_location`` is the device;
-        ``overrides`` (official names only) are :func:`vidtok.load_tokenizer`'s."""
-        from ..composition import official_names
-        from .loading import load_tokenizer
-
-        target = str(pretrained_model_name_or_path)
-        device = kwargs.get("map_location", "cpu")
-        if target in official_names() and not Path(target).exists():
-            return load_tokenizer(
-                target,
-                overrides=kwargs.get("overrides", ()),
-                revision=kwargs.get("revision"),
-                local_files_only=kwargs.get("local_files_only", False),
-                device=device,
-            )
-        path = Path(target)
-        if path.is_file():
-            return load_tokenizer(ckpt=path, device=device)
-        if path.is_dir() and not (path / "config.json").is_file():
-            found = next((path / name for name in (WEIGHTS_NAME, *TRAINING_FILES) if (path / name).is_file()), None)
-            if found is None:
-                raise FileNotFoundError(
-                    f"{path} holds no tokenizer: expected config.json + {WEIGHTS_NAME} (save_pretrained) or one of "
-                    f"{', '.join(TRAINING_FILES)} (a training checkpoint)"
-                )
-            return load_tokenizer(ckpt=found, device=device)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: Optional[str],
-        cache_dir: Optional[Union[str, Path]],
-        force_download: bool,
-        local_files_only: bool,
-        token: Optional[Union[str, bool]],
-        map_location: str = "cpu",
-        strict: bool = True,
-        config: Optional[TokenizerConfig] = None,
-        **unused: Any,
-    ) -> Any:
-        from huggingface_hub import hf_hub_download
-
-        from .loading import load_tokenizer
-
-        if os.path.isdir(model_id):
-            weights = Path(model_id) / WEIGHTS_NAME
-        else:
-            weights = Path(
-                hf_hub_download(
-                    model_id,
-                    WEIGHTS_NAME,
-                    revision=revision,
-                    cache_dir=cache_dir,
-                    force_download=force_download,
-                    local_files_only=local_files_only,
-                    token=token,
-                    library_name="vidtok",
-                )
-            )
+        ``overrides`` and ``config`` are :func:`vidtok.load_tokenizer`'s."""
+        location = locate_weights(
+            pretrained_model_name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
         if config is not None and not isinstance(config, TokenizerConfig):
-            config = _decode_config(config)  # the mixin decodes by annotation, which postponed annotations hide
-        return load_tokenizer(ckpt=weights, config=config, device=map_location)
+            config = _decode_config(config)
+        return cls.from_weights(read_weights(location, overrides=overrides, config=config), map_location)
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        from ..io.weight_files import save_tokenizer_safetensors
-
         save_tokenizer_safetensors(
             self.state_dict(), self.config, save_directory / WEIGHTS_NAME, {META_SOURCE: self.weights_source}
         )

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..config import TokenizerConfig
 from ..errors import InputError
+from ..io.weight_files import check_state_dict
 from ..modules import pad_time_front
 from . import checks
 from .autoencoder import Decoder, Encoder
@@ -30,6 +31,7 @@ from .pretrained import PretrainedMixin
 from .regularizers import FSQ, DiagonalGaussian
 from .streams import VideoDecoderStream, VideoEncoderStream
 from .tiling import tiled
+from .weights import Weights
 
 ENCODE_OPTIONS = ("chunk_frames", "tile", "tile_overlap", "pad")
 DECODE_OPTIONS = ("chunk_latents", "tile", "tile_overlap")
@@ -58,6 +60,20 @@ class Tokenizer(nn.Module, PretrainedMixin):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.regularizer = _make_regularizer(config)
+
+    @classmethod
+    def from_weights(cls, weights: Weights, device: str | torch.device = "cpu") -> Tokenizer:
+        """The tokenizer ``weights`` describe (see :func:`vidtok.models.weights.read_weights`), on ``device`` in eval
+        mode with gradients switched off. Built on the meta device and given the weights' own tensors; keys are
+        checked strictly (missing, unexpected and mis-shaped entries all reported at once)."""
+        with torch.device("meta"):
+            tokenizer = cls(weights.config)
+        check_state_dict(tokenizer, weights.state_dict, source=str(weights.file))
+        tokenizer.load_state_dict(weights.state_dict, strict=True, assign=True)
+        tokenizer.reset_buffers()
+        tokenizer.weights_source = weights.source
+        tokenizer.weights_file = weights.file
+        return tokenizer.to(device).eval().requires_grad_(False)
 
     def reset_buffers(self) -> None:
         """Rebuild the regularizer's constant buffers (for a model built on the meta device)."""

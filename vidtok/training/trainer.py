@@ -44,6 +44,7 @@ from ..io.weight_files import (
     tokenizer_state_dict,
 )
 from ..models.loading import build_tokenizer
+from ..models.weights import locate_weights
 from ..modules.conv import unwrap_conv
 from .batches import TrainBatches
 from .checkpoints import CheckpointDir
@@ -201,15 +202,11 @@ class Trainer:
             autocast=self._autocast,
         )
 
-    def _init_from(self, path: str) -> None:
-        """Tokenizer weights (and an official checkpoint's discriminator, if any) from ``path``, or from the published
-        checkpoint when ``path`` is an official name (the Hub's ``.ckpt``, which holds the discriminator too)."""
-        from ..composition import official_names
-
-        if path in official_names() and not Path(path).exists():
-            from ..hub import download_checkpoint
-
-            path = str(download_checkpoint(path))
+    def _init_from(self, target: str) -> None:
+        """Tokenizer weights (and an official checkpoint's discriminator, if any) from what ``target`` names (see
+        :func:`vidtok.models.weights.locate_weights`); an official name means the Hub's original ``.ckpt``, which
+        holds the discriminator too."""
+        path = locate_weights(target, original_checkpoint=True).file
         loaded = read_checkpoint(path)
         check_state_dict(self.tok, loaded.state_dict, source=str(path))
         self.tok.load_state_dict(tokenizer_state_dict(loaded.state_dict))
