@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -36,13 +35,6 @@ os.environ["VIDTOK_CACHE"] = os.path.join(_CACHES, "vidtok")
 
 # Deterministic CPU numerics for parity tests; 2 threads is what CI machines have.
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-
-def free_port() -> int:
-    """A TCP port free on this machine now (for a launcher's main process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def original_module(dotted: str) -> ModuleType:

@@ -17,12 +17,13 @@ import torch
 from test_cli import run_vidtok
 from test_commands import write_clip
 
+from vidtok.accelerator import free_port
 from vidtok.encoding import encode_dataset
 from vidtok.errors import ConfigError
 from vidtok.inference.pipeline import encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
-from conftest import free_port, tiny_tokenizer
+from conftest import tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"

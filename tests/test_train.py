@@ -14,11 +14,10 @@ import torch
 from videos import write_indexed_video
 
 import vidtok
+from vidtok.accelerator import free_port
 from vidtok.errors import ConfigError, TrainingError
 from vidtok.training import Trainer, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
-
-from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("causal", "causal_v1_1", "noncausal")
