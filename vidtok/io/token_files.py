@@ -45,26 +45,35 @@ class TokenFile:
         """The latent frames the tensor holds: its time axis (dim 2 of latents, dim 1 of indices)."""
         return self.data.shape[1 if self.kind == "indices" else 2]
 
+    def latent_frame_range(self) -> tuple[int, int]:
+        """The fewest and the most latent frames a valid file of ``frames`` frames holds: what those frames take
+        (the last group of f completed with copies) and, with ``clip_frames``, what they take completed to a whole
+        clip (encode.py's ``last_clip=repeat``)."""
+        need = self.tokenizer.latent_frames(self.frames)
+        if not self.clip_frames:
+            return need, need
+        whole_clips = -(-self.frames // self.clip_frames) * self.clip_frames
+        return need, self.tokenizer.latent_frames(whole_clips)
+
     def check_frames(self, path: str | os.PathLike = "token file") -> None:
-        """Refuse a tensor whose latent frames disagree with the ``frames`` the metadata says. A valid file holds
-        the latents those frames need (the last group of f completed with copies), or with ``clip_frames`` up to
-        those of the frames completed to a whole clip (encode.py's ``last_clip=repeat``); so the decode writes
-        exactly ``frames`` frames and decodes no more than one clip beyond them."""
-        dims = 4 if self.kind == "indices" else 5
-        if self.data.ndim != dims:
-            layout = "(1, t, h, w)" if self.kind == "indices" else "(1, C, t, h, w)"
-            raise TokenFileError(f"{path}: expected {self.kind} {layout}, found shape {tuple(self.data.shape)}")
-        config, frames, held = self.tokenizer, self.frames, self.latent_frames
-        need = config.latent_frames(frames)
-        most = config.latent_frames(-(-frames // self.clip_frames) * self.clip_frames) if self.clip_frames else need
-        if frames >= 1 and need <= held <= most:
+        """Refuse a tensor whose latent frames disagree with the ``frames`` the metadata says (outside
+        :meth:`latent_frame_range`), so a decode writes exactly ``frames`` frames and decodes at most one clip
+        more."""
+        self._check_layout(path)
+        (need, most), held = self.latent_frame_range(), self.latent_frames
+        if self.frames >= 1 and need <= held <= most:
             return
-        takes = f"{need}" if most == need else f"{need} to {most} (the last clip of {self.clip_frames} completed)"
+        takes = f"{need} latent frames" + (f" ({most} with the last clip completed)" if most != need else "")
         raise TokenFileError(
-            f"{path}: its metadata says {frames} frames, but its tensor holds {held} latent frames; {frames} frames "
-            f"take {takes} latent frames and {held} latent frames decode to {config.decoded_frames(held)} frames "
-            f"({_frame_rule(config)}); vidtok writes no such file"
+            f"{path}: its metadata says {self.frames} frames, but its tensor holds {held} latent frames; "
+            f"{self.frames} frames take {takes} and {held} latent frames decode to "
+            f"{self.tokenizer.decoded_frames(held)} frames ({_frame_rule(self.tokenizer)}); vidtok writes no such file"
         )
+
+    def _check_layout(self, path: str | os.PathLike) -> None:
+        dims, layout = (4, "(1, t, h, w)") if self.kind == "indices" else (5, "(1, C, t, h, w)")
+        if self.data.ndim != dims:
+            raise TokenFileError(f"{path}: expected {self.kind} {layout}, found shape {tuple(self.data.shape)}")
 
     def check_tokenizer(self, config: TokenizerConfig, path: str | os.PathLike = "token file") -> None:
         """Refuse to decode with a tokenizer whose config differs from the one that encoded."""
