@@ -1,11 +1,10 @@
-"""What the benchmark scripts share: the machine's name for their tables, generated videos to time them on, a
-free port for the processes they launch, and the device's clock and memory readings."""
+"""What the benchmark scripts share: the machine's name for their tables, generated videos to time them on, and the
+device's clock and memory readings."""
 
 from __future__ import annotations
 
 import platform
 import resource
-import socket
 from pathlib import Path
 
 
@@ -29,13 +28,6 @@ def make_videos(folder: Path, count: int, frames: int, size: int, fps: float = 3
     folder.mkdir(parents=True, exist_ok=True)
     for v in range(count):
         write_video(folder / f"shapes{v}.mp4", tensor_to_frames(moving_shapes(frames, size, size, seed=v)), fps=fps)
-
-
-def free_port() -> int:
-    """A TCP port free on this machine now (for ``accelerate launch --main_process_port``)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sync(device) -> None:

@@ -551,7 +551,7 @@ def resume(ctx: Context) -> list[dict]:
 def _sync_check(ctx: Context) -> dict:
     """``accelerate launch`` of 2 processes training 4 steps with a checkpoint every 2: each save first checks
     that both processes hold the same weights (all-reduce of a checksum, Trainer.check_in_sync)."""
-    from common import free_port
+    from vidtok.accelerator import free_port
 
     gpus = torch.cuda.device_count() if ctx.device.type == "cuda" else 0
     if ctx.device.type == "cuda" and gpus < 2:

@@ -39,6 +39,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def original_model(checkout: str, name: str):
+    """The original implementation of ``name`` at full width, from the microsoft/VidTok checkout (tools/original.py)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from original import Original
+
+    return Original(Path(checkout), name, 128)
+
+
 def count_gflop(name: str, frames: int, size: int, original: str | None = None, overrides: tuple = ()) -> float:
     """FLOPs of one full-pass encode + decode, counted on the meta device (``overrides``: tokenizer config
     overrides such as ``model.ch=8``, for vidtok)."""
@@ -49,11 +57,7 @@ def count_gflop(name: str, frames: int, size: int, original: str | None = None, 
 
     x = torch.empty(1, 3, frames, size, size, device="meta")
     if original:
-        sys.path.insert(0, str(ROOT / "tools"))
-        from original import Original, import_original
-
-        import_original(Path(original))
-        model = Original(Path(original), name, 128).to("meta")  # built on CPU: it makes CPU tensors itself
+        model = original_model(original, name).to("meta")  # built on CPU: it makes CPU tensors itself
         with FlopCounterMode(display=False) as counter:
             model.decoder(model.encode(x)[0])
     else:
@@ -74,11 +78,7 @@ def worker(args: argparse.Namespace) -> dict:
     dtype = getattr(torch, DTYPES[args.dtype])
     torch.manual_seed(0)
     if args.impl == "original":
-        sys.path.insert(0, str(ROOT / "tools"))
-        from original import Original, import_original
-
-        import_original(Path(args.original))
-        model = Original(Path(args.original), args.tokenizer, 128).eval().to(device)
+        model = original_model(args.original, args.tokenizer).eval().to(device)
         for p in model.parameters():
             p.requires_grad_(False)
 

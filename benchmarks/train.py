@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import free_port, make_videos, peak_mb
+from common import make_videos, peak_mb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,6 +81,8 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_row(args: argparse.Namespace, width: int, processes: int, data: Path, run_dir: Path) -> dict:
+    from vidtok.accelerator import free_port
+
     threads = args.threads or max(1, (os.cpu_count() or 2) // processes)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
     if processes > 1:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -17,6 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 MANIFESTS = SHARED / "manifests"
+TOOLS = REPO / "tools"
+
+#: A checkout of microsoft/VidTok to compare with, when the environment names one.
+ORIGINAL = os.environ.get("VIDTOK_ORIGINAL")
+needs_original = pytest.mark.skipif(
+    not ORIGINAL, reason="set VIDTOK_ORIGINAL to a microsoft/VidTok checkout to compare with it"
+)
 
 # No test reaches the Hugging Face Hub (the tests that need one build an offline cache), nor the user's caches.
 # Set before huggingface_hub is first imported, which reads them once; subprocesses inherit them.
@@ -29,11 +37,13 @@ os.environ["VIDTOK_CACHE"] = os.path.join(_CACHES, "vidtok")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def free_port() -> int:
-    """A TCP port free on this machine now (for a launcher's main process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def original_module(dotted: str) -> ModuleType:
+    """A module of the original (``"modules.losses"``) from the VIDTOK_ORIGINAL checkout (tools/original.py)."""
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
+    from original import original_module as from_checkout
+
+    return from_checkout(ORIGINAL, dotted)
 
 
 def fixture_dirs() -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -129,6 +130,41 @@ def test_token_files_from_other_tokenizers_are_refused(clip: Path, weights, tmp_
     not_tokens = weights["vidtok_fsq_causal_488_4096"]
     with pytest.raises(TokenFileError, match="not a vidtok token file"):
         load_tokens(not_tokens)
+
+
+@pytest.mark.parametrize(
+    "name, lengths, cut",
+    [
+        ("vidtok_kl_causal_488_4chn_v1_1", (1, 2, 5, 7, 16, 19), {}),  # (T - 1) % 4: 0, 1, 0, 2, 3, 2
+        ("vidtok_kl_noncausal_488_4chn", (4, 6, 8, 11, 16, 21), {"clip_frames": 8}),  # T % 8: 4, 6, 0, 3, 0, 5
+    ],
+)
+def test_token_files_of_any_length_load(name: str, lengths: tuple, cut: dict, clip: Path, weights, tmp_path) -> None:
+    """What `vidtok encode` writes passes the frame check of load_tokens at any length: a causal stream's
+    1 + ceil((T-1)/4) latents, non-causal clips of 8 frames with the last one padded to a multiple of 4."""
+    tok = vidtok.load_tokenizer(ckpt=weights[name])
+    for frames in lengths:
+        tokens = encode_video(tok, clip, height=32, width=32, max_frames=frames, **cut)
+        loaded = load_tokens(save_tokens(tmp_path / f"{frames}.safetensors", tokens))
+        assert (loaded.frames, loaded.latent_frames) == (frames, tok.config.latent_frames(frames))
+
+
+def test_token_file_whose_tensor_disagrees_with_its_metadata_is_refused(clip: Path, weights, tmp_path: Path) -> None:
+    """21 frames hold 6 latent frames (which decode to 21): metadata saying 5 frames (which take 2) or 25 (which
+    take 7) is refused when the file is read, naming both numbers, by load_tokens and by `vidtok decode`."""
+    ckpt = weights["vidtok_kl_causal_488_4chn_v1_1"]
+    tokens = encode_video(vidtok.load_tokenizer(ckpt=ckpt), clip, height=32, width=32)
+    assert (tokens.frames, tokens.latent_frames) == (21, 6)
+    for frames, need in ((5, 2), (25, 7)):
+        tampered = save_tokens(tmp_path / f"says_{frames}.safetensors", dataclasses.replace(tokens, frames=frames))
+        numbers = f"says {frames} frames, but its tensor holds 6 latent frames; {frames} frames take {need} latent"
+        with pytest.raises(TokenFileError, match=f"{numbers} frames and 6 latent frames decode to 21 frames"):
+            load_tokens(tampered)
+    out = tmp_path / "never.mp4"
+    run = run_vidtok("decode", str(tampered), str(out), "--ckpt", str(ckpt), "--quiet")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("\n") == 1 and "says 25 frames, but its tensor holds 6 latent frames" in run.stderr
+    assert not out.exists()
 
 
 # ---- commands -----------------------------------------------------------------------------------

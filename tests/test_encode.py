@@ -18,12 +18,13 @@ import torch
 from test_cli import run_vidtok
 from test_commands import write_clip
 
+from vidtok.accelerator import free_port
 from vidtok.encoding import encode_dataset
 from vidtok.errors import ConfigError
 from vidtok.inference.pipeline import encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
-from conftest import free_port, tiny_tokenizer, training_checkpoint
+from conftest import tiny_tokenizer, training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
@@ -110,6 +111,24 @@ def test_whole_mode_equals_vidtok_encode_of_the_same_video(weights, videos, tmp_
     assert load_tokens(member).frames == 33
     run = run_vidtok("decode", str(member), str(tmp_path / "v1.mp4"), "--ckpt", str(weights[KL_V11]), "--quiet")
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("name, clip", [(KL_V11, 17), (NONCAUSAL, 16)])
+def test_padded_last_clips_are_token_files_that_load(name: str, clip: int, weights, videos, tmp_path) -> None:
+    """last_clip=repeat: a last clip completed with copies holds the latents of the whole clip for fewer frames.
+    Its token file records the clip length, so load_tokens (what `vidtok decode` reads) takes it."""
+    out = tmp_path / "out"
+    encode_dataset(_config(weights, videos, out, name=name, last_clip="repeat"))
+    samples = _samples(out)
+    padded = {key: s for key, s in samples.items() if s["json"]["padded_frames"]}
+    assert padded and all(s["tokens"].clip_frames == clip for s in samples.values())
+    key, sample = sorted(padded.items())[0]
+    member = tmp_path / "member.safetensors"
+    with tarfile.open(out / sample["shard"]) as tar:
+        member.write_bytes(tar.extractfile(f"{key}.safetensors").read())
+    loaded = load_tokens(member)
+    assert loaded.frames == clip - sample["json"]["padded_frames"] < clip
+    assert loaded.latent_frames == tiny_tokenizer(name).config.latent_frames(clip)
 
 
 def test_fsq_indices_in_the_smallest_integer_type(weights, videos, tmp_path) -> None:

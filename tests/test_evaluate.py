@@ -20,6 +20,7 @@ import pytest
 import torch
 from standins import StandInI3D, make_vgg_home, save_detector, use_torch_home
 
+from vidtok.accelerator import free_port
 from vidtok.data.videos import prefetch
 from vidtok.errors import CheckpointError, ConfigError
 from vidtok.evaluation import EvalConfig, evaluate
@@ -29,7 +30,7 @@ from vidtok.metrics import LPIPS, frechet_distance, ssim_per_frame
 from vidtok.metrics.fvd import preprocess_for_i3d
 from vidtok.synthetic import moving_shapes
 
-from conftest import REPO, free_port, tiny_tokenizer, training_checkpoint
+from conftest import REPO, tiny_tokenizer, training_checkpoint
 
 LENGTHS = {"a.mp4": 40, "b.mp4": 25, "sub/c.mp4": 9}
 SIZE = 32

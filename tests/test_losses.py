@@ -4,13 +4,8 @@ FSQ terms (chunked == one shot, values and gradients), one optimisation step per
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
-import importlib.util
 import math
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +38,8 @@ from vidtok.losses import regularization as reg_module
 from vidtok.metrics.lpips import LPIPS, heads_path
 from vidtok.models.regularizers import FSQ
 from vidtok.modules.conv import unwrap_conv
+
+from conftest import needs_original, original_module
 
 KL_NAME = "vidtok_kl_causal_488_4chn"
 FSQ_NAME = "vidtok_fsq_causal_488_4096"
@@ -565,23 +562,10 @@ def test_loss_state_stays_out_of_the_tokenizer() -> None:
 
 
 # ---- parity with the original (optional) -----------------------------------------------------------------
-ORIGINAL = os.environ.get("VIDTOK_ORIGINAL")
-
-
-def import_original(root: str) -> tuple:
-    """The original's ``vidtok.modules`` under another package name (ours is also ``vidtok``)."""
-    name = "_vidtok_original_modules"
-    if name not in sys.modules:
-        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-        spec.submodule_search_locations = [str(Path(root) / "vidtok" / "modules")]
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-    return importlib.import_module(f"{name}.losses"), importlib.import_module(f"{name}.regularizers")
-
-
-def original_parity(root: str, workdir: Path) -> dict[str, float]:
+def original_parity(workdir: Path) -> dict[str, float]:
     """Run both implementations on the same tensors with the same weights; for each compared quantity the
     largest normwise relative difference, max |ours - original| / max |original|."""
-    losses, regularizers = import_original(root)
+    losses, regularizers = original_module("modules.losses"), original_module("modules.regularizers")
     diffs: dict[str, float] = {}
 
     def compare(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -657,10 +641,10 @@ def original_parity(root: str, workdir: Path) -> dict[str, float]:
     return diffs
 
 
-@pytest.mark.skipif(not ORIGINAL, reason="set VIDTOK_ORIGINAL to a microsoft/VidTok checkout to compare with it")
+@needs_original
 def test_parity_with_original(vgg_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the original looks for its LPIPS heads in ./checkpoints/lpips
-    diffs = original_parity(ORIGINAL, tmp_path)
+    diffs = original_parity(tmp_path)
     # Gradients of the FSQ entropy pass through softmax(200 z.c): a 1-ulp change of a logit moves p by ~1e-5
     # relative, so two float32 evaluations agree to ~1e-4 at best (the original's own error vs float64 is 2e-5).
     bad = {k: v for k, v in diffs.items() if v > (1e-4 if k.endswith("grad") else 1e-5)}

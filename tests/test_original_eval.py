@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
-import importlib.util
 import json
 import math
 import os
@@ -27,12 +24,7 @@ from safetensors.torch import load_file, save_file
 import vidtok
 from vidtok.metrics import psnr_per_frame, ssim_per_frame
 
-from conftest import FIXTURES
-
-ORIGINAL = os.environ.get("VIDTOK_ORIGINAL")
-needs_original = pytest.mark.skipif(
-    not ORIGINAL, reason="set VIDTOK_ORIGINAL to a microsoft/VidTok checkout to compare with it"
-)
+from conftest import FIXTURES, ORIGINAL, TOOLS, needs_original, original_module
 
 # From the fixtures' README: reconstructions within 5e-4 max abs and 1e-5 mean abs.
 REC_MAX_TOL = 5e-4
@@ -55,18 +47,16 @@ def one_thread() -> None:
 
 # ---- the original's pad_gen_frames loop -----------------------------------------------------------------------
 
-# Runs in a fresh interpreter: argv = original checkout, config, checkpoint, width, input file, output file, clip
-# length.
+# Runs in a fresh interpreter with tools/ on its path: argv = original checkout, config, checkpoint, width, input
+# file, output file, clip length.
 ORIGINAL_RUNNER = r"""
-import importlib.machinery
-import importlib.util
 import sys
 
+from original import import_original
+
 root, config_path, ckpt, ch, src, dst, clip_frames = sys.argv[1:]
-# The original's package is ``vidtok`` too (no __init__.py): bind the name to its folder before anything imports it.
-spec = importlib.machinery.ModuleSpec("vidtok", None, is_package=True)
-spec.submodule_search_locations = [root + "/vidtok"]
-sys.modules["vidtok"] = importlib.util.module_from_spec(spec)
+# The original's own code imports itself as ``vidtok``: bind that name to its package before anything imports ours.
+import_original(root, name="vidtok")
 
 import torch
 from omegaconf import OmegaConf
@@ -122,7 +112,7 @@ def run_original_loop(root: Path, name: str, ckpt: Path, ch: int, x: torch.Tenso
     script.write_text(ORIGINAL_RUNNER)
     save_file({"x": x.contiguous()}, src)
     args = (root, original_config(root, name), ckpt, ch, src, dst, CLIP_FRAMES)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {**os.environ, "PYTHONPATH": str(TOOLS)}
     env["OMP_NUM_THREADS"] = "1"
     run = subprocess.run(
         [sys.executable, str(script), *map(str, args)],
@@ -198,16 +188,6 @@ def test_pad_gen_frames_loop_matches_original(name: str, tmp_path: Path) -> None
 # ---- the original's PSNR / SSIM ---------------------------------------------------------------------------------
 
 
-def import_original_util(root: str):
-    """The original's ``vidtok.modules.util`` under another package name (ours is also ``vidtok``)."""
-    name = "_vidtok_original_eval_modules"
-    if name not in sys.modules:
-        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-        spec.submodule_search_locations = [str(Path(root) / "vidtok" / "modules")]
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-    return importlib.import_module(f"{name}.util")
-
-
 def structured_pair(h: int, w: int, noise: float, frames: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A smooth video in [-1, 1] (low-frequency sinusoids and a gradient) and a noisy, clamped copy of it."""
     gen = torch.Generator().manual_seed(seed)
@@ -233,7 +213,7 @@ def test_psnr_ssim_match_original(hw: tuple[int, int], noise: float) -> None:
     and biased upwards: torchmetrics' float32 Gaussian window sums to 1 - 9.3e-8 (renormalised, ours would be within
     7e-7). So the two float32 numbers differ by up to 1.1e-5: ours is held to 1e-5 of the original's formula in
     float64 and to 2e-5 of its float32 number."""
-    util = import_original_util(ORIGINAL)
+    util = original_module("modules.util")
     real, fake = structured_pair(*hw, noise)
     # the original's evaluation: clamp, map to [0, 1], frames (N, 3, H, W); it returns the mean over frames
     x, y = ((v.clamp(-1, 1) + 1) / 2 for v in (real, fake))
@@ -256,7 +236,7 @@ def test_psnr_ssim_match_original(hw: tuple[int, int], noise: float) -> None:
 @needs_original
 def test_psnr_of_identical_frames_matches_original_ceiling() -> None:
     """A perfect frame: the original's ``-10 log10(0 + 1e-8)`` is 80 dB, our cap."""
-    util = import_original_util(ORIGINAL)
+    util = original_module("modules.util")
     real, _ = structured_pair(64, 64, 0.0)
     x = ((real + 1) / 2).permute(0, 2, 1, 3, 4).flatten(0, 1)
     assert psnr_per_frame(real, real.clone()).mean().item() == pytest.approx(util.compute_psnr(x, x).item(), abs=1e-4)

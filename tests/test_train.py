@@ -16,13 +16,14 @@ import torch
 from videos import write_indexed_video
 
 import vidtok
+from vidtok.accelerator import free_port
 from vidtok.errors import ConfigError, TrainingError
 from vidtok.losses.discriminator import NLayerDiscriminator3D
 from vidtok.training import Trainer, compose_train_config, load_run_config
 from vidtok.training.checkpoints import CheckpointDir
 from vidtok.training.summary import run_ending
 
-from conftest import free_port, perturb_, training_checkpoint
+from conftest import perturb_, training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("causal", "causal_v1_1", "noncausal")

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from original import Original, import_original
+from original import Original
 
 import vidtok
 from vidtok.io.weight_files import check_state_dict
@@ -77,7 +77,6 @@ def main() -> int:
     parser.add_argument("--names", nargs="*", default=None, help="official names (default: all 23)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    import_original(args.original)
     names = args.names or vidtok.official_names()
     failures = 0
     print(f"{'config':40s} {'case':14s} {'latent max':>11s} {'recon max':>11s}  result")

@@ -8,31 +8,49 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from omegaconf import OmegaConf
 
+#: The name the original's package is imported under beside ours (both are ``vidtok``).
+PACKAGE = "vidtok_original"
 
-def import_original(root: Path) -> str:
-    """Import the original ``vidtok`` package under the name ``vidtok_original``."""
-    pkg_dir = root / "vidtok"
-    spec = importlib.util.spec_from_file_location(
-        "vidtok_original", pkg_dir / "__init__.py", submodule_search_locations=[str(pkg_dir)]
-    )
-    if spec is None:
-        raise SystemExit(f"{root} does not look like a VidTok checkout (no vidtok/ package)")
+
+def import_original(root: str | os.PathLike, name: str = PACKAGE) -> ModuleType:
+    """The original's ``vidtok`` package from the checkout at ``root``, imported under ``name``; its modules are
+    then ``<name>.modules.losses`` and so on. ``name="vidtok"`` serves a fresh interpreter running the original's
+    own code, which imports itself by that name. Importing the same checkout again returns the same package."""
+    pkg_dir = Path(root) / "vidtok"
+    if not (pkg_dir / "modules").is_dir():
+        raise FileNotFoundError(f"{root} is not a microsoft/VidTok checkout: expected a folder {pkg_dir / 'modules'}")
+    bound = sys.modules.get(name)
+    if bound is not None:
+        found = list(getattr(bound, "__path__", []))
+        if found != [str(pkg_dir)]:
+            raise ImportError(f"{name} is already imported from {found or bound}, not from {pkg_dir}")
+        return bound
+    init = pkg_dir / "__init__.py"  # the original's package has none today
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(pkg_dir)])
     module = importlib.util.module_from_spec(spec)
-    sys.modules["vidtok_original"] = module
-    if (pkg_dir / "__init__.py").exists():
+    sys.modules[name] = module
+    if init.exists():
         spec.loader.exec_module(module)
-    return "vidtok_original"
+    return module
+
+
+def original_module(root: str | os.PathLike, dotted: str) -> ModuleType:
+    """One module of the original's package, by its path inside it (``"modules.losses"``)."""
+    return importlib.import_module(f"{import_original(root).__name__}.{dotted}")
 
 
 def instantiate(target: str, params: dict):
+    """The original's ``instantiate_from_config``: ``target`` names a class of its ``vidtok`` package."""
     module_name, cls_name = target.rsplit(".", 1)
-    module = importlib.import_module(module_name.replace("vidtok.", "vidtok_original.", 1))
+    module = importlib.import_module(module_name.replace("vidtok.", f"{PACKAGE}.", 1))
     return getattr(module, cls_name)(**params)
 
 
@@ -44,6 +62,7 @@ def config_path(root: Path, name: str) -> Path:
 class Original(torch.nn.Module):
     def __init__(self, root: Path, name: str, ch: int):
         super().__init__()
+        import_original(root)
         cfg = OmegaConf.load(config_path(root, name))
         OmegaConf.update(cfg, "model.params.encoder_config.params.ch", ch)
         params = OmegaConf.to_container(cfg.model.params, resolve=True)

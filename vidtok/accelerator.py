@@ -5,11 +5,19 @@ sweep in the same process sets up afresh."""
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import torch
 
 from .errors import LaunchError
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a launcher's main process (``--main_process_port``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def reset_accelerate_state() -> None:

@@ -126,6 +126,18 @@ class TokenizerConfig:
         """Number of FSQ codes (product of the levels); ``None`` for KL models."""
         return math.prod(self.regularizer.levels) if self.is_discrete else None
 
+    # ---- frame counts --------------------------------------------------------------------------
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames that encode ``num_frames`` frames, the last group of f completed with copies: causal
+        ``1 + ceil((T - 1) / f)``, non-causal ``ceil(T / f)``."""
+        f = self.temporal_factor
+        return 1 + math.ceil((num_frames - 1) / f) if self.causal else math.ceil(num_frames / f)
+
+    def decoded_frames(self, latent_frames: int) -> int:
+        """Frames that ``latent_frames`` latents decode to: causal ``1 + f * (t - 1)``, non-causal ``f * t``."""
+        f = self.temporal_factor
+        return 1 + f * (latent_frames - 1) if self.causal else f * latent_frames
+
     # ---- validation ----------------------------------------------------------------------------
     def validate(self) -> TokenizerConfig:
         """Raise :class:`ConfigError` naming the first inconsistent field; return self."""

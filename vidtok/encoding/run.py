@@ -362,7 +362,7 @@ class _Encoder:
                 frames,
                 cfg.height,
                 cfg.width,
-                None if tc.causal or cfg.mode == "whole" else len(ids),
+                None if cfg.mode == "whole" else len(ids),
                 {"path": task.name, "fps": end.source_fps},
             )
             key = base if cfg.mode == "whole" else f"{base}/{number:05d}"

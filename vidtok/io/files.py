@@ -1,6 +1,7 @@
 """Files read and written safely: the check every reader makes first (the path is a non-empty file, an error of
 the reader's type otherwise), and the one way every writer puts a file into place (hidden temporary file beside
-it, fsynced, renamed), so a reader never sees half a file."""
+it, fsynced, given the mode a plain ``open()`` would have given it, renamed), so a reader never sees half a file
+and teammates can read the whole one as the user's umask allows."""
 
 from __future__ import annotations
 
@@ -25,10 +26,32 @@ def existing_file(path: str | os.PathLike, what: str, error: type[Exception], la
     return path
 
 
+def _umask() -> int:
+    """The process's umask, read from /proc where Linux shows it; elsewhere by setting it and restoring it at once
+    (to 0o077 meanwhile, so a file another thread creates in that instant is only less readable, never more)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_mode(path: str | os.PathLike) -> None:
+    """Give a finished temporary file the mode a plain ``open()`` would have: 0o666 minus the umask. Temporary
+    files are made 0o600 (``tempfile.mkstemp``, and safetensors' ``save_file``, which writes its own), and a rename
+    keeps the mode, so without this every file written through a temporary name would be private to its owner."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 @contextmanager
 def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """A hidden temporary path beside ``path`` (``.<name>.<random>.tmp``) to write to; when the block ends it is
-    fsynced and renamed onto ``path``, when the block raises it is removed."""
+    fsynced, given the umask's mode and renamed onto ``path``, when the block raises it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,6 +61,7 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        give_umask_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -2,8 +2,10 @@
 
 A token file is a safetensors file with one tensor (``latents`` (1, C, t, h, w) or ``indices``
 (1, t, h, w)) and metadata: the tokenizer (name and full config), the frame rate, the number of
-frames the latents stand for, the processed and original frame sizes, the source path and, for
-non-causal models, the clip length the video was cut into.
+frames the latents stand for, the processed and original frame sizes, the source path and, when the
+video was cut into clips encoded one by one (non-causal models; ``encode.py``'s clips), the clip length.
+Reading a file checks that its tensor holds the latent frames its frame count takes
+(:meth:`TokenFile.check_frames`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,43 @@ class TokenFile:
     frames: int
     height: int
     width: int
-    clip_frames: Optional[int] = None  # non-causal models: clips encoded independently
+    clip_frames: Optional[int] = None  # clips encoded independently (non-causal models; encode.py's clips mode)
     source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latent_frames(self) -> int:
+        """The latent frames the tensor holds: its time axis (dim 2 of latents, dim 1 of indices)."""
+        return self.data.shape[1 if self.kind == "indices" else 2]
+
+    def latent_frame_range(self) -> tuple[int, int]:
+        """The fewest and the most latent frames a valid file of ``frames`` frames holds: what those frames take
+        (the last group of f completed with copies) and, with ``clip_frames``, what they take completed to a whole
+        clip (encode.py's ``last_clip=repeat``)."""
+        need = self.tokenizer.latent_frames(self.frames)
+        if not self.clip_frames:
+            return need, need
+        whole_clips = -(-self.frames // self.clip_frames) * self.clip_frames
+        return need, self.tokenizer.latent_frames(whole_clips)
+
+    def check_frames(self, path: str | os.PathLike = "token file") -> None:
+        """Refuse a tensor whose latent frames disagree with the ``frames`` the metadata says (outside
+        :meth:`latent_frame_range`), so a decode writes exactly ``frames`` frames and decodes at most one clip
+        more."""
+        self._check_layout(path)
+        (need, most), held = self.latent_frame_range(), self.latent_frames
+        if self.frames >= 1 and need <= held <= most:
+            return
+        takes = f"{need} latent frames" + (f" ({most} with the last clip completed)" if most != need else "")
+        raise TokenFileError(
+            f"{path}: its metadata says {self.frames} frames, but its tensor holds {held} latent frames; "
+            f"{self.frames} frames take {takes} and {held} latent frames decode to "
+            f"{self.tokenizer.decoded_frames(held)} frames ({_frame_rule(self.tokenizer)}); vidtok writes no such file"
+        )
+
+    def _check_layout(self, path: str | os.PathLike) -> None:
+        dims, layout = (4, "(1, t, h, w)") if self.kind == "indices" else (5, "(1, C, t, h, w)")
+        if self.data.ndim != dims:
+            raise TokenFileError(f"{path}: expected {self.kind} {layout}, found shape {tuple(self.data.shape)}")
 
     def check_tokenizer(self, config: TokenizerConfig, path: str | os.PathLike = "token file") -> None:
         """Refuse to decode with a tokenizer whose config differs from the one that encoded."""
@@ -45,6 +82,13 @@ class TokenFile:
             raise TokenFileError(
                 f"{path} was encoded with tokenizer {self.tokenizer.name!r}, not {config.name!r}: " + "; ".join(diffs)
             )
+
+
+def _frame_rule(config: TokenizerConfig) -> str:
+    f = config.temporal_factor
+    if config.causal:
+        return f"causal {config.label}: T frames take 1 + ceil((T - 1) / {f}) latent frames"
+    return f"non-causal {config.label}: T frames take ceil(T / {f}) latent frames"
 
 
 def _index_dtype(codebook_size: int) -> torch.dtype:
@@ -84,7 +128,9 @@ def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
 def load_tokens(path: str | os.PathLike) -> TokenFile:
     """Read a token file written by :func:`save_tokens` (clear errors for anything else)."""
     path = existing_file(path, "token file", TokenFileError)
-    return tokens_from_bytes(path.read_bytes(), str(path))
+    tokens = tokens_from_bytes(path.read_bytes(), str(path))
+    tokens.check_frames(path)
+    return tokens
 
 
 def tokens_from_bytes(data: bytes, label: str = "token data") -> TokenFile:

@@ -27,7 +27,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ..errors import VideoError
-from .files import existing_file
+from .files import existing_file, give_umask_mode
 
 
 @dataclass(frozen=True)
@@ -392,6 +392,7 @@ class VideoWriter:
         """Flush, close and move the file into place; returns its path."""
         self._container.mux(self._stream.encode())
         self._container.close()
+        give_umask_mode(self._tmp)
         os.replace(self._tmp, self.path)
         return self.path
 

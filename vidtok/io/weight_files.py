@@ -132,34 +132,49 @@ def tokenizer_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state_dict.items() if not k.startswith(IGNORED_PREFIXES)}
 
 
+def key_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], prefix: str = "") -> list[str]:
+    """Why ``found`` does not load where ``expected`` is: one entry each for the missing, the unexpected and the
+    mis-shaped keys (named with ``prefix`` in front), and none when every key is there with its shape."""
+    want = {k: tuple(v.shape) for k, v in expected.items()}
+    have = {k: tuple(v.shape) for k, v in found.items()}
+    missing = [prefix + k for k in sorted(set(want) - set(have))]
+    unexpected = [prefix + k for k in sorted(set(have) - set(want))]
+    misshaped = [
+        f"{prefix}{k} (expected {list(want[k])}, found {list(have[k])})"
+        for k in sorted(set(want) & set(have))
+        if want[k] != have[k]
+    ]
+    entries = []
+    if missing:
+        entries.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        entries.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if misshaped:
+        entries.append(f"{len(misshaped)} keys with a shape mismatch: {_listing(misshaped, 6)}")
+    return entries
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys, if any."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in tokenizer_state_dict(state_dict).items()}
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    misshaped = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if not (missing or unexpected or misshaped):
+    expected = model.state_dict()
+    found = tokenizer_state_dict(state_dict)
+    mismatches = key_mismatches(expected, found)
+    if not mismatches:
         return
     lines = [f"{source} does not fit {getattr(getattr(model, 'config', None), 'name', None) or 'the model'}:"]
-    if missing:
-        lines.append(f"  {len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        lines.append(f"  {len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if misshaped:
-        details = [f"{k} (expected {list(expected[k])}, found {list(found[k])})" for k in misshaped]
-        lines.append(f"  {len(misshaped)} keys with the wrong shape: {_listing(details, 6)}")
-        hint = _width_hint(expected, found)
-        if hint:
-            lines.append(f"  hint: {hint}")
+    lines += [f"  {entry}" for entry in mismatches]
+    hint = _width_hint(expected, found)
+    if hint:
+        lines.append(f"  hint: {hint}")
     raise CheckpointError("\n".join(lines))
 
 
-def _width_hint(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
+def _width_hint(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) -> str:
     for key in ("encoder.conv_in.conv.weight", "encoder.conv_in.weight"):
-        if key in expected and key in found and expected[key][0] != found[key][0]:
+        if key in expected and key in found and expected[key].shape[0] != found[key].shape[0]:
             return (
-                f"the checkpoint's base width looks like model.ch={found[key][0]} (the config has {expected[key][0]})"
+                f"the checkpoint's base width looks like model.ch={found[key].shape[0]} "
+                f"(the config has {expected[key].shape[0]})"
             )
     return ""
 

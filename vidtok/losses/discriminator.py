@@ -13,6 +13,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ..io.weight_files import key_mismatches
 
 
 def init_discriminator_weights(module: nn.Module) -> None:
@@ -88,25 +89,11 @@ def load_discriminator_state_dict(
             f"no discriminator weights: expected keys starting with {prefix!r}, found none among "
             f"{len(state_dict)} keys (e.g. {sample})"
         )
-    own = discriminator.state_dict()
-    missing = sorted(set(own) - set(sub))
-    unexpected = sorted(set(sub) - set(own))
-    wrong = [
-        f"{k}: {tuple(sub[k].shape)} in the file, {tuple(own[k].shape)} here"
-        for k in sorted(set(own) & set(sub))
-        if tuple(sub[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {[prefix + k for k in missing]}")
-        if unexpected:
-            parts.append(f"unexpected {[prefix + k for k in unexpected]}")
-        if wrong:
-            parts.append(f"shape mismatch {wrong}")
+    mismatches = key_mismatches(discriminator.state_dict(), sub, prefix)
+    if mismatches:
         raise CheckpointError(
             f"discriminator weights do not fit {type(discriminator).__name__}: "
-            + "; ".join(parts)
+            + "; ".join(mismatches)
             + " (check loss.disc_type, disc_num_layers and disc_channels)"
         )
     with torch.no_grad():

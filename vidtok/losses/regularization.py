@@ -10,7 +10,6 @@ backward recomputes each chunk instead of storing it (:class:`_ChunkedCodeEntrop
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..distributed import is_distributed
-from ..models.regularizers import DiagonalGaussian
+from ..models.regularizers import DiagonalGaussian, autocast_off
 
 #: Probabilities below this are clamped before the log, as in the original's entropy.
 PROB_EPS = 1e-5
@@ -38,12 +37,6 @@ def entropy_loss_weight(step: int, weight: float, annealing_steps: int, annealin
         return weight
     start = annealing_factor * weight
     return start - (step / annealing_steps) * (start - weight)
-
-
-def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
-    if device_type in ("cpu", "cuda", "xpu", "mps", "hpu"):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _entropy(prob: Tensor) -> Tensor:
@@ -70,7 +63,7 @@ class _ChunkedCodeEntropy(torch.autograd.Function):
         ctx.inv_temperature, ctx.rows = inv_temperature, rows
         entropy_sum = z.new_zeros(())
         prob_sum = z.new_zeros(codebook.shape[0])
-        with _autocast_off(z.device.type):
+        with autocast_off(z.device.type):
             for s in range(0, z.shape[0], rows):
                 prob = _code_probs(z[s : s + rows], codebook, inv_temperature)
                 entropy_sum += _entropy(prob).sum()
@@ -81,7 +74,7 @@ class _ChunkedCodeEntropy(torch.autograd.Function):
     def backward(ctx, grad_entropy: Tensor, grad_prob: Tensor) -> tuple[Tensor, None, None, None]:
         z, codebook = ctx.saved_tensors
         grad_z = torch.empty_like(z)
-        with torch.enable_grad(), _autocast_off(z.device.type):
+        with torch.enable_grad(), autocast_off(z.device.type):
             for s in range(0, z.shape[0], ctx.rows):
                 chunk = z[s : s + ctx.rows].detach().requires_grad_(True)
                 prob = _code_probs(chunk, codebook, ctx.inv_temperature)

@@ -46,8 +46,8 @@ class DiagonalGaussian(nn.Module):
         return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
-def _autocast_off(device_type: str):
-    """Disable autocast where it exists for this device (meta tensors have none)."""
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A context with autocast off for this device type; a no-op where it has none (meta tensors)."""
     if device_type in ("cpu", "cuda", "xpu", "mps", "hpu"):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
@@ -89,7 +89,7 @@ class FSQ(nn.Module):
         """Quantised codes with the shape of ``z``, in [-1, 1] (even levels never reach 1), as float32."""
         if z.shape[1] != len(self.levels):
             raise ValueError(f"FSQ with levels {self.levels} expects {len(self.levels)} channels, got {z.shape[1]}")
-        with _autocast_off(z.device.type):
+        with autocast_off(z.device.type):
             z = z.float()
             v = lambda t: self._channel_view(t, z.ndim)  # noqa: E731
             bounded = (z + v(self._shift)).tanh() * v(self._half_l) - v(self._offset)

@@ -12,7 +12,6 @@ Frame counts (f = temporal factor):
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Optional
 
@@ -83,15 +82,11 @@ class Tokenizer(nn.Module, PretrainedMixin):
     def latent_frames(self, num_frames: int) -> int:
         """Number of latent frames for ``num_frames`` input frames (raises if the count is not accepted)."""
         self._check_num_frames(num_frames)
-        f = self.config.temporal_factor
-        if self.config.causal:
-            return 1 + math.ceil((num_frames - 1) / f)
-        return num_frames // f
+        return self.config.latent_frames(num_frames)
 
     def decoded_frames(self, latent_frames: int) -> int:
         """Number of frames ``decode`` returns for ``latent_frames`` latents."""
-        f = self.config.temporal_factor
-        return 1 + f * (latent_frames - 1) if self.config.causal else f * latent_frames
+        return self.config.decoded_frames(latent_frames)
 
     def _check_num_frames(self, num_frames: int) -> None:
         checks.check_num_frames(self.config, num_frames)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
+from ..io.files import give_umask_mode
+
 MARKER = "COMPLETE"
 _NAME = re.compile(r"^step_(\d+)$")
 
@@ -75,7 +77,7 @@ class CheckpointDir:
     def commit(self, step: int, tmp: Path) -> Path:
         """Mark the written folder complete, move it into place and prune old checkpoints."""
         final = self.path(step)
-        _fsync_tree(tmp)
+        _finish_tree(tmp)
         (tmp / MARKER).write_text(f"{step}\n")
         if final.exists():  # a re-save of the same step (e.g. a stop right after a periodic save)
             shutil.rmtree(final)
@@ -96,9 +98,11 @@ class CheckpointDir:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Flush the files of ``folder`` to disk before the rename that publishes them."""
+def _finish_tree(folder: Path) -> None:
+    """Flush the files of ``folder`` to disk before the rename that publishes them, each with the mode a plain
+    ``open()`` gives (Accelerate's ``model.safetensors`` comes out of safetensors' own temporary file as 0o600)."""
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
+            give_umask_mode(path)
