@@ -65,3 +65,11 @@ def test_written_files_get_the_mode_the_umask_gives(umask: int, expected: int, t
     assert all(p.is_file() for p in written), [p for p in written if not p.is_file()]
     wrong = {str(p.relative_to(tmp_path)): oct(mode(p)) for p in written if mode(p) != expected}
     assert not wrong, f"expected {oct(expected)} under umask {oct(umask)}, found {wrong}"
+
+
+def test_a_video_writer_that_cannot_start_leaves_no_temporary_file(tmp_path: Path) -> None:
+    from vidtok.io.video import VideoWriter
+
+    with pytest.raises(Exception, match="no_such_codec"):
+        VideoWriter(tmp_path / "out.mp4", 24, codec="no_such_codec")
+    assert list(tmp_path.iterdir()) == []

@@ -364,8 +364,12 @@ class VideoWriter:
         )
         os.close(fd)
         self._tmp = Path(tmp)
-        self._container = av.open(str(self._tmp), mode="w")
-        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        try:
+            self._container = av.open(str(self._tmp), mode="w")
+            self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)  # nothing half written, not even an empty temporary file
+            raise
         self._stream.pix_fmt = "yuv420p"
         if codec in ("libx264", "libx265"):
             self._stream.options = {"crf": str(crf)}

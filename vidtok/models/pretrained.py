@@ -7,7 +7,6 @@ and a generated model card ``README.md``. Loading takes what :func:`vidtok.model
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,7 +106,7 @@ def model_card(tok: Any, repo_id: Optional[str] = None, **_: Any) -> str:
     official = "published checkpoint" in tok.weights_source
     load = repo_id or "PATH_OR_REPO_ID"
     example_t = protocol_clip_frames(c.causal)
-    latents = 1 + math.ceil((example_t - 1) / t) if c.causal else example_t // t
+    latents = c.latent_frames(example_t)
     example = f"{example_t}x256x256 -> ({c.latent_channels}, {latents}, {256 // s}, {256 // s})"
     return f"""---
 library_name: vidtok
