@@ -87,11 +87,12 @@ def test_streams_take_the_same_options(tok) -> None:
     x = random_video(9, 32)
     opts = InferenceOptions(chunk_frames=8, tile=32, tile_overlap=8)
     with torch.no_grad(), tok.encoder_stream(options=opts) as enc:
-        assert enc.chunk_frames == 8 and (enc.tile, enc.tile_overlap) == (32, 8)
+        assert enc.options.chunk_frames == 8 and (enc.options.tile, enc.options.tile_overlap) == (32, 8)
         z = torch.cat([enc.push(x), enc.finish()], dim=2)
     assert torch.allclose(z, tok.encode(x, tile=32, tile_overlap=8), atol=1e-5)
-    assert tok.encoder_stream(4, options=opts).chunk_frames == 4  # the argument wins over the options
-    assert tok.decoder_stream().chunk_latents == 4 and tok.encoder_stream().chunk_frames == 16  # the defaults
+    assert tok.encoder_stream(4, options=opts).options.chunk_frames == 4  # the argument wins over the options
+    assert tok.decoder_stream().options.chunk_latents == 4  # the defaults
+    assert tok.encoder_stream().options.chunk_frames == 16
     with pytest.raises(InputError, match="non-causal"):
         tiny_tokenizer(NONCAUSAL).encoder_stream()
 
