@@ -232,11 +232,13 @@ class Tokenizer(nn.Module, PretrainedMixin):
         return resolve_options(options, fields, allowed, what).checked(self.config)
 
     def _latents(self, x: Tensor, opts: InferenceOptions, sample: bool, generator: Optional[torch.Generator]) -> Tensor:
+        """What :meth:`encode` returns, for checked options."""
         if self.config.is_discrete and sample:
             raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
         return self.regularizer.latents(self._encode_moments(x, opts), sample=sample, generator=generator)
 
     def _decode(self, z: Tensor, opts: InferenceOptions) -> Tensor:
+        """What :meth:`decode` returns, for checked options."""
         checks.check_latents(self.config, z)
         return self._frames(z.to(self.dtype), opts)
 
