@@ -337,7 +337,8 @@ def _stream_check(ctx: Context, frames: int = 129) -> dict:
     reset_peak(dev)
     out_frames, start = 0, time.perf_counter()
     with torch.inference_mode(), autocast(dev, "bf16" if dev.type == "cuda" else "fp32"):
-        for _, recon in reconstruct_stream(tok, chunks(), chunk_frames=chunk, chunk_latents=4):
+        options = vidtok.InferenceOptions(chunk_frames=chunk, chunk_latents=4)
+        for _, recon in reconstruct_stream(tok, chunks(), options=options):
             out_frames += recon.shape[2]
     sync(dev)
     seconds = time.perf_counter() - start

@@ -15,7 +15,7 @@ from test_cli import run_vidtok
 import vidtok
 from vidtok.cli import main as cli
 from vidtok.errors import TokenFileError, VideoError
-from vidtok.inference.pipeline import decode_frames, encode_video
+from vidtok.inference.pipeline import ReadSettings, decode_frames, encode_video
 from vidtok.io.token_files import load_tokens, save_tokens
 from vidtok.io.video import VideoWriter, frames_to_tensor, iter_frames, read_info, resize_crop, tensor_to_frames
 from vidtok.synthetic import moving_shapes
@@ -101,14 +101,16 @@ def test_writer_leaves_nothing_half_written(tmp_path: Path) -> None:
 def test_token_file_round_trip_equals_in_memory(name: str, clip: Path, weights, tmp_path: Path) -> None:
     tok = vidtok.load_tokenizer(ckpt=weights[name])
     indices, causal = tok.config.is_discrete, tok.config.causal
-    cut = {"chunk_frames": 8} if causal else {"clip_frames": 8}  # a causal stream's chunks / non-causal clips
-    tokens = encode_video(tok, clip, height=32, width=48, indices=indices, **cut)
+    # a causal stream's chunks / non-causal clips
+    cut = {"options": vidtok.InferenceOptions(chunk_frames=8)} if causal else {"clip_frames": 8}
+    tokens = encode_video(tok, clip, reading=ReadSettings(height=32, width=48), indices=indices, **cut)
     path = save_tokens(tmp_path / "t.safetensors", tokens)
     loaded = load_tokens(path)
     assert loaded.kind == tokens.kind and torch.equal(loaded.data, tokens.data)
     assert (loaded.frames, loaded.height, loaded.width, loaded.fps) == (21, 32, 48, 24.0)
     assert loaded.tokenizer == tok.config
-    decoded = torch.cat(list(decode_frames(tok, loaded, **({"chunk_latents": 2} if causal else {}))))
+    decode_options = vidtok.InferenceOptions(chunk_latents=2 if causal else None)
+    decoded = torch.cat(list(decode_frames(tok, loaded, options=decode_options)))
     assert decoded.shape == (21, 32, 48, 3)
 
     # the same clip in memory, in one pass (non-causal: the same 8-frame clips)
@@ -124,7 +126,7 @@ def test_token_file_round_trip_equals_in_memory(name: str, clip: Path, weights, 
 def test_token_files_from_other_tokenizers_are_refused(clip: Path, weights, tmp_path: Path) -> None:
     kl = vidtok.load_tokenizer(ckpt=weights["vidtok_kl_causal_488_4chn_v1_1"])
     fsq = vidtok.load_tokenizer(ckpt=weights["vidtok_fsq_causal_488_4096"])
-    tokens = encode_video(kl, clip, height=32, width=32, max_frames=9)
+    tokens = encode_video(kl, clip, reading=ReadSettings(height=32, width=32, max_frames=9))
     with pytest.raises(TokenFileError, match="encoded with tokenizer 'vidtok_kl_causal_488_4chn_v1_1'"):
         list(decode_frames(fsq, tokens))
     not_tokens = weights["vidtok_fsq_causal_488_4096"]

@@ -21,7 +21,7 @@ from test_commands import write_clip
 from vidtok.accelerator import free_port
 from vidtok.encoding import encode_dataset
 from vidtok.errors import ConfigError
-from vidtok.inference.pipeline import encode_video
+from vidtok.inference.pipeline import ReadSettings, encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
 from conftest import tiny_tokenizer, training_checkpoint
@@ -101,7 +101,7 @@ def test_whole_mode_equals_vidtok_encode_of_the_same_video(weights, videos, tmp_
     samples = _samples(out)
     tokens = samples["b/v1_mp4"]["tokens"]
     tok = tiny_tokenizer(KL_V11, ch=8)
-    reference = encode_video(tok, videos / "b" / "v1.mp4", height=32, width=32)
+    reference = encode_video(tok, videos / "b" / "v1.mp4", reading=ReadSettings(height=32, width=32))
     assert tokens.frames == reference.frames == 33
     assert (tokens.data - reference.data).abs().max() < 1e-4
     # an extracted member is a token file that `vidtok decode` turns back into video

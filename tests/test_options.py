@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_commands import write_clip
 
 import vidtok
 from vidtok import InferenceOptions, InputError
 from vidtok.evaluation import EvalConfig
+from vidtok.inference import ReadSettings, encode_video, reconstruct_video
 
 from conftest import random_video, tiny_tokenizer
 
@@ -18,6 +20,22 @@ NONCAUSAL = "vidtok_kl_noncausal_488_4chn"
 @pytest.fixture(scope="module")
 def tok() -> vidtok.Tokenizer:
     return tiny_tokenizer(CAUSAL)
+
+
+@pytest.fixture
+def full_checks(monkeypatch) -> list[str]:
+    """The models that ``InferenceOptions.checked`` checked an object against, one entry per call that did the work
+    (not those that found the object checked already)."""
+    done: list[str] = []
+    check = InferenceOptions.checked
+
+    def counted(self: InferenceOptions, config) -> InferenceOptions:
+        if not self.is_checked_for(config):
+            done.append(config.label)
+        return check(self, config)
+
+    monkeypatch.setattr(InferenceOptions, "checked", counted)
+    return done
 
 
 @pytest.mark.parametrize(
@@ -37,6 +55,11 @@ def test_every_bad_option_is_one_error_type(tok, options: dict, pattern: str) ->
         InferenceOptions(**options).checked(tok.config)
     with pytest.raises(InputError, match=pattern):  # the same check, the same error, through the model
         tok(random_video(5, 32), **options)
+    with pytest.raises(InputError) as fresh:
+        InferenceOptions(**options).checked(tok.config)
+    with pytest.raises(InputError) as changed:  # and when a checked object is changed
+        InferenceOptions().checked(tok.config).replace(**options)
+    assert str(changed.value) == str(fresh.value)
 
 
 def test_checked_fills_the_overlap_and_is_done_once(tok) -> None:
@@ -48,12 +71,24 @@ def test_checked_fills_the_overlap_and_is_done_once(tok) -> None:
     assert opts.replace(tile=64) is opts and opts.replace(tile=32).tile_overlap == 16
 
 
+def test_replace_keeps_a_checked_object_checked(tok, full_checks) -> None:
+    opts = InferenceOptions(tile=64).checked(tok.config)
+    padded = opts.replace(pad=True)
+    assert padded.is_checked_for(tok.config) and padded.pad and padded.tile_overlap == 16
+    assert padded.replace(tile=None, tile_overlap=None).is_checked_for(tok.config)
+    assert padded.checked(tok.config) is padded
+    assert full_checks == [tok.config.label]  # the first check only: replace checks just the fields it changes
+    assert not InferenceOptions().replace(pad=True).is_checked_for(tok.config)  # an unchecked object stays so
+
+
 def test_non_causal_models_refuse_chunks() -> None:
     config = tiny_tokenizer(NONCAUSAL).config
     for field in ("chunk_frames", "chunk_latents"):
         with pytest.raises(InputError, match=rf"non-causal.*chunk by chunk \({field}=8\)"):
             InferenceOptions(**{field: 8}).checked(config)
     assert InferenceOptions(tile=32, pad=True).checked(config).tile_overlap == 8
+    with pytest.raises(InputError, match=r"non-causal.*chunk by chunk \(chunk_frames=8\)"):
+        InferenceOptions().checked(config).replace(chunk_frames=8)
 
 
 def test_options_object_equals_keywords(tok) -> None:
@@ -87,11 +122,12 @@ def test_streams_take_the_same_options(tok) -> None:
     x = random_video(9, 32)
     opts = InferenceOptions(chunk_frames=8, tile=32, tile_overlap=8)
     with torch.no_grad(), tok.encoder_stream(options=opts) as enc:
-        assert enc.chunk_frames == 8 and (enc.tile, enc.tile_overlap) == (32, 8)
+        assert enc.options.chunk_frames == 8 and (enc.options.tile, enc.options.tile_overlap) == (32, 8)
         z = torch.cat([enc.push(x), enc.finish()], dim=2)
     assert torch.allclose(z, tok.encode(x, tile=32, tile_overlap=8), atol=1e-5)
-    assert tok.encoder_stream(4, options=opts).chunk_frames == 4  # the argument wins over the options
-    assert tok.decoder_stream().chunk_latents == 4 and tok.encoder_stream().chunk_frames == 16  # the defaults
+    assert tok.encoder_stream(4, options=opts).options.chunk_frames == 4  # the argument wins over the options
+    assert tok.decoder_stream().options.chunk_latents == 4  # the defaults
+    assert tok.encoder_stream().options.chunk_frames == 16
     with pytest.raises(InputError, match="non-causal"):
         tiny_tokenizer(NONCAUSAL).encoder_stream()
 
@@ -104,3 +140,20 @@ def test_eval_config_gives_the_options(tok) -> None:
     assert whole.clip_length(True) == 17 and whole.clip_length(False) == 16  # clips do not follow chunk_frames
     with pytest.raises(vidtok.ConfigError, match="tile must be a positive multiple of 8"):
         EvalConfig.from_any({"data": {"dir": "videos"}, "tile": 30}).inference_options(tok.config)
+
+
+@pytest.mark.parametrize("name", [CAUSAL, NONCAUSAL])
+def test_a_file_pass_checks_its_options_once(name: str, full_checks, tmp_path) -> None:
+    tok = tiny_tokenizer(name)
+    clip = write_clip(tmp_path / "in.mp4", frames=9, height=24, width=24)
+    reading = ReadSettings(height=24, width=24)
+    options = InferenceOptions(tile=16, tile_overlap=8)  # 2 x 2 tiles; non-causal: clips of 8 frames, the last padded
+    reconstruct_video(tok, clip, tmp_path / "out.mp4", reading=reading, options=options, clip_frames=8)
+    assert full_checks == [tok.config.label]  # once for the whole video, not once per clip, stream or pass
+    encode_video(tok, clip, reading=reading, options=options, clip_frames=8)
+    assert full_checks == [tok.config.label] * 2
+    checked = options.checked(tok.config)
+    full_checks.clear()
+    reconstruct_video(tok, clip, tmp_path / "again.mp4", reading=reading, options=checked, clip_frames=8)
+    encode_video(tok, clip, reading=reading, options=checked, clip_frames=8)
+    assert full_checks == []  # a checked object is passed down as it is

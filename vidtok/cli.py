@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import OmegaConf
@@ -29,6 +30,9 @@ from .models import InferenceOptions
 from .models.loading import load_tokenizer
 from .models.weights import WHAT_CKPT_TAKES
 from .synthetic import moving_shapes
+
+if TYPE_CHECKING:
+    from .inference.pipeline import ReadSettings
 
 DEFAULT_TOKENIZER = "vidtok_kl_causal_488_4chn"
 
@@ -199,7 +203,7 @@ def _add_tiling(parser: argparse.ArgumentParser, chunk_latents: bool = True) -> 
 
 
 def _options(args: argparse.Namespace) -> InferenceOptions:
-    """The inference options the command line gave (checked against the model where they are used)."""
+    """The inference options the command line gave (checked against the model once, by the file function)."""
     return InferenceOptions(
         chunk_frames=getattr(args, "chunk_frames", None),
         chunk_latents=getattr(args, "chunk_latents", None),
@@ -208,18 +212,11 @@ def _options(args: argparse.Namespace) -> InferenceOptions:
     )
 
 
-def _read_args(args: argparse.Namespace) -> dict:
-    """The keywords that ``reconstruct`` and ``encode`` pass to the file pipeline: how the video is read, the
-    options, the non-causal clip length."""
-    return {
-        "height": args.height,
-        "width": args.width,
-        "sample_fps": args.fps,
-        "max_frames": args.max_frames,
-        "options": _options(args),
-        "clip_frames": args.clip_frames,
-        "progress": not args.quiet,
-    }
+def _reading(args: argparse.Namespace) -> ReadSettings:
+    """How ``reconstruct`` and ``encode`` read the input video, as the command line gave it."""
+    from .inference.pipeline import ReadSettings  # lazy, as the commands import the pipeline: PyAV is slow to import
+
+    return ReadSettings(height=args.height, width=args.width, sample_fps=args.fps, max_frames=args.max_frames)
 
 
 def _load(args: argparse.Namespace, name: str | None = None):
@@ -242,7 +239,16 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .inference.pipeline import reconstruct_video
 
     tok = _load(args)
-    stats = reconstruct_video(tok, args.input, args.output, side_by_side=args.side_by_side, **_read_args(args))
+    stats = reconstruct_video(
+        tok,
+        args.input,
+        args.output,
+        reading=_reading(args),
+        options=_options(args),
+        clip_frames=args.clip_frames,
+        side_by_side=args.side_by_side,
+        progress=not args.quiet,
+    )
     print(
         f"wrote {args.output}: {stats['frames']} frames, {stats['height']}x{stats['width']} at "
         f"{stats['fps']:g} fps, PSNR {stats['psnr']:.2f} dB against the input"
@@ -254,7 +260,15 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .inference.pipeline import encode_video
 
     tok = _load(args)
-    tokens = encode_video(tok, args.input, indices=args.indices, **_read_args(args))
+    tokens = encode_video(
+        tok,
+        args.input,
+        reading=_reading(args),
+        options=_options(args),
+        clip_frames=args.clip_frames,
+        indices=args.indices,
+        progress=not args.quiet,
+    )
     save_tokens(args.output, tokens)
     print(
         f"wrote {args.output}: {tokens.kind} {tuple(tokens.data.shape)} for {tokens.frames} frames "

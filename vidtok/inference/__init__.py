@@ -4,9 +4,10 @@ The streams these build on live with the model (:mod:`vidtok.models.streams`); t
 """
 
 from ..models.streams import VideoDecoderStream, VideoEncoderStream
-from .pipeline import decode_frames, decode_video, encode_video, reconstruct_stream, reconstruct_video
+from .pipeline import ReadSettings, decode_frames, decode_video, encode_video, reconstruct_stream, reconstruct_video
 
 __all__ = [
+    "ReadSettings",
     "VideoDecoderStream",
     "VideoEncoderStream",
     "decode_frames",

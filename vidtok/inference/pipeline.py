@@ -4,8 +4,11 @@ Causal models stream: frames are decoded from the file, encoded and decoded chun
 written as they come, so memory depends on the chunk sizes (``options.chunk_frames`` /
 ``options.chunk_latents``, default 16 / 4), not on the video length. Non-causal models see the video
 as independent clips of ``clip_frames`` frames (the last one padded with copies of its last frame, then
-trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see
-:class:`~vidtok.InferenceOptions`); every function also takes its fields as keywords.
+trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see :class:`~vidtok.InferenceOptions`).
+How a file is read (frame size, frame rate, how many frames) is one :class:`ReadSettings`.
+
+Each function checks ``options`` against the model once and passes the checked object down. No option keywords
+here, unlike ``Tokenizer.encode``: every caller (the command line, the jobs, benchmarks) already holds one object.
 """
 
 from __future__ import annotations
@@ -33,13 +36,24 @@ from ..io.video import (
     read_info,
     tensor_to_frames,
 )
-from ..models.options import FIELDS, InferenceOptions, resolve_options
+from ..models.options import InferenceOptions, as_options
 
 if TYPE_CHECKING:
     from ..models.tokenizer import Tokenizer
 
 #: Frames per clip of a non-causal model (the paper's 16-frame clips).
 DEFAULT_CLIP_FRAMES = protocol_clip_frames(causal=False)
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How a video file is read: the frame size (default: the source's, cropped to an even multiple of the spatial
+    factor), the rate frames are sampled at (default: the source's, every frame) and at most how many frames."""
+
+    height: Optional[int] = None
+    width: Optional[int] = None
+    sample_fps: Optional[float] = None
+    max_frames: Optional[int] = None
 
 
 @dataclass
@@ -55,18 +69,12 @@ class ReadPlan:
     max_frames: Optional[int]
 
 
-def plan_read(
-    tok: Tokenizer,
-    path: str | os.PathLike,
-    height: Optional[int] = None,
-    width: Optional[int] = None,
-    sample_fps: Optional[float] = None,
-    max_frames: Optional[int] = None,
-) -> ReadPlan:
+def plan_read(tok: Tokenizer, path: str | os.PathLike, reading: ReadSettings) -> ReadPlan:
     """Probe ``path`` and decide the processed size (default: the source size cropped to a multiple of
     the spatial factor) and frame rate (default: the source's); sizes that do not fit are refused."""
     info = read_info(path)
     fs = tok.config.spatial_factor
+    height, width, max_frames = reading.height, reading.width, reading.max_frames
     if height is None or width is None:
         h, w = even_size(info.height, info.width, fs)
         height, width = height or h, width or w
@@ -75,7 +83,7 @@ def plan_read(
             f"height and width must be even multiples of {fs} for {tok.config.label}, got {height}x{width} "
             f"(e.g. {even_size(height, width, fs)[0]}x{even_size(height, width, fs)[1]})"
         )
-    interval = frame_interval(info.fps, sample_fps)
+    interval = frame_interval(info.fps, reading.sample_fps)
     expected = None if info.frames is None else -(-info.frames // interval)
     if max_frames is not None:
         expected = max_frames if expected is None else min(expected, max_frames)
@@ -96,9 +104,10 @@ def _bar(total: Optional[int], desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
 
 
-def _file_options(tok: Tokenizer, options: Optional[InferenceOptions], fields: dict) -> InferenceOptions:
-    """Checked options for a file pass; causal models get the stream's default chunks where none is given."""
-    opts = resolve_options(options, fields, FIELDS[:-1], "a video file pass")
+def _file_options(tok: Tokenizer, options: Optional[InferenceOptions]) -> InferenceOptions:
+    """The checked options of a file pass, worked out once where a function here is called; causal models get the
+    streams' default chunks where none is given."""
+    opts = as_options(options)
     if tok.config.causal:
         opts = opts.replace(
             chunk_frames=opts.chunk_frames or CHUNK_FRAMES,
@@ -120,23 +129,20 @@ def encode_video(
     tok: Tokenizer,
     path: str | os.PathLike,
     *,
-    height: Optional[int] = None,
-    width: Optional[int] = None,
-    sample_fps: Optional[float] = None,
-    max_frames: Optional[int] = None,
+    reading: Optional[ReadSettings] = None,
     options: Optional[InferenceOptions] = None,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     indices: bool = False,
     progress: bool = False,
-    **option_fields,
 ) -> TokenFile:
-    """Tokenize a video file; returns latents or FSQ indices with what is needed to decode them.
+    """Tokenize a video file, read as ``reading`` says; returns latents or FSQ indices with what is needed to
+    decode them.
 
     Causal models stream the whole video (``options.chunk_frames`` frames at a time); non-causal ones
     encode clips of ``clip_frames`` frames."""
-    opts = _file_options(tok, options, option_fields)
+    opts = _file_options(tok, options)
     clip = None if tok.config.causal else _clip_length(tok, clip_frames)
-    plan = plan_read(tok, path, height, width, sample_fps, max_frames)
+    plan = plan_read(tok, path, reading or ReadSettings())
     output = "indices" if indices else "latents"
     parts: list[Tensor] = []
     frames_in = 0
@@ -150,8 +156,9 @@ def encode_video(
                 parts.append(stream.finish())
         else:
             encode = tok.encode_indices if indices else tok.encode
+            padded = opts.replace(pad=True)  # still checked: replace checks only the field it changes
             for frames in _frames(plan, clip):
-                parts.append(encode(frames_to_tensor(frames), options=opts.replace(pad=True)))
+                parts.append(encode(frames_to_tensor(frames), options=padded))
                 frames_in += frames.shape[0]
                 bar.update(frames.shape[0])
     data = torch.cat(parts, dim=1 if indices else 2)
@@ -164,11 +171,13 @@ def decode_frames(
     tokens: TokenFile,
     *,
     options: Optional[InferenceOptions] = None,
-    **option_fields,
 ) -> Iterator[Tensor]:
     """Decode a token file chunk by chunk, yielding uint8 frames (n, H, W, 3), ``tokens.frames`` in all."""
+    yield from _decoded_frames(tok, tokens, _file_options(tok, options))
+
+
+def _decoded_frames(tok: Tokenizer, tokens: TokenFile, opts: InferenceOptions) -> Iterator[Tensor]:
     tokens.check_tokenizer(tok.config)
-    opts = _file_options(tok, options, option_fields)
     indices = tokens.kind == "indices"
     time_dim = 1 if indices else 2
     data, t = tokens.data, tokens.data.shape[time_dim]
@@ -205,12 +214,11 @@ def decode_video(
     *,
     options: Optional[InferenceOptions] = None,
     progress: bool = False,
-    **option_fields,
 ) -> int:
     """Decode a token file into a video file (written atomically); returns the number of frames."""
-    opts = _file_options(tok, options, option_fields)
+    opts = _file_options(tok, options)
     with VideoWriter(out_path, tokens.fps) as writer, _bar(tokens.frames, "decode", progress) as bar:
-        for frames in decode_frames(tok, tokens, options=opts):
+        for frames in _decoded_frames(tok, tokens, opts):
             writer.write(frames)
             bar.update(frames.shape[0])
     return writer.frames_written
@@ -223,7 +231,6 @@ def reconstruct_stream(
     options: Optional[InferenceOptions] = None,
     sample: bool = False,
     generator: Optional[torch.Generator] = None,
-    **option_fields,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Causal models: reconstruct a video that arrives as float chunks (B, 3, n, H, W) in [-1, 1] of any sizes.
 
@@ -233,7 +240,12 @@ def reconstruct_stream(
     video's length: only the frames waiting for their reconstruction are kept. ``sample`` / ``generator``: KL
     latents drawn from the posterior (see :meth:`~vidtok.Tokenizer.encode`). Chunks and tiles: ``options``.
     """
-    opts = _file_options(tok, options, option_fields)
+    yield from _reconstructed(tok, chunks, _file_options(tok, options), sample, generator)
+
+
+def _reconstructed(
+    tok: Tokenizer, chunks: Iterable[Tensor], opts: InferenceOptions, sample: bool, generator: Optional[torch.Generator]
+) -> Iterator[tuple[Tensor, Tensor]]:
     waiting: deque[Tensor] = deque()  # input frames (B, 3, 1, H, W) waiting for their reconstruction
 
     def pair(recon: Tensor) -> Optional[tuple[Tensor, Tensor]]:
@@ -261,35 +273,33 @@ def reconstruct_video(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
-    height: Optional[int] = None,
-    width: Optional[int] = None,
-    sample_fps: Optional[float] = None,
-    max_frames: Optional[int] = None,
+    reading: Optional[ReadSettings] = None,
     options: Optional[InferenceOptions] = None,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     side_by_side: bool = False,
     progress: bool = False,
-    **option_fields,
 ) -> dict:
-    """Encode and decode a video file into another, streaming; optionally input | reconstruction side by side.
+    """Encode and decode a video file (read as ``reading`` says) into another, streaming; optionally input |
+    reconstruction side by side.
 
     Returns the frame count, the processed size and fps, and the PSNR (dB) of the reconstruction
     against the processed input, over all frames. Causal models stream; non-causal ones reconstruct clips of
     ``clip_frames`` frames.
     """
-    opts = _file_options(tok, options, option_fields)
+    opts = _file_options(tok, options)
     clip = None if tok.config.causal else _clip_length(tok, clip_frames)
-    plan = plan_read(tok, in_path, height, width, sample_fps, max_frames)
+    plan = plan_read(tok, in_path, reading or ReadSettings())
     squared_error, count = 0.0, 0
 
     def pairs() -> Iterator[tuple[Tensor, Tensor]]:
         if clip is None:
             chunks = (frames_to_tensor(frames) for frames in _frames(plan, opts.chunk_frames))
-            yield from reconstruct_stream(tok, chunks, options=opts)
+            yield from _reconstructed(tok, chunks, opts, sample=False, generator=None)
         else:
+            padded = opts.replace(pad=True)  # still checked: replace checks only the field it changes
             for frames in _frames(plan, clip):
                 x = frames_to_tensor(frames)
-                yield x, tok(x, options=opts.replace(pad=True))
+                yield x, tok(x, options=padded)
 
     with (
         torch.inference_mode(),

@@ -1,9 +1,11 @@
 """How a tokenizer pass spends memory: time chunks, spatial tiles and padding, as one checked object.
 
 Every layer that runs a tokenizer (``Tokenizer.encode`` / ``decode``, the streams, the file pipeline, the
-``vidtok`` commands, evaluation) takes an :class:`InferenceOptions` and passes it down; it is checked
-against the model once, by :meth:`InferenceOptions.checked`, which raises :class:`~vidtok.InputError`
-naming valid values.
+``vidtok`` commands, evaluation) takes an :class:`InferenceOptions`. The public calls are the edges: there
+the options (and any option keywords on top) are checked against the model once, by
+:meth:`InferenceOptions.checked`, which raises :class:`~vidtok.InputError` naming valid values; below them
+the checked object is passed down as it is. :meth:`InferenceOptions.replace` keeps a checked object checked
+(it checks only the fields it changes), and an edge handed a checked object checks nothing again.
 
 * ``chunk_frames`` - causal models: frames that go through the encoder at once (memory, not the result);
 * ``chunk_latents`` - causal models: latents that go through the decoder at once;
@@ -51,19 +53,41 @@ class InferenceOptions:
     _checked_for: Optional[TokenizerConfig] = field(default=None, compare=False, repr=False)
 
     def replace(self, **changes) -> InferenceOptions:
-        """A copy with ``changes`` (field names as keywords; unknown names raise TypeError)."""
+        """A copy with ``changes`` (field names as keywords; unknown names raise TypeError). A checked object
+        stays checked: the changed fields are checked against the same model (InputError as :meth:`checked`)."""
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
             raise TypeError(f"unknown inference option(s) {', '.join(unknown)}; the options are {', '.join(FIELDS)}")
         changes = {name: value for name, value in changes.items() if getattr(self, name) != value}
-        return dataclasses.replace(self, _checked_for=None, **changes) if changes else self
+        if not changes:
+            return self
+        changed = dataclasses.replace(self, _checked_for=None, **changes)
+        if self._checked_for is None:
+            return changed
+        return changed._validated(self._checked_for, set(changes))
+
+    def is_checked_for(self, config: TokenizerConfig) -> bool:
+        """Whether these options were checked against ``config`` (by :meth:`checked`, or kept by :meth:`replace`)."""
+        return self._checked_for is config
 
     def checked(self, config: TokenizerConfig) -> InferenceOptions:
         """These options checked against ``config`` (InputError naming valid values), with ``tile_overlap``
         filled in (a quarter tile, rounded down to the spatial factor). Checking is done once per model."""
         if self._checked_for is config:
             return self
-        label, f, fs = config.label, config.temporal_factor, config.spatial_factor
+        return self._validated(config, set(FIELDS))
+
+    def _validated(self, config: TokenizerConfig, names: set[str]) -> InferenceOptions:
+        """A copy checked for ``config``, after checking the fields ``names`` (the others are known to fit)."""
+        if names & {"chunk_frames", "chunk_latents"}:
+            self._check_chunks(config)
+        if "pad" in names and not isinstance(self.pad, bool):
+            raise InputError(f"pad must be True or False, got {self.pad!r}")
+        overlap = self._checked_overlap(config) if names & {"tile", "tile_overlap"} else self.tile_overlap
+        return dataclasses.replace(self, tile_overlap=overlap, _checked_for=config)
+
+    def _check_chunks(self, config: TokenizerConfig) -> None:
+        label, f = config.label, config.temporal_factor
         if not config.causal:
             for name in ("chunk_frames", "chunk_latents"):
                 if getattr(self, name) is not None:
@@ -74,37 +98,45 @@ class InferenceOptions:
                     )
         check_multiple(self.chunk_frames, f, "chunk_frames", label)
         check_multiple(self.chunk_latents, 1, "chunk_latents", label)
-        if not isinstance(self.pad, bool):
-            raise InputError(f"pad must be True or False, got {self.pad!r}")
-        overlap = self.tile_overlap
+
+    def _checked_overlap(self, config: TokenizerConfig) -> Optional[int]:
+        """The tile overlap (default a quarter tile, rounded down to the spatial factor) once tile and overlap fit."""
+        label, fs, overlap = config.label, config.spatial_factor, self.tile_overlap
         if self.tile is None:
             if overlap is not None:
                 raise InputError(f"tile_overlap ({overlap!r}) needs tile")
-        else:
-            examples = ", ".join(str(fs * k) for k in (16, 32, 64))
-            if not _is_count(self.tile) or self.tile < fs or self.tile % fs:
-                raise InputError(
-                    f"tile must be a positive multiple of {fs} pixels for {label} (e.g. {examples}); got {self.tile!r}"
-                )
-            if overlap is None:
-                overlap = self.tile // 4 // fs * fs
-            if not _is_count(overlap) or overlap < 0 or overlap % fs or overlap >= self.tile:
-                raise InputError(
-                    f"tile_overlap must be a multiple of {fs} pixels, >= 0 and smaller than the tile ({self.tile}) "
-                    f"for {label}; got {overlap!r}"
-                )
-        return dataclasses.replace(self, tile_overlap=overlap, _checked_for=config)
+            return None
+        examples = ", ".join(str(fs * k) for k in (16, 32, 64))
+        if not _is_count(self.tile) or self.tile < fs or self.tile % fs:
+            raise InputError(
+                f"tile must be a positive multiple of {fs} pixels for {label} (e.g. {examples}); got {self.tile!r}"
+            )
+        if overlap is None:
+            overlap = self.tile // 4 // fs * fs
+        if not _is_count(overlap) or overlap < 0 or overlap % fs or overlap >= self.tile:
+            raise InputError(
+                f"tile_overlap must be a multiple of {fs} pixels, >= 0 and smaller than the tile ({self.tile}) "
+                f"for {label}; got {overlap!r}"
+            )
+        return overlap
+
+
+def as_options(options: Optional[InferenceOptions]) -> InferenceOptions:
+    """``options``, or the defaults for None; anything else raises TypeError."""
+    if options is None:
+        return InferenceOptions()
+    if not isinstance(options, InferenceOptions):
+        raise TypeError(f"options must be an InferenceOptions, got {type(options).__name__}")
+    return options
 
 
 def resolve_options(
     options: Optional[InferenceOptions], fields: dict, allowed: tuple[str, ...], what: str
 ) -> InferenceOptions:
-    """``options`` (default: none) with the keyword ``fields`` a call was given on top; a keyword that
-    ``what`` does not use (e.g. ``chunk_latents`` to ``encode``) raises TypeError."""
-    if options is not None and not isinstance(options, InferenceOptions):
-        raise TypeError(f"options must be an InferenceOptions, got {type(options).__name__}")
+    """``options`` (default: none) with the keyword ``fields`` a call was given on top (the object itself when none
+    is given); a keyword that ``what`` does not use (e.g. ``chunk_latents`` to ``encode``) raises TypeError."""
+    opts = as_options(options)
     stray = sorted(set(fields) - set(allowed))
     if stray:
         raise TypeError(f"{what} takes the options {', '.join(allowed)}; got {', '.join(stray)}")
-    given = {name: value for name, value in fields.items() if value is not None}
-    return (options or InferenceOptions()).replace(**given)
+    return opts.replace(**{name: value for name, value in fields.items() if value is not None})

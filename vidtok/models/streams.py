@@ -46,7 +46,8 @@ class StreamedModel(Protocol):
 def _stream_options(
     tokenizer: StreamedModel, chunk_name: str, chunk: Optional[int], default: int, options, fields: dict, what: str
 ) -> InferenceOptions:
-    """The stream's checked options: the chunk from the argument, else from ``options``, else ``default``."""
+    """The stream's checked options: the chunk from the argument, else from ``options``, else ``default``. Options
+    already checked for the model come back as they are (the tokenizer's chunked passes and the file pipeline)."""
     if not tokenizer.config.causal:
         raise InputError(
             f"{tokenizer.config.label} is non-causal: every output depends on the whole clip, so it cannot be "
@@ -60,11 +61,11 @@ def _stream_options(
 
 
 class _Stream:
-    """Opens a streaming context on one network of a tokenizer for the lifetime of the stream."""
+    """Opens a streaming context on one network of a tokenizer for the lifetime of the stream; ``options`` holds the
+    stream's checked options (its chunk and tiles)."""
 
     def __init__(self, tokenizer: StreamedModel, network: torch.nn.Module, options: InferenceOptions):
-        self.options = options
-        self.tile, self.tile_overlap = options.tile, options.tile_overlap
+        self.options = options  # checked for the tokenizer: chunks and tiles are read from here
         self.tok = tokenizer
         self._stack = ExitStack()
         self._state: StreamState = self._stack.enter_context(streaming(network))
@@ -73,7 +74,8 @@ class _Stream:
     def _run(self, network: torch.nn.Module, x: Tensor, scale: float, pixels_per_unit: int) -> Tensor:
         """``network(x)``, tile by tile (one set of caches per tile) when the stream is tiled; ``x`` has
         ``pixels_per_unit`` video pixels per element along H and W (1 for frames, fs for latents)."""
-        if self.tile is None:
+        tile, overlap = self.options.tile, self.options.tile_overlap
+        if tile is None:
             return network(x)
 
         def per_tile(part: Tensor, offset: tuple[int, int]) -> Tensor:
@@ -81,7 +83,7 @@ class _Stream:
             return network(part)
 
         unit = pixels_per_unit
-        return tiled(per_tile, x, self.tile // unit, self.tile_overlap // unit, scale)
+        return tiled(per_tile, x, tile // unit, overlap // unit, scale)
 
     @property
     def cache_bytes(self) -> int:
@@ -140,7 +142,6 @@ class VideoEncoderStream(_Stream):
         if sample and tokenizer.config.is_discrete:
             raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
         super().__init__(tokenizer, tokenizer.encoder, opts)
-        self.chunk_frames = opts.chunk_frames
         self.output, self.sample, self.generator = output, sample, generator
         self._pending: list[Tensor] = []
         self._pending_frames = 0  # counts the f-1 leading copies of frame 0 even when they stay implicit
@@ -208,9 +209,9 @@ class VideoEncoderStream(_Stream):
         return taken[0] if len(taken) == 1 else torch.cat(taken, dim=2)
 
     def _drain(self, final: bool) -> Tensor:
-        outputs = []
-        while self._pending_frames >= self.chunk_frames or (final and self._pending_frames):
-            chunk = self._take(min(self.chunk_frames, self._pending_frames))
+        outputs, chunk_frames = [], self.options.chunk_frames
+        while self._pending_frames >= chunk_frames or (final and self._pending_frames):
+            chunk = self._take(min(chunk_frames, self._pending_frames))
             outputs.append(self._encode(chunk))
         if not outputs:
             return self._empty()
@@ -263,7 +264,6 @@ class VideoDecoderStream(_Stream):
         if indices:
             checks.require_discrete(tokenizer.config, "an index stream")
         super().__init__(tokenizer, tokenizer.decoder, opts)
-        self.chunk_latents = opts.chunk_latents
         self.indices = indices
         self._pending: list[Tensor] = []
         self._pending_latents = 0
@@ -282,9 +282,9 @@ class VideoDecoderStream(_Stream):
         if latents.shape[2]:
             self._pending.append(latents)
             self._pending_latents += latents.shape[2]
-        outputs = []
-        while self._pending_latents > self.chunk_latents:
-            outputs.append(self._decode(self._take(self.chunk_latents)))
+        outputs, chunk_latents = [], self.options.chunk_latents
+        while self._pending_latents > chunk_latents:
+            outputs.append(self._decode(self._take(chunk_latents)))
         return self._join(outputs, latents)
 
     def finish(self) -> Tensor:

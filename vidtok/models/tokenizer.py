@@ -129,9 +129,7 @@ class Tokenizer(nn.Module, PretrainedMixin):
         copies of the last frame (``tokenizer(x, pad=True)`` trims them again).
         """
         opts = self._options(options, option_fields, ENCODE_OPTIONS, "encode")
-        if self.config.is_discrete and sample:
-            raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
-        return self.regularizer.latents(self._encode_moments(x, opts), sample=sample, generator=generator)
+        return self._latents(x, opts, sample, generator)
 
     def encode_moments(self, x: Tensor, *, options: Optional[InferenceOptions] = None, **option_fields) -> Tensor:
         """The raw encoder output: KL models (B, 2C, ...) = posterior mean and log-variance; FSQ models
@@ -150,14 +148,12 @@ class Tokenizer(nn.Module, PretrainedMixin):
         ``chunk_latents`` (causal models) decodes that many latents at a time with the same result as
         one pass; ``tile`` / ``tile_overlap`` are in output pixels, as for :meth:`encode`.
         """
-        opts = self._options(options, option_fields, DECODE_OPTIONS, "decode")
-        checks.check_latents(self.config, z)
-        return self._frames(z.to(self.dtype), opts)
+        return self._decode(z, self._options(options, option_fields, DECODE_OPTIONS, "decode"))
 
     def decode_indices(self, indices: Tensor, *, options: Optional[InferenceOptions] = None, **option_fields) -> Tensor:
         """FSQ models: int code indices (B, t, h, w) -> video, as ``decode(codes)``."""
         opts = self._options(options, option_fields, DECODE_OPTIONS, "decode_indices")
-        return self.decode(self.indices_to_latents(indices), options=opts)
+        return self._decode(self.indices_to_latents(indices), opts)
 
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """FSQ models: int code indices (B, t, h, w) -> codes (B, C, t, h, w) as ``encode`` returns them."""
@@ -177,8 +173,8 @@ class Tokenizer(nn.Module, PretrainedMixin):
         """Encode then decode; returns exactly the T input frames. Options as :meth:`encode` / :meth:`decode`."""
         opts = self._options(options, option_fields, ENCODE_OPTIONS + DECODE_OPTIONS[:1], "a tokenizer call")
         num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
-        z = self.encode(x, sample, generator, options=opts)
-        return self.decode(z, options=opts)[:, :, :num_frames]
+        z = self._latents(x, opts, sample, generator)
+        return self._decode(z, opts)[:, :, :num_frames]
 
     def reconstruct_after(
         self,
@@ -239,11 +235,23 @@ class Tokenizer(nn.Module, PretrainedMixin):
         """The dtype of the weights (inputs are cast to it)."""
         return next(self.parameters()).dtype
 
-    # ---- passes ----------------------------------------------------------------------------------
+    # ---- passes: below the public API, they take the checked options and check nothing again ----------
     def _options(
         self, options: Optional[InferenceOptions], fields: dict, allowed: tuple[str, ...], what: str
     ) -> InferenceOptions:
+        """The checked options of a public call (done once there; a checked object without keywords is kept)."""
         return resolve_options(options, fields, allowed, what).checked(self.config)
+
+    def _latents(self, x: Tensor, opts: InferenceOptions, sample: bool, generator: Optional[torch.Generator]) -> Tensor:
+        """What :meth:`encode` returns, for checked options."""
+        if self.config.is_discrete and sample:
+            raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
+        return self.regularizer.latents(self._encode_moments(x, opts), sample=sample, generator=generator)
+
+    def _decode(self, z: Tensor, opts: InferenceOptions) -> Tensor:
+        """What :meth:`decode` returns, for checked options."""
+        checks.check_latents(self.config, z)
+        return self._frames(z.to(self.dtype), opts)
 
     def _encode_moments(self, x: Tensor, opts: InferenceOptions) -> Tensor:
         checks.check_video(self.config, x, check_frames=not opts.pad)
