@@ -81,6 +81,21 @@ def test_replace_keeps_a_checked_object_checked(tok, full_checks) -> None:
     assert not InferenceOptions().replace(pad=True).is_checked_for(tok.config)  # an unchecked object stays so
 
 
+def test_options_checked_for_another_model_are_checked_afresh(tok) -> None:
+    """Keywords on top of options checked for one model are judged by the model they are handed to: a 40-pixel
+    tile is valid for a 4x8x8 model but not for a 4x16x16 one, and the message names the model that refuses it."""
+    wide = tiny_tokenizer("vidtok_kl_causal_41616_4chn", ch=4)
+    for_wide = InferenceOptions(tile=64).checked(wide.config)
+    x = random_video(5, 32)
+    with torch.no_grad():
+        z = tok.encode(x, options=for_wide, tile=40)  # valid here, though not for the model it was checked for
+    assert z.shape[-1] == 4
+    with pytest.raises(InputError, match=r"tile must be a positive multiple of 8 pixels for vidtok_kl_causal_488"):
+        tok.encode(x, options=InferenceOptions(tile=64).checked(wide.config), tile=12)
+    with pytest.raises(InputError, match=r"multiple of 16 .*vidtok_kl_causal_41616_4chn"):
+        wide.encode(random_video(5, 64), options=InferenceOptions(tile=32).checked(tok.config), tile=24)
+
+
 def test_non_causal_models_refuse_chunks() -> None:
     config = tiny_tokenizer(NONCAUSAL).config
     for field in ("chunk_frames", "chunk_latents"):

@@ -131,12 +131,15 @@ def as_options(options: Optional[InferenceOptions]) -> InferenceOptions:
 
 
 def resolve_options(
-    options: Optional[InferenceOptions], fields: dict, allowed: tuple[str, ...], what: str
+    options: Optional[InferenceOptions], fields: dict, allowed: tuple[str, ...], what: str, config: TokenizerConfig
 ) -> InferenceOptions:
-    """``options`` (default: none) with the keyword ``fields`` a call was given on top (the object itself when none
-    is given); a keyword that ``what`` does not use (e.g. ``chunk_latents`` to ``encode``) raises TypeError."""
+    """``options`` (default: none) with the keyword ``fields`` a call to the model of ``config`` was given on top (the
+    object itself when none is given); a keyword that ``what`` does not use (e.g. ``chunk_latents`` to ``encode``)
+    raises TypeError. Options checked for another model are checked afresh for this one, keywords included."""
     opts = as_options(options)
     stray = sorted(set(fields) - set(allowed))
     if stray:
         raise TypeError(f"{what} takes the options {', '.join(allowed)}; got {', '.join(stray)}")
+    if opts._checked_for is not None and opts._checked_for is not config:
+        opts = dataclasses.replace(opts, _checked_for=None)
     return opts.replace(**{name: value for name, value in fields.items() if value is not None})

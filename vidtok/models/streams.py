@@ -54,7 +54,7 @@ def _stream_options(
             "processed chunk by chunk; encode clips of a multiple of "
             f"{tokenizer.config.temporal_factor} frames separately, or use a causal model"
         )
-    opts = resolve_options(options, fields, ("tile", "tile_overlap"), what)
+    opts = resolve_options(options, fields, ("tile", "tile_overlap"), what, tokenizer.config)
     if chunk is not None or getattr(opts, chunk_name) is None:
         opts = opts.replace(**{chunk_name: default if chunk is None else chunk})
     return opts.replace(pad=False).checked(tokenizer.config)

@@ -240,7 +240,7 @@ class Tokenizer(nn.Module, PretrainedMixin):
         self, options: Optional[InferenceOptions], fields: dict, allowed: tuple[str, ...], what: str
     ) -> InferenceOptions:
         """The checked options of a public call (done once there; a checked object without keywords is kept)."""
-        return resolve_options(options, fields, allowed, what).checked(self.config)
+        return resolve_options(options, fields, allowed, what, self.config).checked(self.config)
 
     def _latents(self, x: Tensor, opts: InferenceOptions, sample: bool, generator: Optional[torch.Generator]) -> Tensor:
         """What :meth:`encode` returns, for checked options."""
