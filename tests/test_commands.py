@@ -146,7 +146,7 @@ def test_token_files_of_any_length_load(name: str, lengths: tuple, cut: dict, cl
     1 + ceil((T-1)/4) latents, non-causal clips of 8 frames with the last one padded to a multiple of 4."""
     tok = vidtok.load_tokenizer(ckpt=weights[name])
     for frames in lengths:
-        tokens = encode_video(tok, clip, height=32, width=32, max_frames=frames, **cut)
+        tokens = encode_video(tok, clip, reading=ReadSettings(height=32, width=32, max_frames=frames), **cut)
         loaded = load_tokens(save_tokens(tmp_path / f"{frames}.safetensors", tokens))
         assert (loaded.frames, loaded.latent_frames) == (frames, tok.config.latent_frames(frames))
 
@@ -155,7 +155,7 @@ def test_token_file_whose_tensor_disagrees_with_its_metadata_is_refused(clip: Pa
     """21 frames hold 6 latent frames (which decode to 21): metadata saying 5 frames (which take 2) or 25 (which
     take 7) is refused when the file is read, naming both numbers, by load_tokens and by `vidtok decode`."""
     ckpt = weights["vidtok_kl_causal_488_4chn_v1_1"]
-    tokens = encode_video(vidtok.load_tokenizer(ckpt=ckpt), clip, height=32, width=32)
+    tokens = encode_video(vidtok.load_tokenizer(ckpt=ckpt), clip, reading=ReadSettings(height=32, width=32))
     assert (tokens.frames, tokens.latent_frames) == (21, 6)
     for frames, need in ((5, 2), (25, 7)):
         tampered = save_tokens(tmp_path / f"says_{frames}.safetensors", dataclasses.replace(tokens, frames=frames))

@@ -178,6 +178,7 @@ def decode_frames(
 
 def _decoded_frames(tok: Tokenizer, tokens: TokenFile, opts: InferenceOptions) -> Iterator[Tensor]:
     tokens.check_tokenizer(tok.config)
+    tokens.check_frames()  # tokens made in memory or read from shards too, not only files through load_tokens
     indices = tokens.kind == "indices"
     time_dim = 1 if indices else 2
     data, t = tokens.data, tokens.data.shape[time_dim]
