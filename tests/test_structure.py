@@ -114,6 +114,17 @@ def test_every_part_of_the_package_has_a_layer() -> None:
     assert not placed - parts, f"LAYERS names parts that do not exist: {placed - parts}"
 
 
+def test_the_architecture_page_lists_these_layers() -> None:
+    """docs/architecture.md draws the same layers, in the same order, as this test enforces."""
+    import re
+
+    page = (REPO / "docs" / "architecture.md").read_text()
+    listed = re.findall(r"^\d+\. (.+)$", page.split("## Data flow", 1)[1].split("\n\n##", 1)[0], flags=re.M)
+    drawn = [set(re.findall(r"`(\w+)`", line)) for line in listed]
+    drawn[-1] = (drawn[-1] - {"__init__"}) | {"vidtok"}  # the page names the package's own module by its file
+    assert drawn == LAYERS, f"docs/architecture.md lists {drawn}"
+
+
 def test_no_module_imports_a_higher_layer() -> None:
     bad = sorted(
         f"{module} -> {target}"
