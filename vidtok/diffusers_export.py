@@ -21,7 +21,7 @@ log = logging.getLogger("vidtok.export")
 
 
 def diffusers_config(config: Any) -> dict[str, Any]:
-    """``AutoencoderVidTok``'s constructor arguments for a :class:`~vidtok.TokenizerConfig`."""
+    """``AutoencoderVidTok``'s constructor arguments for a [`TokenizerConfig`][vidtok.TokenizerConfig]."""
     comp, model = config.compression, config.model
     args: dict[str, Any] = dict(
         in_channels=model.in_channels,

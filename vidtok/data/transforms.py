@@ -4,7 +4,7 @@ As the original: frames are scaled to [0, 1] floats first, resized with antialia
 interpolation so the short side fits (torchvision's size rule: the long side becomes
 ``int(size * long / short)``), then cropped; no rounding to uint8 in between. For non-square targets
 the resize makes both sides cover the crop (the original resizes the short side to the height and
-would pad a crop wider than the result). :func:`uint8_resized_clip` is the other reading, ``vidtok encode``'s:
+would pad a crop wider than the result). [`uint8_resized_clip`][uint8_resized_clip] is the other reading, ``vidtok encode``'s:
 resized on uint8 frames (rounded), then scaled.
 """
 
@@ -53,5 +53,5 @@ def frames_to_clip(
 
 def uint8_resized_clip(frames: Tensor, size: tuple[int, int]) -> Tensor:
     """uint8 frames ``(T, H, W, 3)`` -> float clip ``(3, T, h, w)`` in [-1, 1] as ``vidtok encode`` reads a file:
-    resized and centre-cropped on uint8 (:func:`~vidtok.io.video.resize_crop`), then scaled."""
+    resized and centre-cropped on uint8 ([`resize_crop`][vidtok.io.video.resize_crop]), then scaled."""
     return frames_to_tensor(resize_crop(frames, *size))[0]

@@ -1,5 +1,5 @@
-"""The entry point of ``evaluate.py`` (a Hydra app): the composed config in, :func:`~vidtok.evaluation.evaluate`
-run, the summary table printed, and any user error (:class:`~vidtok.errors.VidtokError`) turned into one line."""
+"""The entry point of ``evaluate.py`` (a Hydra app): the composed config in, [`evaluate`][vidtok.evaluation.evaluate]
+run, the summary table printed, and any user error ([`VidtokError`][vidtok.errors.VidtokError]) turned into one line."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .run import evaluate
 
 
 def evaluate_from_hydra(cfg: Any) -> float:
-    """Entry point of evaluate.py: runs :func:`evaluate`, prints the summary table; exits with one line and
+    """Entry point of evaluate.py: runs [`evaluate`][evaluate], prints the summary table; exits with one line and
     status 2 on a user error. Returns the PSNR."""
     from ..accelerator import end_processes
     from .report import format_summary

@@ -4,8 +4,8 @@ Causal models stream: frames are decoded from the file, encoded and decoded chun
 written as they come, so memory depends on the chunk sizes (``options.chunk_frames`` /
 ``options.chunk_latents``, default 16 / 4), not on the video length. Non-causal models see the video
 as independent clips of ``clip_frames`` frames (the last one padded with copies of its last frame, then
-trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see :class:`~vidtok.InferenceOptions`).
-How a file is read (frame size, frame rate, how many frames) is one :class:`ReadSettings`.
+trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see [`InferenceOptions`][vidtok.InferenceOptions]).
+How a file is read (frame size, frame rate, how many frames) is one [`ReadSettings`][ReadSettings].
 
 Each function checks ``options`` against the model once and passes the checked object down. No option keywords
 here, unlike ``Tokenizer.encode``: every caller (the command line, the jobs, benchmarks) already holds one object.
@@ -239,7 +239,7 @@ def reconstruct_stream(
     reconstruction as the decoder returns it, not clamped); together they hold every input frame once, in
     order, and equal a full pass over the whole video up to float rounding. Memory does not grow with the
     video's length: only the frames waiting for their reconstruction are kept. ``sample`` / ``generator``: KL
-    latents drawn from the posterior (see :meth:`~vidtok.Tokenizer.encode`). Chunks and tiles: ``options``.
+    latents drawn from the posterior (see [`encode`][vidtok.Tokenizer.encode]). Chunks and tiles: ``options``.
     """
     yield from _reconstructed(tok, chunks, _file_options(tok, options), sample, generator)
 

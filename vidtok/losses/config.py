@@ -1,4 +1,4 @@
-"""Typed, validated settings of the training loss (:class:`~vidtok.losses.VidTokLoss`).
+"""Typed, validated settings of the training loss ([`VidTokLoss`][vidtok.losses.VidTokLoss]).
 
 Defaults are those of the official VidTok training configs (``loss_config`` and the FSQ
 ``regularizer_config`` of ``configs/vidtok_*.yaml``), so ``LossConfig()`` trains like the original.
@@ -23,7 +23,7 @@ class LossConfig:
     """Weights and schedules of the reconstruction, adversarial and latent-regularisation terms.
 
     Steps (``disc_start``) are in the units the caller passes as ``step``; see
-    :func:`~vidtok.losses.original_steps` for the original's convention.
+    [`original_steps`][vidtok.losses.original_steps] for the original's convention.
     """
 
     # reconstruction: |x - x_hat| * pixel_weight + perceptual_weight * LPIPS, as a learned-variance NLL
@@ -65,7 +65,7 @@ class LossConfig:
         self.validate()
 
     def validate(self) -> LossConfig:
-        """Raise :class:`~vidtok.config.ConfigError` naming the first bad field; returns self."""
+        """Raise [`ConfigError`][vidtok.config.ConfigError] naming the first bad field; returns self."""
         choices = {"disc_type": DISC_TYPES, "disc_loss": DISC_LOSSES, "gen_loss": GEN_LOSSES}
         for name, allowed in choices.items():
             value = getattr(self, name)

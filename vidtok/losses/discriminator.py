@@ -1,7 +1,7 @@
 """PatchGAN discriminators (pix2pix), 2-D per frame and 3-D per clip, laid out like the original's.
 
 Both are a ``main`` ``nn.Sequential`` with the original's layer indices, so the ``loss.discriminator.*``
-entries of an official training checkpoint load into them (:func:`load_discriminator_state_dict`).
+entries of an official training checkpoint load into them ([`load_discriminator_state_dict`][load_discriminator_state_dict]).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def load_discriminator_state_dict(
     discriminator: nn.Module, state_dict: Mapping[str, Tensor], prefix: str = "loss.discriminator."
 ) -> None:
     """Load the ``prefix``-ed entries of a full state dict (e.g. an official checkpoint's ``state_dict``)
-    into ``discriminator``, strictly: raises :class:`~vidtok.io.weight_files.CheckpointError` naming missing,
+    into ``discriminator``, strictly: raises [`CheckpointError`][vidtok.io.weight_files.CheckpointError] naming missing,
     unexpected or mis-shaped keys."""
     sub = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not sub:

@@ -27,8 +27,8 @@ class FrameScorer:
     Everything is computed in float32 on ``device`` whatever precision the model ran in, one clip at a time where
     batching could change the rounding, so a clip's numbers do not depend on the clips it was batched with.
     ``ssim_downsample`` average-pools large frames first as the original evaluation does (see
-    :func:`~vidtok.metrics.ssim_per_frame`). ``lpips`` is True (build the network), False, or an existing
-    :class:`~vidtok.metrics.LPIPS` (a training run passes its loss's, so one network serves both).
+    [`ssim_per_frame`][vidtok.metrics.ssim_per_frame]). ``lpips`` is True (build the network), False, or an existing
+    [`LPIPS`][vidtok.metrics.LPIPS] (a training run passes its loss's, so one network serves both).
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class VideoMetrics:
     """
 
     def __init__(self, **scorer_options: Any) -> None:
-        """``scorer_options``: those of :class:`FrameScorer` (``lpips``, ``vgg_path``, ``fvd``, ``detector_path``,
+        """``scorer_options``: those of [`FrameScorer`][FrameScorer] (``lpips``, ``vgg_path``, ``fvd``, ``detector_path``,
         ``device``, ...)."""
         self.scorer = FrameScorer(**scorer_options)
         self.records: list[dict[str, Any]] = []

@@ -1,5 +1,5 @@
 """Input checks of a tokenizer: videos, latents and code indices against its config (InputError saying
-what was expected and what was found). Shared by :class:`~vidtok.Tokenizer` and its streams."""
+what was expected and what was found). Shared by [`Tokenizer`][vidtok.Tokenizer] and its streams."""
 
 from __future__ import annotations
 

@@ -37,12 +37,12 @@ def load_tokenizer(
         name: an official checkpoint name (``vidtok_fsq_causal_488_262144``), a path to a tokenizer
             config file, or ``None`` to take the config from ``ckpt`` (safetensors written by
             ``vidtok convert`` carry it; official ``.ckpt`` files are recognised by their file name).
-        ckpt: the weights, as :func:`~vidtok.models.weights.locate_weights` takes them: an official Lightning
+        ckpt: the weights, as [`locate_weights`][vidtok.models.weights.locate_weights] takes them: an official Lightning
             ``.ckpt`` (a dict with ``state_dict``; ``loss.*`` entries are ignored), a bare state dict or a
             ``.safetensors`` file; a ``save_pretrained`` folder or a training checkpoint folder
             (``checkpoints/step_N/``); an official name; a Hub repository id. ``None`` with an official name: the
             published weights from the Hugging Face Hub (``microsoft/VidTok``), downloaded once and cached
-            (see :mod:`vidtok.hub`).
+            (see [`vidtok.hub`][vidtok.hub]).
         overrides: Hydra-style overrides such as ``["model.ch=16"]``.
         pretrained: ``False`` (without ``ckpt``) gives random weights; nothing else does.
         revision: the Hub revision (branch, tag or commit) of the published weights (or of ``ckpt``'s repository).

@@ -1,7 +1,7 @@
 """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` in the Hugging Face Hub's conventions, through
 huggingface_hub's own ``PyTorchModelHubMixin``: a folder (or Hub repository) holds ``config.json`` (the
-:class:`~vidtok.config.TokenizerConfig`), ``model.safetensors`` (the weights, with the config in their metadata too)
-and a generated model card ``README.md``. Loading takes what :func:`vidtok.models.weights.locate_weights` takes
+[`TokenizerConfig`][vidtok.config.TokenizerConfig]), ``model.safetensors`` (the weights, with the config in their metadata too)
+and a generated model card ``README.md``. Loading takes what [`vidtok.models.weights.locate_weights`][vidtok.models.weights.locate_weights] takes
 (official names, folders, training checkpoints, single weight files, Hub repository ids) and is strict and pickle-free.
 """
 
@@ -37,7 +37,7 @@ class PretrainedMixin(
     tags=["video", "video-tokenizer", "vidtok", "autoencoder"],
     coders={TokenizerConfig: (_encode_config, _decode_config)},
 ):
-    """Hub conventions for :class:`~vidtok.Tokenizer` (whose ``__init__`` takes the one ``config`` and whose
+    """Hub conventions for [`Tokenizer`][vidtok.Tokenizer] (whose ``__init__`` takes the one ``config`` and whose
     ``from_weights`` builds a loaded model)."""
 
     #: where the weights came from, in words; set when weights are loaded, written into model cards
@@ -59,11 +59,11 @@ class PretrainedMixin(
         overrides: Sequence[str] = (),
         config: Optional[Union[TokenizerConfig, dict]] = None,
     ) -> Any:
-        """A tokenizer from an official name (its published weights), a folder written by :meth:`save_pretrained`,
+        """A tokenizer from an official name (its published weights), a folder written by [`save_pretrained`][save_pretrained],
         a vidtok training checkpoint folder (``checkpoints/step_N/``), a weights file (``.safetensors`` / ``.ckpt``),
         or a Hub repository id holding a ``save_pretrained`` folder. ``revision``, ``local_files_only``,
         ``cache_dir``, ``force_download``, ``token`` work as in every Hub library; ``map_location`` is the device;
-        ``overrides`` and ``config`` are :func:`vidtok.load_tokenizer`'s."""
+        ``overrides`` and ``config`` are [`vidtok.load_tokenizer`][vidtok.load_tokenizer]'s."""
         location = locate_weights(
             pretrained_model_name_or_path,
             revision=revision,

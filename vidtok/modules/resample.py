@@ -63,7 +63,7 @@ class TimeDownsample(TemporalContext, nn.Module):
         self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
 
     def forward(self, x: Tensor, collapsed_head: bool = False) -> Tensor:
-        """``collapsed_head``: frame 0 stands for a pair of identical frames (see :class:`~vidtok.models.Encoder`)."""
+        """``collapsed_head``: frame 0 stands for a pair of identical frames (see [`Encoder`][vidtok.models.Encoder])."""
         if collapsed_head:
             x = cat_time([x[:, :, :1], x])
         padded = self.with_past(x, 1, self.temporal_pad) if self.causal else pad_time_back(x, 1)
@@ -157,7 +157,7 @@ class TimeUpsample(TemporalContext, nn.Module):
 
     def forward(self, x: Tensor, first_group: int = 1, collapsed_head: bool = False) -> Tensor:
         """``collapsed_head``: frame 0 stands for a group of identical frames and so does output frame 0
-        (see :class:`~vidtok.models.Decoder`)."""
+        (see [`Decoder`][vidtok.models.Decoder])."""
         alpha = torch.sigmoid(self.mix_factor)
         fused = inference() and not autocast_enabled(x.device.type) and x.dtype == self.mix_factor.dtype
         fused = fused and not torch.compiler.is_compiling()  # its frame bookkeeping would break the graph
