@@ -1,5 +1,5 @@
 """The Accelerate set-up every job shares: one Accelerator per process (on CPU over gloo where there is no CUDA),
-checked against what the launcher asked for, and its end ([`end_processes`][end_processes]) so that the next job of a ``-m``
+checked against what the launcher asked for, and its end ([`end_processes`][]) so that the next job of a ``-m``
 sweep in the same process sets up afresh."""
 
 from __future__ import annotations

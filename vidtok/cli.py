@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``vidtok`` command; a user error ([`VidtokError`][vidtok.errors.VidtokError]) is one line and exit status 2."""
+    """The ``vidtok`` command; a user error ([`VidtokError`][vidtok.errors.VidtokError]) is one line and exit
+    status 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

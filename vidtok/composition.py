@@ -1,7 +1,7 @@
-"""Hydra composition of vidtok's configs: where they are ([`conf_dir`][conf_dir]), the 23 official presets
-([`official_names`][official_names], [`compose_tokenizer_config`][compose_tokenizer_config]), composing any config outside a Hydra app
-([`compose_conf`][compose_conf]), and reading overrides as users type them ([`allow_numeric_group_choices`][allow_numeric_group_choices],
-[`quote_brace_patterns`][quote_brace_patterns]), which the Hydra apps ([`vidtok.hydra_app`][vidtok.hydra_app]) install too.
+"""Hydra composition of vidtok's configs: where they are ([`conf_dir`][]), the 23 official presets
+([`official_names`][], [`compose_tokenizer_config`][]), composing any config outside a Hydra app
+([`compose_conf`][]), and reading overrides as users type them ([`allow_numeric_group_choices`][],
+[`quote_brace_patterns`][]), which the Hydra apps ([`vidtok.hydra_app`][]) install too.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _strip_plus(override: str) -> str:
 
 
 def compose_tokenizer_config(name: Optional[str] = None, overrides: Sequence[str] = ()) -> TokenizerConfig:
-    """Compose a [`TokenizerConfig`][TokenizerConfig] from a preset name (or a YAML/JSON file) and Hydra overrides.
+    """Compose a [`TokenizerConfig`][] from a preset name (or a YAML/JSON file) and Hydra overrides.
 
     ``name`` is an official checkpoint name such as ``vidtok_kl_causal_488_4chn``, a path to a config
     file holding a full tokenizer config (as written by ``vidtok config`` or saved in a run), or

@@ -1,4 +1,4 @@
-"""Typed configuration of a tokenizer (composed from the Hydra groups in ``conf/`` by [`vidtok.composition`][vidtok.composition]).
+"""Typed configuration of a tokenizer (composed from the Hydra groups in ``conf/`` by [`vidtok.composition`][]).
 
 A tokenizer is described by three independent choices plus an optional preset name:
 
@@ -6,7 +6,7 @@ A tokenizer is described by three independent choices plus an optional preset na
 * ``compression``: the temporal and spatial factors and the levels of the U-shaped network that resample;
 * ``regularizer``: KL (continuous, ``channels`` latent channels) or FSQ (discrete, ``levels``).
 
-Every field is validated by [`TokenizerConfig.validate`][TokenizerConfig.validate], so a bad combination fails when the
+Every field is validated by [`TokenizerConfig.validate`][], so a bad combination fails when the
 config is built, with a message that names the field, not deep inside a forward pass.
 """
 
@@ -140,7 +140,7 @@ class TokenizerConfig:
 
     # ---- validation ----------------------------------------------------------------------------
     def validate(self) -> TokenizerConfig:
-        """Raise [`ConfigError`][ConfigError] naming the first inconsistent field; return self."""
+        """Raise [`ConfigError`][] naming the first inconsistent field; return self."""
         m, c, r = self.model, self.compression, self.regularizer
         if m.temporal_pad not in TEMPORAL_PADS:
             raise ConfigError(f"model.temporal_pad must be one of {TEMPORAL_PADS}, got {m.temporal_pad!r}")

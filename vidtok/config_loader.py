@@ -1,6 +1,6 @@
 """The one config loader: a typed dataclass config from a mapping, an OmegaConf node or JSON text, unknown keys
-refused by their dotted name ([`build_config`][build_config]), and a Hydra-composed config as plain values
-([`composed_values`][composed_values]). Every config of the package (tokenizer, data, training, evaluation, encoding) is built
+refused by their dotted name ([`build_config`][]), and a Hydra-composed config as plain values
+([`composed_values`][]). Every config of the package (tokenizer, data, training, evaluation, encoding) is built
 through it, so a typo in any key fails the same way, before anything runs.
 """
 

@@ -1,7 +1,7 @@
-"""Collectives between processes: where this one stands ([`process_part`][process_part], [`is_distributed`][is_distributed],
-[`gather_objects`][gather_objects], used by data, losses, metrics and the jobs) and keeping training's processes in step without
-DistributedDataParallel ([`broadcast_parameters`][broadcast_parameters], [`sync_gradients`][sync_gradients] (bucketed all-reduce),
-[`parameters_in_sync`][parameters_in_sync], [`any_process`][any_process]). Setting processes up is [`vidtok.accelerator`][vidtok.accelerator]."""
+"""Collectives between processes: where this one stands ([`process_part`][], [`is_distributed`][],
+[`gather_objects`][], used by data, losses, metrics and the jobs) and keeping training's processes in step without
+DistributedDataParallel ([`broadcast_parameters`][], [`sync_gradients`][] (bucketed all-reduce),
+[`parameters_in_sync`][], [`any_process`][]). Setting processes up is [`vidtok.accelerator`][]."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def broadcast_parameters(tensors: Iterable[Tensor], world: int) -> None:
 
 def sync_gradients(params: Sequence[nn.Parameter], world: int) -> None:
     """Average the gradients of ``params`` across the ``world`` processes, all-reduced in buckets of at most
-    about [`GRAD_BUCKET_ELEMENTS`][GRAD_BUCKET_ELEMENTS] elements. A parameter without a gradient gets zeros first: every process
+    about [`GRAD_BUCKET_ELEMENTS`][] elements. A parameter without a gradient gets zeros first: every process
     must send the same buckets, even for parameters it did not use."""
     if world == 1:
         return

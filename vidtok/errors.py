@@ -1,10 +1,10 @@
 """Every error vidtok raises for something the user gave it: a config, a file, a tensor, a data source, a launch.
 
-All derive from [`VidtokError`][VidtokError], so one ``except VidtokError`` catches any of them; each also derives from the
+All derive from [`VidtokError`][], so one ``except VidtokError`` catches any of them; each also derives from the
 built-in type its kind has always had (``ValueError`` for bad values, ``RuntimeError`` for a run that cannot go on,
 ``OSError`` for damaged data), so code that caught those still does. Messages name what was expected and what was
 found. Every entry point (the ``vidtok`` command, ``train`` / ``evaluate`` / ``encode``) prints such an error as one
-line and exits with [`EXIT_USER_ERROR`][EXIT_USER_ERROR] ([`report`][report]); anything else is a bug and keeps its traceback.
+line and exits with [`EXIT_USER_ERROR`][] ([`report`][]); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class TrainingError(VidtokError, RuntimeError):
 
 
 def report(prog: str, err: VidtokError) -> int:
-    """Print ``err`` as the one line ``<prog>: error: <message>`` on stderr; returns [`EXIT_USER_ERROR`][EXIT_USER_ERROR]."""
+    """Print ``err`` as the one line ``<prog>: error: <message>`` on stderr; returns [`EXIT_USER_ERROR`][]."""
     message = " ".join(str(err).split("\n")) or type(err).__name__
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
     return EXIT_USER_ERROR

@@ -1,7 +1,7 @@
 """The official weights on the Hugging Face Hub: names mean published weights, fetched once and cached.
 
 The 23 official checkpoints live in the Hub repository ``microsoft/VidTok``: ``checkpoints/<name>.ckpt`` for the v1.0
-models and ``checkpoints/vidtok_v1_1/<name>.ckpt`` for the v1.1 ones. [`pretrained_file`][pretrained_file] downloads one with
+models and ``checkpoints/vidtok_v1_1/<name>.ckpt`` for the v1.1 ones. [`pretrained_file`][] downloads one with
 ``huggingface_hub.hf_hub_download`` (its cache, ``HF_HUB_CACHE`` / ``HF_HOME``, ``HF_HUB_OFFLINE=1``, revisions and
 ``local_files_only`` all behave as in every Hub library), reads it once through the strict, pickle-free checkpoint
 reader and keeps the tokenizer weights as safetensors in vidtok's own cache (``$VIDTOK_CACHE``, default
@@ -40,7 +40,7 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class CachedWeights:
-    """What is on this machine for an official name (see [`cached`][cached])."""
+    """What is on this machine for an official name (see [`cached`][])."""
 
     name: str
     checkpoint: Optional[Path]  # the downloaded .ckpt in the Hub cache

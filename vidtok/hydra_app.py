@@ -1,6 +1,6 @@
 """The Hydra apps' side of the three jobs (``python -m vidtok.train`` / ``vidtok.evaluate`` / ``vidtok.encode``, and
 the checkout's scripts): the app decorator over the packaged configs, the one-line exit on a user error, and the
-output folders Hydra makes under several processes. Composition itself is [`vidtok.composition`][vidtok.composition].
+output folders Hydra makes under several processes. Composition itself is [`vidtok.composition`][].
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .errors import VidtokError, report
 def hydra_app(config_name: str) -> Callable[[Callable], Callable]:
     """``@hydra.main`` for a vidtok app: the config ``conf/<config_name>.yaml`` from vidtok's config directory (the
     checkout's ``conf/`` or the installed package's), Hydra 1.3 semantics, numeric group choices accepted, and shard
-    brace patterns taken as typed ([`quote_brace_patterns`][quote_brace_patterns] on the command line)."""
+    brace patterns taken as typed ([`quote_brace_patterns`][] on the command line)."""
     import hydra
 
     allow_numeric_group_choices()
@@ -42,8 +42,9 @@ def hydra_app(config_name: str) -> Callable[[Callable], Callable]:
 
 @contextmanager
 def user_errors(prog: str) -> Iterator[None]:
-    """Inside a job's task function: a [`VidtokError`][vidtok.errors.VidtokError] ends the process with one line on stderr
-    and exit status 2 ([`report`][vidtok.errors.report]), not a traceback. Hydra lets ``SystemExit`` through."""
+    """Inside a job's task function: a [`VidtokError`][vidtok.errors.VidtokError] ends the process with one line on
+    stderr and exit status 2 ([`report`][vidtok.errors.report]), not a traceback. Hydra lets ``SystemExit``
+    through."""
     try:
         yield
     except VidtokError as err:

@@ -1,2 +1,2 @@
 """Data files installed with vidtok: ``demo/`` holds the short real video clips of the built-in demo dataset
-(see [`vidtok.demo.demo_dir`][vidtok.demo.demo_dir] and ``demo/ATTRIBUTION.md``)."""
+(see [`vidtok.demo.demo_dir`][] and ``demo/ATTRIBUTION.md``)."""

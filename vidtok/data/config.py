@@ -105,7 +105,7 @@ def build_dataset(
 
 
 def build_loader(config: DataConfig, dataset: VideoClipDataset, **kwargs: Any) -> DataLoader:
-    """A DataLoader over ``dataset`` with the config's batch size and workers, batches from [`collate_clips`][collate_clips].
+    """A DataLoader over ``dataset`` with the config's batch size and workers, batches from [`collate_clips`][].
 
     Do not pass it through ``accelerator.prepare``: the dataset splits itself across ranks already.
     """

@@ -1,6 +1,6 @@
 """Clips for training and evaluation, split across ranks and DataLoader workers, robust to bad videos.
 
-[`VideoClipDataset`][VideoClipDataset] is an ``IterableDataset`` over a list of videos (CSV or folder) or a list of
+[`VideoClipDataset`][] is an ``IterableDataset`` over a list of videos (CSV or folder) or a list of
 tar shards. Each (rank, worker) pair takes its own part:
 
 - training (``train=True``): endless. Each part draws videos at random with its own seed; shards are read with
@@ -16,7 +16,7 @@ tar shards. Each (rank, worker) pair takes its own part:
 A video that cannot be used (missing, empty, corrupt, truncated, unsupported, too short) or a broken
 shard never stops the run: it is logged with its name and reason, and reported downstream. In training
 the failures travel on the next good sample (``sample["skipped"]``); in evaluation each failure is a
-sample of its own with ``video=None`` so that reports can list it. [`collate_clips`][collate_clips] gathers both.
+sample of its own with ``video=None`` so that reports can list it. [`collate_clips`][] gathers both.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class VideoClipDataset(IterableDataset):
     """Clips ``(3, num_frames, H, W)`` in [-1, 1] from videos or shards; see the module docstring.
 
     Args:
-        videos: records ([`csv_records`][vidtok.data.sources.csv_records], [`folder_records`][folder_records]), or
+        videos: records ([`csv_records`][vidtok.data.sources.csv_records], [`folder_records`][]), or
         shards: tar shard urls or patterns (``"data/train-{0000..0099}.tar"``, ``"pipe:..."``).
         num_frames: clip length.
         size: clip ``(H, W)``.
@@ -69,7 +69,7 @@ class VideoClipDataset(IterableDataset):
         seed: seed of the training draws (with the epoch and the part).
         rank: this process's rank; default from torch.distributed or the environment.
         world_size: the number of processes; default as ``rank``.
-        max_consecutive_failures: in training, stop with [`DataError`][DataError] after this many unusable
+        max_consecutive_failures: in training, stop with [`DataError`][] after this many unusable
             inputs in a row (a dataset that is all bad would otherwise spin forever).
     """
 

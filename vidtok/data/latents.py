@@ -48,7 +48,7 @@ def decode_latent_sample(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 class LatentDataset(wds.WebDataset):
-    """The samples of latent shards (see [`latent_shards`][latent_shards] for ``source``), as an IterableDataset.
+    """The samples of latent shards (see [`latent_shards`][] for ``source``), as an IterableDataset.
 
     Under ``torch.distributed`` each rank reads its own shards, and each DataLoader worker its own part of them
     (so every sample is read once per epoch over all ranks and workers; give at least ranks x workers shards).

@@ -2,7 +2,7 @@
 
 The original samples training clips with ``np.linspace(start, start + span, n).astype(int)``, which
 stretches the step by ``1/(n-1)`` of a frame (17 frames at interval 1 come out as 0, 1, ..., 15, 17);
-here a clip is exactly ``start, start + interval, ...``. Evaluation clips ([`eval_clips`][eval_clips]) are the
+here a clip is exactly ``start, start + interval, ...``. Evaluation clips ([`eval_clips`][]) are the
 original's validation protocol: the sampled frames cut into consecutive clips, the last one completed
 with copies of its final frame (or dropped).
 """
@@ -30,7 +30,7 @@ def clip_indices(start: int, num_frames: int, interval: int) -> list[int]:
 
 
 def padded_indices(total: int, start: int, num_frames: int, interval: int) -> list[int]:
-    """Like [`clip_indices`][clip_indices], with indices past the end replaced by the last frame the clip reaches."""
+    """Like [`clip_indices`][], with indices past the end replaced by the last frame the clip reaches."""
     indices = [i for i in clip_indices(start, num_frames, interval) if i < total]
     if not indices:
         raise ShortVideoError(f"clip start {start} is past the end of a {total}-frame video")
@@ -54,7 +54,7 @@ def consecutive_clips(frames: Iterable[T], num_frames: int, last: str = "repeat"
 
 
 def eval_clips(total: int, num_frames: int, interval: int, last: str = "repeat") -> list[list[int]]:
-    """Frame indices of [`consecutive_clips`][consecutive_clips] over a ``total``-frame video sampled every ``interval`` frames."""
+    """Frame indices of [`consecutive_clips`][] over a ``total``-frame video sampled every ``interval`` frames."""
     return list(consecutive_clips(range(0, total, interval), num_frames, last))
 
 

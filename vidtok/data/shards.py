@@ -65,7 +65,7 @@ def write_shards(
     manifest: Optional[str | os.PathLike] = None,
     progress: bool = True,
 ) -> ShardSummary:
-    """Write ``inputs`` (path records, e.g. from [`folder_records`][folder_records]) to shards named ``pattern % i``
+    """Write ``inputs`` (path records, e.g. from [`folder_records`][]) to shards named ``pattern % i``
     (``"out/train-%06d.tar"``), at most ``max_count`` samples and about ``max_bytes`` per shard.
 
     ``resize`` re-encodes each video with its short side at that many pixels (H.264, sizes even).

@@ -1,6 +1,6 @@
 """Where videos come from: a CSV of relative paths (the original layout), a folder, or WebDataset tar shards.
 
-A source yields [`Record`][Record] s: a video's key, a name for messages, its path or bytes, and any
+A source yields [`Record`][] s: a video's key, a name for messages, its path or bytes, and any
 metadata stored with it. Shards are read as streams by the ``webdataset`` library, so a shard url is whatever it
 opens: a local path, ``pipe:COMMAND``, ``http(s)://``, ``gs://``, and ``s3://`` (through the AWS CLI); samples are
 the files sharing a key (``<key>.mp4`` + ``<key>.json``), as webdataset writes and reads them.
@@ -113,7 +113,7 @@ def video_records(
     data_dir: str | os.PathLike | None = None,
     column: str = "videos",
 ) -> list[Record]:
-    """The videos of a folder or CSV source (for shards, stream [`shard_records`][shard_records] instead).
+    """The videos of a folder or CSV source (for shards, stream [`shard_records`][] instead).
 
     A CSV is ``path`` itself (paths relative to ``data_dir``, default the CSV's folder), or ``meta`` with paths
     relative to ``path`` (the original's ``--data_dir`` + ``--meta_path``; ``meta`` itself relative to ``path``
@@ -157,7 +157,7 @@ gopen_schemes.setdefault("s3", _gopen_s3)
 
 def shard_records(url: str, retries: int = 2, retry_wait: float = 1.0) -> Iterator[Union[Record, Failure]]:
     """The samples of one tar shard, in order, read with webdataset (any url it opens); problems come out as
-    [`Failure`][Failure] s, never raised.
+    [`Failure`][] s, never raised.
 
     A shard that cannot be opened (or whose command fails before yielding anything) is retried ``retries`` times; a
     shard that breaks part way (truncated, corrupt, a duplicate member) yields the complete samples before the damage

@@ -4,7 +4,7 @@ As the original: frames are scaled to [0, 1] floats first, resized with antialia
 interpolation so the short side fits (torchvision's size rule: the long side becomes
 ``int(size * long / short)``), then cropped; no rounding to uint8 in between. For non-square targets
 the resize makes both sides cover the crop (the original resizes the short side to the height and
-would pad a crop wider than the result). [`uint8_resized_clip`][uint8_resized_clip] is the other reading, ``vidtok encode``'s:
+would pad a crop wider than the result). [`uint8_resized_clip`][] is the other reading, ``vidtok encode``'s:
 resized on uint8 frames (rounded), then scaled.
 """
 

@@ -1,9 +1,9 @@
 """Which videos a process takes (evaluation, dataset encoding), and their frames cut into clips or whole-video chunks.
 
 Each video is decoded once, front to back, keeping every ``round(fps / sample_fps)``-th frame, and cut as a
-[`Cutting`][Cutting] says (clips or whole-video chunks): one cutter for evaluation and dataset encoding, which differ
+[`Cutting`][] says (clips or whole-video chunks): one cutter for evaluation and dataset encoding, which differ
 only in how a run of frames becomes a clip tensor (``Cutting.to_clip``). Reading runs in a background thread one
-step ahead of the model ([`prefetch`][prefetch]).
+step ahead of the model ([`prefetch`][]).
 """
 
 from __future__ import annotations
@@ -138,16 +138,16 @@ def _task(order: int, prefix: str, item: Union[Record, Failure]) -> Union[VideoT
 
 
 #: How a run of sampled frames becomes a clip: uint8 frames ``(T, H, W, 3)`` at the source size and the target
-#: ``(h, w)`` -> float ``(3, T, h, w)`` in [-1, 1]; [`vidtok.data.transforms`][vidtok.data.transforms] has the two readings.
+#: ``(h, w)`` -> float ``(3, T, h, w)`` in [-1, 1]; [`vidtok.data.transforms`][] has the two readings.
 ClipMaker = Callable[[Tensor, tuple[int, int]], Tensor]
 
 
 @dataclass(frozen=True)
 class Cutting:
-    """How a job cuts each video into pieces ([`video_pieces`][video_pieces]): frames sampled at ``sample_fps`` (None: every
-    frame), each run of them made a ``size`` clip by ``to_clip`` ([`frames_to_clip`][vidtok.data.transforms.frames_to_clip],
-    resized on [0, 1] floats as the original's evaluation; or
-    [`uint8_resized_clip`][vidtok.data.transforms.uint8_resized_clip], on uint8 frames as ``vidtok encode``).
+    """How a job cuts each video into pieces ([`video_pieces`][]): frames sampled at ``sample_fps`` (None: every
+    frame), each run of them made a ``size`` clip by ``to_clip``
+    ([`frames_to_clip`][vidtok.data.transforms.frames_to_clip], resized on [0, 1] floats as the original's evaluation;
+    or [`uint8_resized_clip`][vidtok.data.transforms.uint8_resized_clip], on uint8 frames as ``vidtok encode``).
 
     ``mode="clips"``: consecutive clips of ``clip_frames``, ``group`` clips per piece, the last completed with copies
     of its final frame (``last="repeat"``) or dropped (``"drop"``). ``mode="whole"``: the whole video in chunks of
@@ -179,7 +179,7 @@ class FramesRead:
 def video_pieces(task: VideoTask, cutting: Cutting) -> Generator[Piece, None, FramesRead]:
     """The video's frames as they are decoded, cut as ``cutting`` says, one piece at a time (never two videos in
     one); the generator's value (what ``yield from`` gives) is what was read. A video too short for the cut raises
-    [`VideoError`][VideoError]."""
+    [`VideoError`][]."""
     sampled = sampled_frames(task.source, cutting.sample_fps, task.name)
     frames = _Counted(sampled.frames)
     cut = _whole_pieces if cutting.mode == "whole" else _clip_pieces

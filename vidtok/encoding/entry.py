@@ -1,5 +1,6 @@
-"""The entry point of ``encode.py`` (a Hydra app): the composed config in, [`encode_dataset`][vidtok.encoding.encode_dataset]
-run, one summary line printed, and any user error ([`VidtokError`][vidtok.errors.VidtokError]) turned into one line."""
+"""The entry point of ``encode.py`` (a Hydra app): the composed config in,
+[`encode_dataset`][vidtok.encoding.encode_dataset] run, one summary line printed, and any user error
+([`VidtokError`][vidtok.errors.VidtokError]) turned into one line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .run import encode_dataset
 
 
 def encode_from_hydra(cfg: Any) -> int:
-    """Entry point of encode.py: runs [`encode_dataset`][encode_dataset], prints what was written; exits with one line and status 2
+    """Entry point of encode.py: runs [`encode_dataset`][], prints what was written; exits with one line and status 2
     on a user error. Returns the number of samples in the output."""
     from ..accelerator import end_processes
 

@@ -1,6 +1,6 @@
 """Encode a dataset: every video of a listing into latents or FSQ indices, written as WebDataset shards.
 
-[`encode_dataset`][encode_dataset] is what ``encode.py`` runs; it works the same from Python and under ``accelerate launch``,
+[`encode_dataset`][] is what ``encode.py`` runs; it works the same from Python and under ``accelerate launch``,
 where each process takes every n-th video (whole shards for sharded input) and writes shards of its own. Frames are
 read as ``vidtok encode`` reads them (sampled at ``sample_fps``, resized to cover ``height`` x ``width`` and
 centre-cropped, on uint8 frames), so a sample equals ``vidtok encode`` of the same frames. Reading and resizing run
@@ -232,12 +232,12 @@ def _summary(
 
 
 def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any = None, tokenizer: Any = None):
-    """Run a dataset encoding as ``config`` (an [`EncodeConfig`][EncodeConfig], a dict or an OmegaConf node) says.
+    """Run a dataset encoding as ``config`` (an [`EncodeConfig`][], a dict or an OmegaConf node) says.
 
     Started again with the same config after an interruption, it encodes only the videos no earlier run
     committed. ``tokenizer``: an already loaded tokenizer instead of loading ``ckpt``. Raises ConfigError /
     CheckpointError / DataSourceError before any video is read; a video that cannot be read is skipped and
-    listed in ``failed.jsonl``. Returns an [`EncodeResult`][EncodeResult].
+    listed in ``failed.jsonl``. Returns an [`EncodeResult`][].
     """
     cfg = EncodeConfig.from_any(config)
     if cfg.workers and cfg.mode == "whole":
@@ -269,7 +269,7 @@ class _Encoder:
         self.stream = None  # whole mode: the open stream of the current video
 
     def push(self, piece: Piece) -> list:
-        """Take a piece; the videos it completes, as [`finish`][finish] gives them."""
+        """Take a piece; the videos it completes, as [`finish`][] gives them."""
         parts = self.pending.setdefault(piece.task.key, [])
         if self.cfg.mode == "whole":
             with self.autocast:

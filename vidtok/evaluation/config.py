@@ -47,10 +47,10 @@ class EvalConfig(VideoJobConfig):
     """An evaluation run; every field has the default of the paper's protocol where one exists.
 
     The shared keys (tokenizer, ``data``, frames, ``mode``, clips and chunks, precision, tiles) are
-    [`VideoJobConfig`][vidtok.inference.job.VideoJobConfig]'s; ``whole`` mode is the v1.1 long-video protocol, trimmed to
-    ``1 + k * chunk_frames`` frames as the original does unless ``trim: false``. ``pad_gen_frames``: causal clips
-    led by the previous clip's last f-1 generated frames; ``sample_posterior`` / ``seed``: KL models decode draws
-    from the posterior (one generator per video).
+    [`VideoJobConfig`][vidtok.inference.job.VideoJobConfig]'s; ``whole`` mode is the v1.1 long-video protocol,
+    trimmed to ``1 + k * chunk_frames`` frames as the original does unless ``trim: false``. ``pad_gen_frames``:
+    causal clips led by the previous clip's last f-1 generated frames; ``sample_posterior`` / ``seed``: KL models
+    decode draws from the posterior (one generator per video).
     """
 
     trim: bool = True
@@ -61,7 +61,7 @@ class EvalConfig(VideoJobConfig):
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> EvalConfig:
-        """Checks that need no model; [`check_for`][check_for] adds those that do. Returns self."""
+        """Checks that need no model; [`check_for`][] adds those that do. Returns self."""
         if self.metrics.detector_sha256 == "default":
             self.metrics.detector_sha256 = I3D_SHA256
         super().validate()

@@ -14,7 +14,7 @@ from .run import evaluate
 
 
 def evaluate_from_hydra(cfg: Any) -> float:
-    """Entry point of evaluate.py: runs [`evaluate`][evaluate], prints the summary table; exits with one line and
+    """Entry point of evaluate.py: runs [`evaluate`][], prints the summary table; exits with one line and
     status 2 on a user error. Returns the PSNR."""
     from ..accelerator import end_processes
     from .report import format_summary

@@ -1,4 +1,4 @@
-"""What an evaluation produced: [`EvalResult`][EvalResult] (identical on every process), and [`summarize`][summarize], its
+"""What an evaluation produced: [`EvalResult`][] (identical on every process), and [`summarize`][], its
 headline numbers from the gathered video records and FVD features (exactly rounded means, FVD statistics
 accumulated in the videos' order, so the numbers do not depend on the process count)."""
 

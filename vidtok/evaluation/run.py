@@ -1,14 +1,14 @@
 """Evaluate a tokenizer on a set of videos: reconstruct them by the paper's protocol, score every frame, gather.
 
-[`evaluate`][evaluate] is what ``evaluate.py`` runs; it works the same from Python (``evaluate({"ckpt": ..., "data":
+[`evaluate`][] is what ``evaluate.py`` runs; it works the same from Python (``evaluate({"ckpt": ..., "data":
 {"dir": ...}})``) and under ``accelerate launch``, where every process takes every n-th video and the results are
 gathered once at the end. A video's numbers never depend on the process count: clips are batched only with clips
 of the same video, metrics are computed clip by clip, summary means use exactly rounded sums, and the FVD
 statistics are accumulated in the videos' order.
 
-This module holds the orchestration only: the per-video work is in [`.runner`][.runner], the result and its summary in
-[`.result`][.result], the tokenizer's identity in [`.identity`][.identity], the reports in [`.report`][.report] and the Hydra entry
-point in [`.entry`][.entry].
+This module holds the orchestration only: the per-video work is in [`.runner`][], the result and its summary in
+[`.result`][], the tokenizer's identity in [`.identity`][], the reports in [`.report`][] and the Hydra entry
+point in [`.entry`][].
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ log = logging.getLogger("vidtok.evaluate")
 def evaluate(
     config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, write: bool = True, tokenizer: Any = None
 ) -> EvalResult:
-    """Run an evaluation as ``config`` (an [`EvalConfig`][EvalConfig], a dict or an OmegaConf node) says.
+    """Run an evaluation as ``config`` (an [`EvalConfig`][], a dict or an OmegaConf node) says.
 
     Writes the reports to ``config.output.dir`` (on the main process) when ``write`` and a directory is set.
     ``tokenizer``: an already loaded tokenizer to evaluate instead of loading ``ckpt`` (its identity is then the

@@ -45,7 +45,7 @@ class VideoRunner:
         device: torch.device,
         out_dir: Optional[Path],
     ):
-        """``options``: the tokenizer passes' checked options ([`EvalConfig.inference_options`][EvalConfig.inference_options])."""
+        """``options``: the tokenizer passes' checked options ([`EvalConfig.inference_options`][])."""
         self.tok, self.scorer, self.cfg, self.device, self.out_dir = tok, scorer, cfg, device, out_dir
         self.options = options
         self.autocast = cfg.autocast(device)
@@ -58,7 +58,7 @@ class VideoRunner:
 
     def run(self, task: VideoTask) -> tuple[dict[str, Any], list[tuple]]:
         """The video's record and its FVD features ``(order, window, real, fake)``. A read error raises
-        [`UnreadableVideo`][UnreadableVideo], and then nothing of the video is kept (a half-written reconstruction is removed)."""
+        [`UnreadableVideo`][], and then nothing of the video is kept (a half-written reconstruction is removed)."""
         cfg = self.cfg
         state = _VideoState(task, self.scorer.metric_names)
         self.generator = None

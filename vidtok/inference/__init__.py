@@ -1,6 +1,6 @@
 """Video files in and out of a tokenizer: encode, decode and reconstruct files in bounded memory.
 
-The streams these build on live with the model ([`vidtok.models.streams`][vidtok.models.streams]); they are re-exported here.
+The streams these build on live with the model ([`vidtok.models.streams`][]); they are re-exported here.
 """
 
 from ..models.streams import VideoDecoderStream, VideoEncoderStream

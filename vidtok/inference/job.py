@@ -1,7 +1,7 @@
 """What every job over a set of videos shares (``evaluate.py``, ``encode.py``): which tokenizer and weights, which
 videos, how their frames are read and cut (clips or one causal stream per video), and how the model runs.
 
-[`VideoJobConfig`][VideoJobConfig] holds those keys once, with their checks; the jobs' configs add their own keys to it.
+[`VideoJobConfig`][] holds those keys once, with their checks; the jobs' configs add their own keys to it.
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ class VideoJobConfig:
     The tokenizer: ``tokenizer`` (an official name or a config file) or ``tokenizer_config`` (composed by Hydra),
     ``overrides`` (``model.ch=...``), ``ckpt`` (what ``vidtok.load_tokenizer`` takes: a weights file, a
     ``save_pretrained`` or training checkpoint folder, an official name, a Hub repository id; default for official
-    names: the published weights). The videos:
-    ``data`` ([`VideoListConfig`][vidtok.data.VideoListConfig]), read at ``sample_fps`` (null: every frame) and resized to
-    cover ``height`` x ``width``, centre-cropped. ``mode``: ``clips`` cuts each video into consecutive clips of
-    ``clip_frames`` frames (default 17 causal / 16 non-causal), the last completed with copies of its final frame
-    (``last_clip: repeat``) or dropped; ``whole`` runs each complete video as one causal stream of
-    ``chunk_frames``-frame chunks. ``batch_size`` clips per model call, ``precision``
-    (full / bf16 / fp16 autocast), ``device``, ``tile`` / ``tile_overlap`` (see [`InferenceOptions`][vidtok.InferenceOptions]),
-    ``threads`` (torch CPU threads per process).
+    names: the published weights). The videos: ``data`` ([`VideoListConfig`][vidtok.data.VideoListConfig]), read
+    at ``sample_fps`` (null: every frame) and resized to cover ``height`` x ``width``, centre-cropped. ``mode``:
+    ``clips`` cuts each video into consecutive clips of ``clip_frames`` frames (default 17 causal / 16 non-causal),
+    the last completed with copies of its final frame (``last_clip: repeat``) or dropped; ``whole`` runs each
+    complete video as one causal stream of ``chunk_frames``-frame chunks. ``batch_size`` clips per model call,
+    ``precision`` (full / bf16 / fp16 autocast), ``device``, ``tile`` / ``tile_overlap`` (see
+    [`InferenceOptions`][vidtok.InferenceOptions]), ``threads`` (torch CPU threads per process).
     """
 
     ckpt: Optional[str] = None
@@ -63,7 +62,7 @@ class VideoJobConfig:
     threads: Optional[int] = None
 
     def validate(self):
-        """Checks that need no model (ConfigError naming the key); [`check_for`][check_for] adds those that do."""
+        """Checks that need no model (ConfigError naming the key); [`check_for`][] adds those that do."""
         if self.tokenizer is not None and self.tokenizer_config is not None:
             raise ConfigError("give tokenizer (a name or config file) or tokenizer_config, not both")
         self.data.check()
@@ -90,7 +89,7 @@ class VideoJobConfig:
 
     def cutting(self, causal: bool) -> Cutting:
         """How each video is cut ([`video_pieces`][vidtok.data.videos.video_pieces]): ``mode``, clips of
-        [`clip_length`][clip_length] frames, ``batch_size`` per piece, ``chunk_frames``-frame chunks, frames resized on [0, 1]
+        [`clip_length`][] frames, ``batch_size`` per piece, ``chunk_frames``-frame chunks, frames resized on [0, 1]
         floats. The jobs' configs adjust it."""
         return Cutting(
             size=(self.height, self.width),

@@ -4,8 +4,9 @@ Causal models stream: frames are decoded from the file, encoded and decoded chun
 written as they come, so memory depends on the chunk sizes (``options.chunk_frames`` /
 ``options.chunk_latents``, default 16 / 4), not on the video length. Non-causal models see the video
 as independent clips of ``clip_frames`` frames (the last one padded with copies of its last frame, then
-trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see [`InferenceOptions`][vidtok.InferenceOptions]).
-How a file is read (frame size, frame rate, how many frames) is one [`ReadSettings`][ReadSettings].
+trimmed), which is how they are evaluated. Tiling comes from ``options`` too (see
+[`InferenceOptions`][vidtok.InferenceOptions]).
+How a file is read (frame size, frame rate, how many frames) is one [`ReadSettings`][].
 
 Each function checks ``options`` against the model once and passes the checked object down. No option keywords
 here, unlike ``Tokenizer.encode``: every caller (the command line, the jobs, benchmarks) already holds one object.

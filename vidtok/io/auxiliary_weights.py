@@ -63,7 +63,7 @@ def _verified(path: Path, spec: PretrainedFile) -> Path:
 
 def resolve_weights(spec: PretrainedFile, path: Optional[str | os.PathLike] = None, download: bool = True) -> Path:
     """The local file for ``spec``: ``path`` if given, else ``$<env_var>``, else the hub cache, else
-    downloaded there (when ``download``). Raises [`WeightsError`][WeightsError] saying where to put the file."""
+    downloaded there (when ``download``). Raises [`WeightsError`][] saying where to put the file."""
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():

@@ -69,7 +69,7 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """``data`` into ``path`` through [`replaced_atomically`][replaced_atomically]; returns the path."""
+    """``data`` into ``path`` through [`replaced_atomically`][]; returns the path."""
     with replaced_atomically(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)

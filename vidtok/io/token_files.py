@@ -5,7 +5,7 @@ A token file is a safetensors file with one tensor (``latents`` (1, C, t, h, w) 
 frames the latents stand for, the processed and original frame sizes, the source path and, when the
 video was cut into clips encoded one by one (non-causal models; ``encode.py``'s clips), the clip length.
 Reading a file checks that its tensor holds the latent frames its frame count takes
-([`TokenFile.check_frames`][TokenFile.check_frames]).
+([`TokenFile.check_frames`][]).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class TokenFile:
 
     def check_frames(self, path: str | os.PathLike = "token file") -> None:
         """Refuse a tensor whose latent frames disagree with the ``frames`` the metadata says (outside
-        [`latent_frame_range`][latent_frame_range]), so a decode writes exactly ``frames`` frames and decodes at most one clip
+        [`latent_frame_range`][]), so a decode writes exactly ``frames`` frames and decodes at most one clip
         more."""
         self._check_layout(path)
         (need, most), held = self.latent_frame_range(), self.latent_frames
@@ -97,7 +97,7 @@ def _index_dtype(codebook_size: int) -> torch.dtype:
 
 def token_bytes(tokens: TokenFile) -> bytes:
     """A token file's bytes (safetensors: the one tensor and the metadata); FSQ indices in the smallest integer type
-    that holds the codebook. What [`save_tokens`][save_tokens] writes and a shard member of ``encode.py`` holds."""
+    that holds the codebook. What [`save_tokens`][] writes and a shard member of ``encode.py`` holds."""
     from safetensors.torch import save
 
     if tokens.kind not in ("latents", "indices"):
@@ -126,7 +126,7 @@ def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
 
 
 def load_tokens(path: str | os.PathLike) -> TokenFile:
-    """Read a token file written by [`save_tokens`][save_tokens] (clear errors for anything else)."""
+    """Read a token file written by [`save_tokens`][] (clear errors for anything else)."""
     path = existing_file(path, "token file", TokenFileError)
     tokens = tokens_from_bytes(path.read_bytes(), str(path))
     tokens.check_frames(path)
@@ -134,7 +134,7 @@ def load_tokens(path: str | os.PathLike) -> TokenFile:
 
 
 def tokens_from_bytes(data: bytes, label: str = "token data") -> TokenFile:
-    """A token file from its bytes (see [`token_bytes`][token_bytes]); ``label`` names it in errors."""
+    """A token file from its bytes (see [`token_bytes`][]); ``label`` names it in errors."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 

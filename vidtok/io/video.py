@@ -1,8 +1,8 @@
 """Reading and writing video files (PyAV, which bundles FFmpeg), and frame <-> tensor conversion.
 
 Frames are uint8 tensors (n, H, W, 3); model tensors are float (B, 3, T, H, W) in [-1, 1]. The frame readers:
-[`sampled_frames`][sampled_frames] (front to back, every n-th frame), [`iter_frames`][iter_frames] (the same in resized chunks) and
-[`read_clip`][read_clip] (the frames at given indices, seeking to the key frame before a late clip).
+[`sampled_frames`][] (front to back, every n-th frame), [`iter_frames`][] (the same in resized chunks) and
+[`read_clip`][] (the frames at given indices, seeking to the key frame before a late clip).
 
 PyAV was chosen by measurement on the reference CPU (docs, Data): it decodes 256x256 H.264 at about
 1000 frames/s, bundles its own FFmpeg (nothing to install) and can seek; torchcodec is faster but needs
@@ -139,7 +139,7 @@ def sampled_frames(
 ) -> SampledFrames:
     """The video's frames, decoding front to back. Keeps every ``round(fps / sample_fps)``-th frame (or every
     ``interval``-th, when the caller has worked it out already: give one of the two); a stream that changes frame
-    size midway is scaled to its first frame's size. Corrupt data raises [`VideoError`][VideoError] naming the video
+    size midway is scaled to its first frame's size. Corrupt data raises [`VideoError`][] naming the video
     (after the frames decoded before it)."""
 
     label = source_name(source, name)
@@ -194,8 +194,8 @@ def iter_frames(
 ) -> Iterator[Tensor]:
     """Decode a video (a path or the file's bytes) lazily, yielding uint8 frames (n <= chunk, H, W, 3).
 
-    Frames are those of [`sampled_frames`][sampled_frames]; with ``size=(H, W)`` they are resized so they cover H x W
-    (antialiased) and centre-cropped to it. Corrupt data raises [`VideoError`][VideoError] naming the file.
+    Frames are those of [`sampled_frames`][]; with ``size=(H, W)`` they are resized so they cover H x W
+    (antialiased) and centre-cropped to it. Corrupt data raises [`VideoError`][] naming the file.
     """
     frames = sampled_frames(path, sample_fps, interval=interval).frames
     batch: list[Tensor] = []
@@ -230,7 +230,7 @@ def read_clip(source: VideoSource, indices: Sequence[int], name: Optional[str] =
     """uint8 frames ``(len(indices), H, W, 3)`` at the given frame indices (0-based, in display order;
     they may repeat and need not be sorted). A clip that starts late is read by seeking to the key frame
     before it; otherwise, or when the container's timestamps cannot be trusted, the frames are those of
-    decoding from the start. Missing frames raise [`VideoError`][VideoError] naming the source."""
+    decoding from the start. Missing frames raise [`VideoError`][] naming the source."""
     if not len(indices):
         raise ValueError("read_clip needs at least one frame index")
     if min(indices) < 0:
@@ -350,7 +350,7 @@ def even_size(height: int, width: int, factor: int) -> tuple[int, int]:
 class VideoWriter:
     """Write uint8 frames to a video file (H.264 in MP4 by default), atomically.
 
-    Frames go to a temporary file beside the target, renamed into place on [`close`][close]; if an error
+    Frames go to a temporary file beside the target, renamed into place on [`close`][]; if an error
     interrupts writing, the temporary file is removed and nothing is left half written.
     """
 

@@ -155,7 +155,7 @@ def key_mismatches(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], 
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> None:
-    """Raise [`CheckpointError`][CheckpointError] listing missing, unexpected and mis-shaped keys, if any."""
+    """Raise [`CheckpointError`][] listing missing, unexpected and mis-shaped keys, if any."""
     expected = model.state_dict()
     found = tokenizer_state_dict(state_dict)
     mismatches = key_mismatches(expected, found)

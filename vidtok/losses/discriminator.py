@@ -1,7 +1,7 @@
 """PatchGAN discriminators (pix2pix), 2-D per frame and 3-D per clip, laid out like the original's.
 
 Both are a ``main`` ``nn.Sequential`` with the original's layer indices, so the ``loss.discriminator.*``
-entries of an official training checkpoint load into them ([`load_discriminator_state_dict`][load_discriminator_state_dict]).
+entries of an official training checkpoint load into them ([`load_discriminator_state_dict`][]).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ of the implicit codebook: ``p = softmax(2 * inv_temperature * z . c)`` over code
 ``-distance * inv_temperature`` with ``distance = -2 z . c``). It rewards confident positions (low
 per-position entropy) and even code use over the batch (high entropy of the mean of ``p``). With 262,144
 codes the full positions x codes table is far too large, so it is computed in chunks of positions, and
-backward recomputes each chunk instead of storing it ([`_ChunkedCodeEntropy`][_ChunkedCodeEntropy]).
+backward recomputes each chunk instead of storing it ([`_ChunkedCodeEntropy`][]).
 """
 
 from __future__ import annotations

@@ -59,11 +59,11 @@ class VidTokLoss(nn.Module):
     Per iteration: ``z, terms = loss.regularization(tok.encode_moments(x), tok.regularizer, step)``,
     ``x_hat = tok.decode(z)[:, :, :T]``, ``generator_loss(x, x_hat, terms, step, last_layer)`` for the
     tokenizer (+ ``generator_parameters()``) optimiser, then ``discriminator_loss(x, x_hat, step)`` for the
-    ``discriminator_parameters()`` optimiser. See [`original_steps`][original_steps] for the original's step counting.
+    ``discriminator_parameters()`` optimiser. See [`original_steps`][] for the original's step counting.
 
     The state dict holds ``logvar``, the discriminator and the LeCAM averages. The LPIPS network is kept out
     of the module tree on purpose (frozen, loaded from its own files): it is never in ``state_dict()``,
-    ``parameters()`` or an optimiser, yet follows ``.to()`` / ``.cuda()`` moves; it is [`perceptual`][perceptual].
+    ``parameters()`` or an optimiser, yet follows ``.to()`` / ``.cuda()`` moves; it is [`perceptual`][].
     """
 
     logvar: nn.Parameter
@@ -125,7 +125,7 @@ class VidTokLoss(nn.Module):
 
     def load_original_state_dict(self, state_dict: Mapping[str, Tensor], prefix: str = "loss.") -> None:
         """Initialise the discriminator and ``logvar`` from an official training checkpoint's ``state_dict``
-        (keys ``loss.discriminator.*`` and ``loss.logvar``); strict, see [`load_discriminator_state_dict`][load_discriminator_state_dict]."""
+        (keys ``loss.discriminator.*`` and ``loss.logvar``); strict, see [`load_discriminator_state_dict`][]."""
         load_discriminator_state_dict(self.discriminator, state_dict, prefix + "discriminator.")
         if prefix + "logvar" in state_dict:
             with torch.no_grad():
@@ -147,7 +147,7 @@ class VidTokLoss(nn.Module):
         KL: a posterior sample (the mean with ``sample=False``) and ``{"kl_loss"}``. FSQ: the straight-through
         codes and ``{"aux_loss"}`` = annealed entropy weight * entropy loss + commitment weight * commitment,
         plus its parts (``entropy_loss``, ``per_sample_entropy``, ``codebook_entropy``, ``commitment_loss``,
-        ``entropy_weight``) for logging. Only ``kl_loss`` and ``aux_loss`` enter [`generator_loss`][generator_loss].
+        ``entropy_weight``) for logging. Only ``kl_loss`` and ``aux_loss`` enter [`generator_loss`][].
         """
         c = self.config
         if self.regularizer_kind == "kl":

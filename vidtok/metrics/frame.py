@@ -4,13 +4,13 @@ Conventions (those of the original VidTok evaluation, computed with torchmetrics
 
 * Both videos are clamped to [-1, 1] (decoders overshoot) and every metric is computed frame by frame.
 * PSNR and SSIM see [0, 1] data with ``data_range=1``; SSIM is not shift-invariant, so the mapping matters.
-* PSNR is ``10 log10(1 / MSE)`` per frame over all channels and pixels, capped at [`PSNR_MAX_DB`][PSNR_MAX_DB] (80 dB, the
+* PSNR is ``10 log10(1 / MSE)`` per frame over all channels and pixels, capped at [`PSNR_MAX_DB`][] (80 dB, the
   ceiling that the original's ``-10 log10(MSE + 1e-8)`` has) so that a perfect frame does not make a mean infinite.
 * SSIM uses an 11-tap Gaussian window with sigma 1.5, K1=0.01, K2=0.03, averaged over channels and over the *valid*
   region: torchmetrics' SSIM map (which reflect-pads by 5 px) with those 5 px borders cropped, i.e. only windows that
   lie fully inside the frame, as in the original VidTok code, Wang et al.'s reference and scikit-image.
   ``border="reflect"`` gives torchmetrics' own number instead (mean over the padded full-size map).
-* LPIPS ([`vidtok.metrics.lpips`][vidtok.metrics.lpips]) is the ``lpips`` package's VGG16 network on [-1, 1] inputs.
+* LPIPS ([`vidtok.metrics.lpips`][]) is the ``lpips`` package's VGG16 network on [-1, 1] inputs.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _unit_frames(video: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
 
 
 def psnr_from_mse(mse: float) -> float:
-    """PSNR in dB for a mean squared error of [0, 1] data: ``10 log10(1 / MSE)``, capped at [`PSNR_MAX_DB`][PSNR_MAX_DB]
+    """PSNR in dB for a mean squared error of [0, 1] data: ``10 log10(1 / MSE)``, capped at [`PSNR_MAX_DB`][]
     (so a perfect reconstruction gives 80 dB, not infinity). The one rule every PSNR in vidtok follows."""
     if mse < 0 or math.isnan(mse):
         raise ValueError(f"a mean squared error must be >= 0, found {mse}")
@@ -63,7 +63,7 @@ def psnr_from_mse(mse: float) -> float:
 
 @torch.no_grad()
 def psnr(real: Tensor, fake: Tensor) -> float:
-    """One PSNR (dB) over every pixel of two same-shaped tensors in [-1, 1] (clamped), by [`psnr_from_mse`][psnr_from_mse]."""
+    """One PSNR (dB) over every pixel of two same-shaped tensors in [-1, 1] (clamped), by [`psnr_from_mse`][]."""
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, found {tuple(real.shape)} and {tuple(fake.shape)}")
     mse = (real.double().clamp(-1, 1) - fake.double().clamp(-1, 1)).div(2).pow(2).mean().item()

@@ -5,7 +5,7 @@ from StyleGAN-V, also used by most public FVD code). Its forward is
 ``detector(videos, rescale: bool, resize: bool, return_features: bool) -> (N, 400)``. We follow the common FVD
 code's convention (``rescale=False, resize=False, return_features=True``): the detector gets float videos
 (N, 3, T, 224, 224) already in [-1, 1] and returns the 400 pre-softmax logits as features. Preprocessing
-([`preprocess_for_i3d`][preprocess_for_i3d]): the first ``num_frames`` (16) frames of each clip, each frame resized so its shorter side
+([`preprocess_for_i3d`][]): the first ``num_frames`` (16) frames of each clip, each frame resized so its shorter side
 is 224 (bilinear, ``align_corners=False``, no antialiasing) and center-cropped to 224x224. For square frames this is
 the same as StyleGAN-V's in-model ``resize=True`` path (trilinear to (T, 224, 224)).
 

@@ -5,7 +5,7 @@ heads that package ships. The original VidTok's loss and evaluation use the same
 copy of it: same layers, scaling, normalisation and order of sums, and the same ``vgg.pth`` heads, MD5
 d507d7349b931f0638a25a48a722f98a), so the values are bit-identical to the original's (checked against a checkout by
 ``tests/test_losses.py`` with ``VIDTOK_ORIGINAL``). The VGG16 ImageNet backbone is read from the file that
-[`vidtok.io.auxiliary_weights.resolve_weights`][vidtok.io.auxiliary_weights.resolve_weights] finds (a path, ``$VIDTOK_VGG16``, torch hub's cache, or a
+[`vidtok.io.auxiliary_weights.resolve_weights`][] finds (a path, ``$VIDTOK_VGG16``, torch hub's cache, or a
 download), instead of torchvision's own download, so an offline machine gets an error saying where to put it.
 """
 
@@ -80,7 +80,7 @@ def _random_vgg_state(net: nn.Module) -> dict[str, Tensor]:
 
 class LPIPS(nn.Module):
     """VGG16 LPIPS distance, frozen: ``forward(input, target)`` on (N, 3, H, W) images in [-1, 1] -> (N, 1, 1, 1)
-    (differentiable in the inputs: the training loss), [`per_frame`][per_frame] on videos -> (B, T) (the metric).
+    (differentiable in the inputs: the training loss), [`per_frame`][] on videos -> (B, T) (the metric).
 
     Always in eval mode and its parameters never require grad. ``pretrained=False`` gives a randomly initialised
     backbone (tests); the heads are always the package's. ``frames_per_pass`` bounds how many images go through VGG

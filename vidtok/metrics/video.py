@@ -92,7 +92,7 @@ class VideoMetrics:
     """
 
     def __init__(self, **scorer_options: Any) -> None:
-        """``scorer_options``: those of [`FrameScorer`][FrameScorer] (``lpips``, ``vgg_path``, ``fvd``, ``detector_path``,
+        """``scorer_options``: those of [`FrameScorer`][] (``lpips``, ``vgg_path``, ``fvd``, ``detector_path``,
         ``device``, ...)."""
         self.scorer = FrameScorer(**scorer_options)
         self.records: list[dict[str, Any]] = []

@@ -128,7 +128,7 @@ class Encoder(_CheckpointMixin, nn.Module):
     """Video (B, 3, T, H, W) -> moments (B, 2*C or C, t, H/fs, W/fs), for T padded as the Tokenizer does.
 
     ``first_chunk`` says that ``x`` starts at the video's first frame (always, outside a stream); with a
-    collapsed first group ([`collapses_first_group`][collapses_first_group]) that frame stands for the whole group.
+    collapsed first group ([`collapses_first_group`][]) that frame stands for the whole group.
     """
 
     def __init__(self, cfg: TokenizerConfig):
@@ -181,7 +181,7 @@ class Decoder(_CheckpointMixin, nn.Module):
     """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w).
 
     T' is f*t, of which a causal model's first f-1 frames are padding that the Tokenizer drops; with a
-    collapsed first group ([`collapses_first_group`][collapses_first_group]) T' is 1 + f*(t-1) and nothing is dropped.
+    collapsed first group ([`collapses_first_group`][]) T' is 1 + f*(t-1) and nothing is dropped.
     ``first_chunk`` says that ``z`` starts at the first latent (always, outside a stream).
     """
 

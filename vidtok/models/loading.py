@@ -42,7 +42,7 @@ def load_tokenizer(
             ``.safetensors`` file; a ``save_pretrained`` folder or a training checkpoint folder
             (``checkpoints/step_N/``); an official name; a Hub repository id. ``None`` with an official name: the
             published weights from the Hugging Face Hub (``microsoft/VidTok``), downloaded once and cached
-            (see [`vidtok.hub`][vidtok.hub]).
+            (see [`vidtok.hub`][]).
         overrides: Hydra-style overrides such as ``["model.ch=16"]``.
         pretrained: ``False`` (without ``ckpt``) gives random weights; nothing else does.
         revision: the Hub revision (branch, tag or commit) of the published weights (or of ``ckpt``'s repository).

@@ -1,10 +1,10 @@
 """How a tokenizer pass spends memory: time chunks, spatial tiles and padding, as one checked object.
 
 Every layer that runs a tokenizer (``Tokenizer.encode`` / ``decode``, the streams, the file pipeline, the
-``vidtok`` commands, evaluation) takes an [`InferenceOptions`][InferenceOptions]. The public calls are the edges: there
+``vidtok`` commands, evaluation) takes an [`InferenceOptions`][]. The public calls are the edges: there
 the options (and any option keywords on top) are checked against the model once, by
-[`InferenceOptions.checked`][InferenceOptions.checked], which raises [`InputError`][vidtok.InputError] naming valid values; below them
-the checked object is passed down as it is. [`InferenceOptions.replace`][InferenceOptions.replace] keeps a checked object checked
+[`InferenceOptions.checked`][], which raises [`InputError`][vidtok.InputError] naming valid values; below them
+the checked object is passed down as it is. [`InferenceOptions.replace`][] keeps a checked object checked
 (it checks only the fields it changes), and an edge handed a checked object checks nothing again.
 
 * ``chunk_frames`` - causal models: frames that go through the encoder at once (memory, not the result);
@@ -54,7 +54,7 @@ class InferenceOptions:
 
     def replace(self, **changes) -> InferenceOptions:
         """A copy with ``changes`` (field names as keywords; unknown names raise TypeError). A checked object
-        stays checked: the changed fields are checked against the same model (InputError as [`checked`][checked])."""
+        stays checked: the changed fields are checked against the same model (InputError as [`checked`][])."""
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
             raise TypeError(f"unknown inference option(s) {', '.join(unknown)}; the options are {', '.join(FIELDS)}")
@@ -67,7 +67,7 @@ class InferenceOptions:
         return changed._validated(self._checked_for, set(changes))
 
     def is_checked_for(self, config: TokenizerConfig) -> bool:
-        """Whether these options were checked against ``config`` (by [`checked`][checked], or kept by [`replace`][replace])."""
+        """Whether these options were checked against ``config`` (by [`checked`][], or kept by [`replace`][])."""
         return self._checked_for is config
 
     def checked(self, config: TokenizerConfig) -> InferenceOptions:

@@ -1,8 +1,9 @@
 """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` in the Hugging Face Hub's conventions, through
 huggingface_hub's own ``PyTorchModelHubMixin``: a folder (or Hub repository) holds ``config.json`` (the
-[`TokenizerConfig`][vidtok.config.TokenizerConfig]), ``model.safetensors`` (the weights, with the config in their metadata too)
-and a generated model card ``README.md``. Loading takes what [`vidtok.models.weights.locate_weights`][vidtok.models.weights.locate_weights] takes
-(official names, folders, training checkpoints, single weight files, Hub repository ids) and is strict and pickle-free.
+[`TokenizerConfig`][vidtok.config.TokenizerConfig]), ``model.safetensors`` (the weights, with the config in their
+metadata too) and a generated model card ``README.md``. Loading takes what
+[`vidtok.models.weights.locate_weights`][] takes (official names, folders, training checkpoints, single weight files,
+Hub repository ids) and is strict and pickle-free.
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ class PretrainedMixin(
         overrides: Sequence[str] = (),
         config: Optional[Union[TokenizerConfig, dict]] = None,
     ) -> Any:
-        """A tokenizer from an official name (its published weights), a folder written by [`save_pretrained`][save_pretrained],
+        """A tokenizer from an official name (its published weights), a folder written by [`save_pretrained`][],
         a vidtok training checkpoint folder (``checkpoints/step_N/``), a weights file (``.safetensors`` / ``.ckpt``),
         or a Hub repository id holding a ``save_pretrained`` folder. ``revision``, ``local_files_only``,
         ``cache_dir``, ``force_download``, ``token`` work as in every Hub library; ``map_location`` is the device;
-        ``overrides`` and ``config`` are [`vidtok.load_tokenizer`][vidtok.load_tokenizer]'s."""
+        ``overrides`` and ``config`` are [`vidtok.load_tokenizer`][]'s."""
         location = locate_weights(
             pretrained_model_name_or_path,
             revision=revision,

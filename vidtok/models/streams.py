@@ -3,7 +3,7 @@
 A causal VidTok model never needs future frames to encode, and its decoder needs at most one latent
 of look-ahead (v1.1's linear temporal upsampling), so a video of any length can be processed in
 bounded memory with results equal to a full pass up to float rounding. The streams below hold the
-few frames each layer needs between chunks (see [`vidtok.modules.streaming`][vidtok.modules.streaming]) and drop them when
+few frames each layer needs between chunks (see [`vidtok.modules.streaming`][]) and drop them when
 finished.
 
     with VideoEncoderStream(tok, chunk_frames=16) as enc:
@@ -111,7 +111,7 @@ class _Stream:
 class VideoEncoderStream(_Stream):
     """Encode frames as they arrive; returns latents as soon as they are complete.
 
-    ``output`` is ``"latents"`` (what [`Tokenizer.encode`][Tokenizer.encode] returns), ``"indices"`` (FSQ models)
+    ``output`` is ``"latents"`` (what [`Tokenizer.encode`][] returns), ``"indices"`` (FSQ models)
     or ``"moments"`` (the raw encoder output, before the regularizer).
 
     ``chunk_frames`` (a multiple of the temporal factor; default ``options.chunk_frames``, else 16) is how
@@ -246,7 +246,7 @@ class VideoDecoderStream(_Stream):
     ``chunk_latents`` latents (default ``options.chunk_latents``, else 4) go through the decoder at once.
     Because v1.1 decoders look one latent ahead, a chunk is decoded once the next latent has arrived, and
     ``finish`` decodes the rest. The f-1 leading padding frames of a causal decode are dropped, as in
-    [`Tokenizer.decode`][Tokenizer.decode].
+    [`Tokenizer.decode`][].
     """
 
     def __init__(

@@ -43,7 +43,7 @@ def _make_regularizer(config: TokenizerConfig) -> nn.Module:
 
 
 class Tokenizer(nn.Module, PretrainedMixin):
-    """A VidTok video tokenizer. Build one with [`vidtok.load_tokenizer`][vidtok.load_tokenizer] (or ``Tokenizer.from_pretrained``).
+    """A VidTok video tokenizer. Build one with [`vidtok.load_tokenizer`][] (or ``Tokenizer.from_pretrained``).
 
     ``encode`` / ``decode`` map video (B, 3, T, H, W) in [-1, 1] to latents (B, C, t, h, w) and back;
     FSQ models also map to and from integer indices (B, t, h, w). Every pass takes ``options``, an
@@ -62,7 +62,7 @@ class Tokenizer(nn.Module, PretrainedMixin):
 
     @classmethod
     def from_weights(cls, weights: Weights, device: str | torch.device = "cpu") -> Tokenizer:
-        """The tokenizer ``weights`` describe (see [`vidtok.models.weights.read_weights`][vidtok.models.weights.read_weights]), on ``device`` in eval
+        """The tokenizer ``weights`` describe (see [`vidtok.models.weights.read_weights`][]), on ``device`` in eval
         mode with gradients switched off. Built on the meta device and given the weights' own tensors; keys are
         checked strictly (missing, unexpected and mis-shaped entries all reported at once)."""
         with torch.device("meta"):
@@ -133,11 +133,11 @@ class Tokenizer(nn.Module, PretrainedMixin):
 
     def encode_moments(self, x: Tensor, *, options: Optional[InferenceOptions] = None, **option_fields) -> Tensor:
         """The raw encoder output: KL models (B, 2C, ...) = posterior mean and log-variance; FSQ models
-        the values before quantisation. Options as [`encode`][encode]."""
+        the values before quantisation. Options as [`encode`][]."""
         return self._encode_moments(x, self._options(options, option_fields, ENCODE_OPTIONS, "encode_moments"))
 
     def encode_indices(self, x: Tensor, *, options: Optional[InferenceOptions] = None, **option_fields) -> Tensor:
-        """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w); options as [`encode`][encode]."""
+        """FSQ models: video (B, 3, T, H, W) -> int64 code indices (B, t, h, w); options as [`encode`][]."""
         checks.require_discrete(self.config, "encode_indices")
         moments = self._encode_moments(x, self._options(options, option_fields, ENCODE_OPTIONS, "encode_indices"))
         return self.regularizer.codes_to_indices(self.regularizer(moments))
@@ -146,7 +146,7 @@ class Tokenizer(nn.Module, PretrainedMixin):
         """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w), T' = 1 + f*(t-1) causal, f*t otherwise.
 
         ``chunk_latents`` (causal models) decodes that many latents at a time with the same result as
-        one pass; ``tile`` / ``tile_overlap`` are in output pixels, as for [`encode`][encode].
+        one pass; ``tile`` / ``tile_overlap`` are in output pixels, as for [`encode`][].
         """
         return self._decode(z, self._options(options, option_fields, DECODE_OPTIONS, "decode"))
 
@@ -170,7 +170,7 @@ class Tokenizer(nn.Module, PretrainedMixin):
         generator: Optional[torch.Generator] = None,
         **option_fields,
     ) -> Tensor:
-        """Encode then decode; returns exactly the T input frames. Options as [`encode`][encode] / [`decode`][decode]."""
+        """Encode then decode; returns exactly the T input frames. Options as [`encode`][] / [`decode`][]."""
         opts = self._options(options, option_fields, ENCODE_OPTIONS + DECODE_OPTIONS[:1], "a tokenizer call")
         num_frames = x.shape[2] if isinstance(x, Tensor) and x.ndim == 5 else 0
         z = self._latents(x, opts, sample, generator)
@@ -191,8 +191,8 @@ class Tokenizer(nn.Module, PretrainedMixin):
 
         This is the original's ``pad_gen_frames``: a video reconstructed clip by clip, each clip led by the last
         f-1 reconstructed frames of the one before, so that consecutive clips join more smoothly. Returns the T
-        frames of ``x``; with ``tile`` the passes are tiled as in [`encode`][encode] / [`decode`][decode] (time chunks
-        do not apply); ``sample`` / ``generator`` as in [`encode`][encode].
+        frames of ``x``; with ``tile`` the passes are tiled as in [`encode`][] / [`decode`][] (time chunks
+        do not apply); ``sample`` / ``generator`` as in [`encode`][].
         """
         opts = self._options(options, option_fields, ("tile", "tile_overlap"), "reconstruct_after")
         if self.config.is_discrete and sample:
@@ -243,13 +243,13 @@ class Tokenizer(nn.Module, PretrainedMixin):
         return resolve_options(options, fields, allowed, what, self.config).checked(self.config)
 
     def _latents(self, x: Tensor, opts: InferenceOptions, sample: bool, generator: Optional[torch.Generator]) -> Tensor:
-        """What [`encode`][encode] returns, for checked options."""
+        """What [`encode`][] returns, for checked options."""
         if self.config.is_discrete and sample:
             raise ValueError("sample=True only applies to KL models; FSQ encoding is deterministic")
         return self.regularizer.latents(self._encode_moments(x, opts), sample=sample, generator=generator)
 
     def _decode(self, z: Tensor, opts: InferenceOptions) -> Tensor:
-        """What [`decode`][decode] returns, for checked options."""
+        """What [`decode`][] returns, for checked options."""
         checks.check_latents(self.config, z)
         return self._frames(z.to(self.dtype), opts)
 
@@ -274,7 +274,7 @@ class Tokenizer(nn.Module, PretrainedMixin):
 
     def _encoder_pass(self, x: Tensor, opts: InferenceOptions, collapse_head: Optional[bool] = None) -> Tensor:
         """The encoder on padded frames, in one pass or by tiles; ``collapse_head=False``: the first group of f
-        frames is given in full (see [`reconstruct_after`][reconstruct_after])."""
+        frames is given in full (see [`reconstruct_after`][])."""
         encode = partial(self.encoder, collapse_head=collapse_head)
         if opts.tile is not None:
             return tiled(lambda part, _: encode(part), x, opts.tile, opts.tile_overlap, 1 / self.config.spatial_factor)

@@ -1,12 +1,12 @@
 """What a user names -> the weights it means, and the config they load with.
 
-[`locate_weights`][locate_weights] is the one place that reads a name: an official name (not an existing path) means its
+[`locate_weights`][] is the one place that reads a name: an official name (not an existing path) means its
 published weights, an existing file is itself, a ``save_pretrained`` folder or a vidtok training checkpoint folder
 (``checkpoints/step_N/``) means the weights inside, anything else of the form ``owner/name`` is a Hub repository
-holding a ``save_pretrained`` folder. [`read_weights`][read_weights] reads the file found and decides the tokenizer config
+holding a ``save_pretrained`` folder. [`read_weights`][] reads the file found and decides the tokenizer config
 (the name or config asked for, the file's own metadata, overrides), checking them against each other.
 ``load_tokenizer``, ``Tokenizer.from_pretrained``, the jobs' ``ckpt`` and training's ``init_from`` all start here;
-building the model is [`vidtok.Tokenizer.from_weights`][vidtok.Tokenizer.from_weights] (this module never imports it).
+building the model is [`vidtok.Tokenizer.from_weights`][] (this module never imports it).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class WeightsLocation:
 
 class Weights(NamedTuple):
     """What a tokenizer is built from: its config, its state dict (floating point as fp32), where the weights came
-    from in words ([`weights_source`][weights_source]) and the file they were read from."""
+    from in words ([`weights_source`][]) and the file they were read from."""
 
     config: TokenizerConfig
     state_dict: dict[str, Tensor]
@@ -87,7 +87,7 @@ def locate_weights(
     force_download: bool = False,
 ) -> WeightsLocation:
     """The weights ``target`` names: an official name (not an existing path) -> its published weights (see
-    [`published_weights`][published_weights]; ``revision`` / ``local_files_only`` apply), an existing file -> itself, a
+    [`published_weights`][]; ``revision`` / ``local_files_only`` apply), an existing file -> itself, a
     ``save_pretrained`` folder -> its ``model.safetensors``, a training checkpoint folder -> its
     ``tokenizer.safetensors`` (else ``tokenizer_ema.safetensors``), ``owner/name`` -> that Hub repository's
     ``model.safetensors`` (``revision``, ``cache_dir``, ``token``, ``force_download``, ``local_files_only`` as in
@@ -161,7 +161,7 @@ def read_weights(
     overrides: Sequence[str] = (),
     config: Optional[TokenizerConfig] = None,
 ) -> Weights:
-    """Read the weights at ``location`` and decide their config with [`resolve_config`][resolve_config] (a ``config.json``
+    """Read the weights at ``location`` and decide their config with [`resolve_config`][] (a ``config.json``
     beside them counts as the file's own config, checked against the one in their metadata)."""
     loaded = read_checkpoint(location.file)
     own_config = loaded.config

@@ -182,5 +182,5 @@ def time_conv(cin: int, cout: int, kernel: int, *, causal: bool, temporal_pad: s
 
 
 def unwrap_conv(module: nn.Module) -> nn.Module:
-    """The convolution inside a [`CausalConv`][CausalConv], or the module itself."""
+    """The convolution inside a [`CausalConv`][], or the module itself."""
     return module.conv if isinstance(module, CausalConv) else module

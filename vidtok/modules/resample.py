@@ -63,7 +63,8 @@ class TimeDownsample(TemporalContext, nn.Module):
         self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
 
     def forward(self, x: Tensor, collapsed_head: bool = False) -> Tensor:
-        """``collapsed_head``: frame 0 stands for a pair of identical frames (see [`Encoder`][vidtok.models.Encoder])."""
+        """``collapsed_head``: frame 0 stands for a pair of identical frames (see
+        [`Encoder`][vidtok.models.Encoder])."""
         if collapsed_head:
             x = cat_time([x[:, :, :1], x])
         padded = self.with_past(x, 1, self.temporal_pad) if self.causal else pad_time_back(x, 1)

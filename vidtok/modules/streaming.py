@@ -1,6 +1,6 @@
 """Chunk-by-chunk (streaming) execution of causal layers.
 
-Inside ``with streaming(model) as state:`` every [`TemporalContext`][TemporalContext] layer of ``model`` keeps the
+Inside ``with streaming(model) as state:`` every [`TemporalContext`][] layer of ``model`` keeps the
 frames it needs from the previous chunk (its causal padding, and for linear temporal upsampling the
 look-ahead it has to wait for), so that feeding a video chunk by chunk gives the same result as one
 full pass. ``state.final`` tells layers that the current chunk is the last one. Leaving the block

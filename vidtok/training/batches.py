@@ -1,6 +1,6 @@
 """The training clip stream, resumable at any step: it restarts every ``train.data_epoch_steps`` steps with a
 seed of its own, so a resumed run replays at most that many steps' batches to land on exactly the batch an
-uninterrupted run would see ([`TrainBatches`][TrainBatches])."""
+uninterrupted run would see ([`TrainBatches`][])."""
 
 from __future__ import annotations
 
@@ -45,5 +45,5 @@ class TrainBatches:
         return self._batches
 
     def reset(self) -> None:
-        """Forget the current iterator (after a resume): the next [`at`][at] starts the stream afresh."""
+        """Forget the current iterator (after a resume): the next [`at`][] starts the stream afresh."""
         self._batches = None

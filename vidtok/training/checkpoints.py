@@ -63,11 +63,11 @@ class CheckpointDir:
         return self.root / step_dir_name(step)
 
     def tmp_path(self, step: int) -> Path:
-        """Where the checkpoint of ``step`` is written before [`commit`][commit]."""
+        """Where the checkpoint of ``step`` is written before [`commit`][]."""
         return self.root / f".tmp-{step_dir_name(step)}"
 
     def begin(self, step: int) -> Path:
-        """A fresh temporary folder for the checkpoint of ``step`` (call [`commit`][commit] when written)."""
+        """A fresh temporary folder for the checkpoint of ``step`` (call [`commit`][] when written)."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_path(step)
         shutil.rmtree(tmp, ignore_errors=True)

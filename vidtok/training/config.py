@@ -2,7 +2,7 @@
 
 A run config holds the tokenizer groups (``model``, ``compression``, ``regularizer`` or a
 ``tokenizer`` preset), the ``stage`` of the two-stage recipe, ``data`` / ``val_data``, ``optim``,
-``loss``, ``logger`` and the loop settings below. [`load_run_config`][load_run_config] validates all of it before
+``loss``, ``logger`` and the loop settings below. [`load_run_config`][] validates all of it before
 anything expensive starts, so a bad value fails at once with a message naming it.
 """
 
@@ -224,7 +224,7 @@ def check_clip_fits(tokenizer: TokenizerConfig, num_frames: int, size: tuple[int
 
 
 def load_run_config(cfg: Any) -> RunConfig:
-    """Validate a composed run config (DictConfig or dict) into a [`RunConfig`][RunConfig]."""
+    """Validate a composed run config (DictConfig or dict) into a [`RunConfig`][]."""
     from ..losses import LossConfig
 
     if isinstance(cfg, DictConfig):

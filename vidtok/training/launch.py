@@ -71,7 +71,7 @@ def slurm_accelerate_command(
     env: Mapping[str, str] = os.environ,
     **kwargs,
 ) -> list[str]:
-    """[`accelerate_command`][accelerate_command] for this node of the current SLURM job; the job's overrides plus
+    """[`accelerate_command`][] for this node of the current SLURM job; the job's overrides plus
     ``launch.accelerate=false`` (the started processes train) and its run directory."""
     nodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1)
     port = 20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000  # the same on every node of the job

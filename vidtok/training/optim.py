@@ -1,6 +1,6 @@
 """The learning rates of the two Adam optimisers (tokenizer and discriminator): scaled with the batch
-([`base_learning_rates`][base_learning_rates]), warmed up linearly ([`warmup_factor`][warmup_factor], [`set_learning_rates`][set_learning_rates]), and the
-discriminator's Adam state primed to the original's when the discriminator starts ([`prime_adam`][prime_adam])."""
+([`base_learning_rates`][]), warmed up linearly ([`warmup_factor`][], [`set_learning_rates`][]), and the
+discriminator's Adam state primed to the original's when the discriminator starts ([`prime_adam`][])."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def train(run: RunConfig, accelerator: Any = None) -> dict[str, float]:
 
 
 def _ending(trainer: Trainer) -> str:
-    """The closing lines of ``trainer``'s finished run ([`vidtok.training.summary.run_ending`][vidtok.training.summary.run_ending])."""
+    """The closing lines of ``trainer``'s finished run ([`vidtok.training.summary.run_ending`][])."""
     return run_ending(
         trainer.run,
         run_dir=trainer.run_dir,

@@ -1,6 +1,6 @@
 """What a finished training run prints last: where it is, what it reached, and the next two commands.
 
-[`run_ending`][run_ending] builds that text from plain values (no training needed to test it); [`vidtok.training.train`][vidtok.training.train]
+[`run_ending`][] builds that text from plain values (no training needed to test it); [`vidtok.training.train`][]
 prints it on the main process. The commands are printed so that they paste as they are from the folder the run
 started in: paths inside that folder relative to it, others absolute, quoted for the shell (and for Hydra).
 """

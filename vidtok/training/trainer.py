@@ -9,12 +9,12 @@ differentiates the same graph twice and the discriminator trains on alternate pa
 one-forward-one-backward contract does not fit; gradients are all-reduced in buckets instead.
 
 A step whose loss is not finite on any process is skipped on all of them and counted; after
-``max_nonfinite`` in a row the run saves a checkpoint and stops with [`TrainingError`][TrainingError].
+``max_nonfinite`` in a row the run saves a checkpoint and stops with [`TrainingError`][].
 
-This module holds the [`Trainer`][Trainer] (set-up, the step, checkpoints and resume, the loop); it delegates the
-cross-process synchronisation to [`vidtok.distributed`][vidtok.distributed], the resumable clip stream to
-[`vidtok.training.batches`][vidtok.training.batches], learning rates to [`vidtok.training.optim`][vidtok.training.optim] and validation to
-[`vidtok.training.validation`][vidtok.training.validation].
+This module holds the [`Trainer`][] (set-up, the step, checkpoints and resume, the loop); it delegates the
+cross-process synchronisation to [`vidtok.distributed`][], the resumable clip stream to
+[`vidtok.training.batches`][], learning rates to [`vidtok.training.optim`][] and validation to
+[`vidtok.training.validation`][].
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class TrainState:
 
 
 class Trainer:
-    """Builds everything a run needs from a [`RunConfig`][RunConfig] and trains; see the module docstring."""
+    """Builds everything a run needs from a [`RunConfig`][] and trains; see the module docstring."""
 
     def __init__(self, run: RunConfig, accelerator=None):
         self.run = run
@@ -204,7 +204,7 @@ class Trainer:
 
     def _init_from(self, target: str) -> None:
         """Tokenizer weights (and an official checkpoint's discriminator, if any) from what ``target`` names (see
-        [`vidtok.models.weights.locate_weights`][vidtok.models.weights.locate_weights]); an official name means the Hub's original ``.ckpt``, which
+        [`vidtok.models.weights.locate_weights`][]); an official name means the Hub's original ``.ckpt``, which
         holds the discriminator too."""
         path = locate_weights(target, original_checkpoint=True).file
         loaded = read_checkpoint(path)
@@ -220,7 +220,7 @@ class Trainer:
 
     # ---- processes -----------------------------------------------------------------------------
     def _sync_gradients(self, params: list[nn.Parameter]) -> None:
-        """Average gradients across processes (bucketed all-reduce, [`vidtok.distributed.sync_gradients`][vidtok.distributed.sync_gradients])."""
+        """Average gradients across processes (bucketed all-reduce, [`vidtok.distributed.sync_gradients`][])."""
         sync_gradients(params, self.world)
 
     def check_in_sync(self) -> None:
@@ -320,7 +320,7 @@ class Trainer:
 
     def _skip_step(self, step: int) -> dict[str, float]:
         """Drop the step's gradients (a loss was not finite, or a micro-batch had no clip, on some process) and
-        count it; after ``max_nonfinite`` in a row, save a checkpoint and raise [`TrainingError`][TrainingError]."""
+        count it; after ``max_nonfinite`` in a row, save a checkpoint and raise [`TrainingError`][]."""
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
         self.state.nonfinite_total += 1
@@ -421,8 +421,8 @@ class Trainer:
     # ---- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         """Metrics over the validation data (gathered across processes) and sample reconstructions;
-        with EMA weights, a second pass with them (``val_ema/...``). See [`Validator`][Validator]. Kept as
-        [`last_validation`][last_validation]."""
+        with EMA weights, a second pass with them (``val_ema/...``). See [`Validator`][]. Kept as
+        [`last_validation`][]."""
         results = self.validator.validate(self.state.step, self.logger)
         if results:
             self.last_validation = results

@@ -1,6 +1,6 @@
 """Validation during training: metrics over the validation data (gathered across processes), a second pass with
 the EMA weights when there are any, and side-by-side sample videos (input | reconstruction) written into the run
-directory and sent to the run's logger. [`Validator`][Validator] holds what that needs; the Trainer calls it."""
+directory and sent to the run's logger. [`Validator`][] holds what that needs; the Trainer calls it."""
 
 from __future__ import annotations
 
