@@ -102,8 +102,9 @@ def test_token_file_round_trip_equals_in_memory(name: str, clip: Path, weights, 
     tok = vidtok.load_tokenizer(ckpt=weights[name])
     indices, causal = tok.config.is_discrete, tok.config.causal
     # a causal stream's chunks / non-causal clips
-    cut = {"options": vidtok.InferenceOptions(chunk_frames=8)} if causal else {"clip_frames": 8}
-    tokens = encode_video(tok, clip, reading=ReadSettings(height=32, width=48), indices=indices, **cut)
+    options = vidtok.InferenceOptions(chunk_frames=8) if causal else None
+    reading = ReadSettings(height=32, width=48) if causal else ReadSettings(height=32, width=48, clip_frames=8)
+    tokens = encode_video(tok, clip, reading=reading, options=options, indices=indices)
     path = save_tokens(tmp_path / "t.safetensors", tokens)
     loaded = load_tokens(path)
     assert loaded.kind == tokens.kind and torch.equal(loaded.data, tokens.data)
@@ -146,7 +147,7 @@ def test_token_files_of_any_length_load(name: str, lengths: tuple, cut: dict, cl
     1 + ceil((T-1)/4) latents, non-causal clips of 8 frames with the last one padded to a multiple of 4."""
     tok = vidtok.load_tokenizer(ckpt=weights[name])
     for frames in lengths:
-        tokens = encode_video(tok, clip, reading=ReadSettings(height=32, width=32, max_frames=frames), **cut)
+        tokens = encode_video(tok, clip, reading=ReadSettings(height=32, width=32, max_frames=frames, **cut))
         loaded = load_tokens(save_tokens(tmp_path / f"{frames}.safetensors", tokens))
         assert (loaded.frames, loaded.latent_frames) == (frames, tok.config.latent_frames(frames))
 

@@ -161,14 +161,14 @@ def test_eval_config_gives_the_options(tok) -> None:
 def test_a_file_pass_checks_its_options_once(name: str, full_checks, tmp_path) -> None:
     tok = tiny_tokenizer(name)
     clip = write_clip(tmp_path / "in.mp4", frames=9, height=24, width=24)
-    reading = ReadSettings(height=24, width=24)
-    options = InferenceOptions(tile=16, tile_overlap=8)  # 2 x 2 tiles; non-causal: clips of 8 frames, the last padded
-    reconstruct_video(tok, clip, tmp_path / "out.mp4", reading=reading, options=options, clip_frames=8)
+    reading = ReadSettings(height=24, width=24, clip_frames=8)  # non-causal: clips of 8 frames, the last padded
+    options = InferenceOptions(tile=16, tile_overlap=8)  # 2 x 2 tiles
+    reconstruct_video(tok, clip, tmp_path / "out.mp4", reading=reading, options=options)
     assert full_checks == [tok.config.label]  # once for the whole video, not once per clip, stream or pass
-    encode_video(tok, clip, reading=reading, options=options, clip_frames=8)
+    encode_video(tok, clip, reading=reading, options=options)
     assert full_checks == [tok.config.label] * 2
     checked = options.checked(tok.config)
     full_checks.clear()
-    reconstruct_video(tok, clip, tmp_path / "again.mp4", reading=reading, options=checked, clip_frames=8)
-    encode_video(tok, clip, reading=reading, options=checked, clip_frames=8)
+    reconstruct_video(tok, clip, tmp_path / "again.mp4", reading=reading, options=checked)
+    encode_video(tok, clip, reading=reading, options=checked)
     assert full_checks == []  # a checked object is passed down as it is

@@ -213,10 +213,17 @@ def _options(args: argparse.Namespace) -> InferenceOptions:
 
 
 def _reading(args: argparse.Namespace) -> ReadSettings:
-    """How ``reconstruct`` and ``encode`` read the input video, as the command line gave it."""
+    """How ``reconstruct`` and ``encode`` read (and, for non-causal models, cut) the input video, as the command line
+    gave it."""
     from .inference.pipeline import ReadSettings  # lazy, as the commands import the pipeline: PyAV is slow to import
 
-    return ReadSettings(height=args.height, width=args.width, sample_fps=args.fps, max_frames=args.max_frames)
+    return ReadSettings(
+        height=args.height,
+        width=args.width,
+        sample_fps=args.fps,
+        max_frames=args.max_frames,
+        clip_frames=args.clip_frames,
+    )
 
 
 def _load(args: argparse.Namespace, name: str | None = None):
@@ -245,7 +252,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         args.output,
         reading=_reading(args),
         options=_options(args),
-        clip_frames=args.clip_frames,
         side_by_side=args.side_by_side,
         progress=not args.quiet,
     )
@@ -265,7 +271,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
         args.input,
         reading=_reading(args),
         options=_options(args),
-        clip_frames=args.clip_frames,
         indices=args.indices,
         progress=not args.quiet,
     )
@@ -339,6 +344,19 @@ def _overrides_for(config) -> list[str]:
     return [] if base.model.ch == config.model.ch else [f"model.ch={config.model.ch}"]
 
 
+def _video_command(sub, name: str, summary: str, output: str, func) -> argparse.ArgumentParser:
+    """A command that reads a video file through a tokenizer (``reconstruct``, ``encode``): input, output, the model,
+    how the video is read, chunks and tiles (``encode`` has no decoder chunks)."""
+    p = sub.add_parser(name, help=summary)
+    p.add_argument("input", type=Path, help="input video")
+    p.add_argument("output", type=Path, help=output)
+    _add_model(p)
+    _add_reading(p)
+    _add_tiling(p, chunk_latents=name != "encode")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidtok", description="VidTok video tokenizers")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -379,23 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("reconstruct", help="encode and decode a video file")
-    p.add_argument("input", type=Path, help="input video")
-    p.add_argument("output", type=Path, help="output video (.mp4)")
-    _add_model(p)
-    _add_reading(p)
-    _add_tiling(p)
+    p = _video_command(sub, "reconstruct", "encode and decode a video file", "output video (.mp4)", cmd_reconstruct)
     p.add_argument("--side-by-side", action="store_true", help="write input | reconstruction")
-    p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("encode", help="tokenize a video file into a token file")
-    p.add_argument("input", type=Path, help="input video")
-    p.add_argument("output", type=Path, help="token file (.safetensors)")
-    _add_model(p)
-    _add_reading(p)
-    _add_tiling(p, chunk_latents=False)
+    p = _video_command(sub, "encode", "tokenize a video file into tokens", "token file (.safetensors)", cmd_encode)
     p.add_argument("--indices", action="store_true", help="FSQ models: store code indices instead of codes")
-    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode a token file into a video file")
     p.add_argument("input", type=Path, help="token file written by vidtok encode")

@@ -49,17 +49,20 @@ DEFAULT_CLIP_FRAMES = protocol_clip_frames(causal=False)
 @dataclass(frozen=True)
 class ReadSettings:
     """How a video file is read: the frame size (default: the source's, cropped to an even multiple of the spatial
-    factor), the rate frames are sampled at (default: the source's, every frame) and at most how many frames."""
+    factor), the rate frames are sampled at (default: the source's, every frame), at most how many frames, and for
+    non-causal models the frames of each independent clip (a multiple of the temporal factor; the paper's 16)."""
 
     height: Optional[int] = None
     width: Optional[int] = None
     sample_fps: Optional[float] = None
     max_frames: Optional[int] = None
+    clip_frames: int = DEFAULT_CLIP_FRAMES
 
 
 @dataclass
 class ReadPlan:
-    """How a video is read: its info, the processed frame size and fps, and the expected frame count."""
+    """How a video is read: its info, the processed frame size and fps, the expected frame count, and the clip length
+    of a non-causal model (None: a causal model streams the whole video)."""
 
     info: VideoInfo
     height: int
@@ -68,11 +71,13 @@ class ReadPlan:
     interval: int
     expected_frames: Optional[int]
     max_frames: Optional[int]
+    clip: Optional[int]
 
 
 def plan_read(tok: Tokenizer, path: str | os.PathLike, reading: ReadSettings) -> ReadPlan:
     """Probe ``path`` and decide the processed size (default: the source size cropped to a multiple of
-    the spatial factor) and frame rate (default: the source's); sizes that do not fit are refused."""
+    the spatial factor) and frame rate (default: the source's); sizes and clips that do not fit are refused."""
+    clip = None if tok.config.causal else _clip_length(tok, reading.clip_frames)
     info = read_info(path)
     fs = tok.config.spatial_factor
     height, width, max_frames = reading.height, reading.width, reading.max_frames
@@ -88,7 +93,7 @@ def plan_read(tok: Tokenizer, path: str | os.PathLike, reading: ReadSettings) ->
     expected = None if info.frames is None else -(-info.frames // interval)
     if max_frames is not None:
         expected = max_frames if expected is None else min(expected, max_frames)
-    return ReadPlan(info, height, width, info.fps / interval, interval, expected, max_frames)
+    return ReadPlan(info, height, width, info.fps / interval, interval, expected, max_frames, clip)
 
 
 def _frames(plan: ReadPlan, chunk: int) -> Iterator[Tensor]:
@@ -132,7 +137,6 @@ def encode_video(
     *,
     reading: Optional[ReadSettings] = None,
     options: Optional[InferenceOptions] = None,
-    clip_frames: int = DEFAULT_CLIP_FRAMES,
     indices: bool = False,
     progress: bool = False,
 ) -> TokenFile:
@@ -140,10 +144,10 @@ def encode_video(
     decode them.
 
     Causal models stream the whole video (``options.chunk_frames`` frames at a time); non-causal ones
-    encode clips of ``clip_frames`` frames."""
+    encode clips of ``reading.clip_frames`` frames."""
     opts = _file_options(tok, options)
-    clip = None if tok.config.causal else _clip_length(tok, clip_frames)
     plan = plan_read(tok, path, reading or ReadSettings())
+    clip = plan.clip
     output = "indices" if indices else "latents"
     parts: list[Tensor] = []
     frames_in = 0
@@ -277,7 +281,6 @@ def reconstruct_video(
     *,
     reading: Optional[ReadSettings] = None,
     options: Optional[InferenceOptions] = None,
-    clip_frames: int = DEFAULT_CLIP_FRAMES,
     side_by_side: bool = False,
     progress: bool = False,
 ) -> dict:
@@ -286,11 +289,11 @@ def reconstruct_video(
 
     Returns the frame count, the processed size and fps, and the PSNR (dB) of the reconstruction
     against the processed input, over all frames. Causal models stream; non-causal ones reconstruct clips of
-    ``clip_frames`` frames.
+    ``reading.clip_frames`` frames.
     """
     opts = _file_options(tok, options)
-    clip = None if tok.config.causal else _clip_length(tok, clip_frames)
     plan = plan_read(tok, in_path, reading or ReadSettings())
+    clip = plan.clip
     squared_error, count = 0.0, 0
 
     def pairs() -> Iterator[tuple[Tensor, Tensor]]:
