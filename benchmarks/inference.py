@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import sync
+
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -111,13 +113,11 @@ def worker(args: argparse.Namespace) -> dict:
         with torch.inference_mode(), autocast:
             start = time.perf_counter()
             z = encode(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             times["encode"].append(time.perf_counter() - start)
             start = time.perf_counter()
             y = decode(z)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             times["decode"].append(time.perf_counter() - start)
         out_frames = y.shape[2]
         del y, z

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,6 +45,35 @@ def original_module(dotted: str) -> ModuleType:
     from original import original_module as from_checkout
 
     return from_checkout(ORIGINAL, dotted)
+
+
+@pytest.fixture
+def one_thread():
+    """For tests of tiny tensors: one torch thread is as fast, and immune to OpenMP barrier stalls (30x slower runs
+    measured) when other processes share the two cores. Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def import_each_module(names: list[str], python: str | Path = sys.executable, cwd: Path = REPO):
+    """Import each of ``names`` first, in a fresh interpreter state (vidtok's modules unloaded before each), in a
+    subprocess of ``python``; returns the finished process, whose stdout lists the modules that failed, one a line."""
+    script = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        f"for name in {list(names)!r}:\n"
+        "    for loaded in [m for m in sys.modules if m == 'vidtok' or m.startswith('vidtok.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as err:\n"
+        "        failed.append(f'{name}: {type(err).__name__}: {err}')\n"
+        "print('\\n'.join(failed))\n"
+        "sys.exit(1 if failed else 0)\n"
+    )
+    return subprocess.run([str(python), "-c", script], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def fixture_dirs() -> list[Path]:

@@ -45,14 +45,7 @@ KL_NAME = "vidtok_kl_causal_488_4chn"
 FSQ_NAME = "vidtok_fsq_causal_488_4096"
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    """These tensors are tiny: one thread is as fast, and immune to OpenMP barrier stalls (30x slower runs
-    measured) when other processes share the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def video(frames: int = 5, size: int = 32, batch: int = 1, seed: int = 0) -> torch.Tensor:

@@ -36,13 +36,7 @@ CAUSAL_FIXTURES = ["vidtok_kl_causal_488_4chn", "vidtok_kl_causal_488_4chn_v1_1"
 CLIPS, CLIP_FRAMES, SIZE = 3, 17, 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    """Tiny tensors: one thread is as fast, and the subprocess runs the original with one thread too."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- the original's pad_gen_frames loop -----------------------------------------------------------------------

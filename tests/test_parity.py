@@ -23,6 +23,7 @@ REC_MEAN_TOL = 1e-5
 
 pytestmark = needs_shared(FIXTURES)
 FOLDERS = fixture_dirs()
+LONG = [p for p in FOLDERS if (p / "long.safetensors").exists()]  # fixtures with a 49-frame video
 IDS = [p.name for p in FOLDERS]
 
 
@@ -119,11 +120,7 @@ def test_fsq_indices_match_reference(folder: Path) -> None:
     assert torch.equal(rec_from_indices, rec), "decode_indices(encode_indices(x)) != decode(encode(x))"
 
 
-@pytest.mark.parametrize(
-    "folder",
-    [p for p in FOLDERS if (p / "long.safetensors").exists()],
-    ids=[p.name for p in FOLDERS if (p / "long.safetensors").exists()],
-)
+@pytest.mark.parametrize("folder", LONG, ids=[p.name for p in LONG])
 def test_long_video_full_pass_matches_reference(folder: Path) -> None:
     tok = load(folder)
     long = reference(folder, "long.safetensors")
@@ -134,11 +131,7 @@ def test_long_video_full_pass_matches_reference(folder: Path) -> None:
     assert_video(x_rec, reference_decode(tok, long["x_rec_full"], z.shape[2]), "decode(13 latents)")
 
 
-@pytest.mark.parametrize(
-    "folder",
-    [p for p in FOLDERS if (p / "long.safetensors").exists()],
-    ids=[p.name for p in FOLDERS if (p / "long.safetensors").exists()],
-)
+@pytest.mark.parametrize("folder", LONG, ids=[p.name for p in LONG])
 def test_chunked_passes_reproduce_the_full_pass_not_the_originals_chunking(folder: Path) -> None:
     """The original's own chunked v1.1 decode (x_rec_tiled) moves away from its full pass; ours does not.
     Max abs tolerance as for chunking (1e-4 at realistic widths); this width-4 fixture amplifies rounding,

@@ -8,11 +8,9 @@ jobs on top. A module may import from its own layer and the layers below it, nev
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, import_each_module
 
 PACKAGE = REPO / "vidtok"
 
@@ -159,21 +157,7 @@ def test_no_import_cycles() -> None:
 
 def test_every_module_imports_on_its_own() -> None:
     """Each module imported first, in a fresh interpreter state (a cycle that depends on import order fails)."""
-    names = sorted(_modules())
-    script = (
-        "import importlib, sys\n"
-        "failed = []\n"
-        f"for name in {names!r}:\n"
-        "    for loaded in [m for m in sys.modules if m == 'vidtok' or m.startswith('vidtok.')]:\n"
-        "        del sys.modules[loaded]\n"
-        "    try:\n"
-        "        importlib.import_module(name)\n"
-        "    except Exception as err:\n"
-        "        failed.append(f'{name}: {type(err).__name__}: {err}')\n"
-        "print('\\n'.join(failed))\n"
-        "sys.exit(1 if failed else 0)\n"
-    )
-    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = import_each_module(sorted(_modules()))
     assert run.returncode == 0, run.stdout + run.stderr
 
 
