@@ -7,17 +7,12 @@ python -m vidtok.encode tokenizer=vidtok_fsq_causal_488_32768_v1_1 data.dir=vide
 accelerate launch --num_processes 8 -m vidtok.encode tokenizer=... data.dir='shards/train-{000..099}.tar' output.dir=...
 """
 
-from omegaconf import DictConfig
-
 from .encoding.entry import encode_from_hydra
 from .hydra_app import hydra_app
 
-
-@hydra_app("encode")
-def main(cfg: DictConfig) -> int:
-    """Run the composed encoding job; returns the number of samples in the output."""
-    return encode_from_hydra(cfg)
-
+main = hydra_app("encode")(encode_from_hydra)
+"""The Hydra app of ``conf/encode.yaml``: runs the composed encoding job; returns the number of samples
+in the output."""
 
 if __name__ == "__main__":
     main()

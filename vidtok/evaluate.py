@@ -7,17 +7,11 @@ python -m vidtok.evaluate tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=MCL-
 accelerate launch -m vidtok.evaluate ckpt=... data.dir=... metrics.fvd=true output.reconstructions=true
 """
 
-from omegaconf import DictConfig
-
 from .evaluation.entry import evaluate_from_hydra
 from .hydra_app import hydra_app
 
-
-@hydra_app("eval")
-def main(cfg: DictConfig) -> float:
-    """Run the composed evaluation; returns the mean PSNR."""
-    return evaluate_from_hydra(cfg)
-
+main = hydra_app("eval")(evaluate_from_hydra)
+"""The Hydra app of ``conf/eval.yaml``: runs the composed evaluation; returns the mean PSNR."""
 
 if __name__ == "__main__":
     main()

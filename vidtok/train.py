@@ -6,17 +6,12 @@ accelerate launch -m vidtok.train regularizer=fsq compression=488 data.path=/vid
 python -m vidtok.train -m regularizer=kl,fsq compression=488,444 ...   # a local sweep
 """
 
-from omegaconf import DictConfig
-
 from .hydra_app import hydra_app
 from .training.run import train_from_hydra
 
-
-@hydra_app("train")
-def main(cfg: DictConfig) -> float:
-    """Run the composed training job; returns the last total loss (what a sweeper minimises)."""
-    return train_from_hydra(cfg)
-
+main = hydra_app("train")(train_from_hydra)
+"""The Hydra app of ``conf/train.yaml``: runs the composed training job; returns the last total loss
+(what a sweeper minimises)."""
 
 if __name__ == "__main__":
     main()
