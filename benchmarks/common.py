@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import platform
 import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def cpu_name() -> str:
@@ -36,6 +39,15 @@ def sync(device) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(device, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and the seconds it took on ``device`` (work queued before it waited for first, its own after)."""
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - start
 
 
 def peak_mb(device) -> float:

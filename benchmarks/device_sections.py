@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from common import peak_mb, sync
+from common import peak_mb, sync, timed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -269,14 +269,6 @@ INFERENCE_MODES = (("fp32", "fp32", False), ("bf16", "bf16", False), ("fp16", "f
                    ("compile+bf16", "bf16", True))  # fmt: skip
 
 
-def _timed(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float]:
-    sync(device)
-    start = time.perf_counter()
-    out = fn()
-    sync(device)
-    return out, time.perf_counter() - start
-
-
 def compile_backend(ctx: Context) -> str:
     """inductor, except for tiny runs on a CPU: there its C++ build takes ~110 s a model on 2 cores, so they
     compile with aot_eager (the same graph capture and AOT autograd, no code generation)."""
@@ -294,12 +286,12 @@ def _inference_check(ctx: Context, name: str, precision: str, compiled: bool, gf
         tok.compile(backend=backend)
     x = seeded_video(frames, size).to(dev)
     with torch.inference_mode(), autocast(dev, precision):
-        _, first_s = _timed(dev, lambda: tok.decode(tok.encode(x)))  # warm-up (and compilation)
+        _, first_s = timed(dev, lambda: tok.decode(tok.encode(x)))  # warm-up (and compilation)
         reset_peak(dev)
         runs = []
         for _ in range(2):
-            z, enc_s = _timed(dev, lambda: tok.encode(x))
-            y, dec_s = _timed(dev, lambda z=z: tok.decode(z))
+            z, enc_s = timed(dev, lambda: tok.encode(x))
+            y, dec_s = timed(dev, lambda z=z: tok.decode(z))
             runs.append((enc_s, dec_s))
     enc_s, dec_s = min(runs, key=sum)
     seconds = enc_s + dec_s
@@ -483,16 +475,16 @@ def _train_check(ctx: Context, precision: str) -> dict:
     reset_peak(dev)
     times, logs = [], []
     for _ in range(steps):
-        log, seconds = _timed(dev, trainer.train_step)
+        log, seconds = timed(dev, trainer.train_step)
         times.append(seconds)
         logs.append(log)
-    timed = times[2:] if len(times) > 4 else times[1:]  # the first steps allocate and pick kernels
+    steady = times[2:] if len(times) > 4 else times[1:]  # the first steps allocate and pick kernels
     losses = [log.get("total_loss", math.nan) for log in logs]
     disc = [log["disc_loss"] for log in logs[disc_start:] if "disc_loss" in log]
     return {
         "steps": steps,
-        "s_per_step": sum(timed) / len(timed),
-        "samples_per_s": len(timed) / sum(timed),
+        "s_per_step": sum(steady) / len(steady),
+        "samples_per_s": len(steady) / sum(steady),
         "peak_mb": peak_mb(dev),
         "lpips": trainer.run.loss.perceptual_weight > 0,
         "disc_from_step": disc_start,

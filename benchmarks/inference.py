@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import sync
+from common import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -111,14 +111,10 @@ def worker(args: argparse.Namespace) -> dict:
     times = {"encode": [], "decode": []}
     for _ in range(args.repeat):
         with torch.inference_mode(), autocast:
-            start = time.perf_counter()
-            z = encode(x)
-            sync(device)
-            times["encode"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            y = decode(z)
-            sync(device)
-            times["decode"].append(time.perf_counter() - start)
+            z, seconds = timed(device, lambda: encode(x))
+            times["encode"].append(seconds)
+            y, seconds = timed(device, lambda z=z: decode(z))
+            times["decode"].append(seconds)
         out_frames = y.shape[2]
         del y, z
     result = {
