@@ -13,14 +13,9 @@ from typing import Any
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from vidtok.io.files import proc_field
+
+    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
 
 
 def make_videos(folder: Path, count: int, frames: int, size: int, fps: float = 30.0) -> None:

@@ -176,24 +176,8 @@ def test_token_file_whose_tensor_disagrees_with_its_metadata_is_refused(clip: Pa
 def test_reconstruct_command_side_by_side(clip: Path, weights, tmp_path: Path, capsys) -> None:
     out = tmp_path / "rec.mp4"
     ckpt = weights["vidtok_kl_causal_488_4chn_v1_1"]
-    args = [
-        "reconstruct",
-        str(clip),
-        str(out),
-        "--ckpt",
-        str(ckpt),
-        "--height",
-        "32",
-        "--width",
-        "48",
-        "--chunk-frames",
-        "8",
-        "--chunk-latents",
-        "2",
-        "--side-by-side",
-        "--quiet",
-    ]
-    assert cli(args) == 0
+    args = ["reconstruct", str(clip), str(out), "--ckpt", str(ckpt), "--height", "32", "--width", "48"]
+    assert cli([*args, "--chunk-frames", "8", "--chunk-latents", "2", "--side-by-side", "--quiet"]) == 0
     info = read_info(out)
     assert (info.frames, info.height, info.width, info.fps) == (21, 32, 96, 24.0)
     assert "21 frames, 32x48 at 24 fps" in capsys.readouterr().out
@@ -208,24 +192,8 @@ def test_reconstruct_tiled_fsq_and_non_causal(clip: Path, weights, tmp_path: Pat
         ("vidtok_kl_noncausal_488_4chn", ["--fps", "12"]),
     ):
         out = tmp_path / f"{name}.mp4"
-        assert (
-            cli(
-                [
-                    "reconstruct",
-                    str(clip),
-                    str(out),
-                    "--ckpt",
-                    str(weights[name]),
-                    "--height",
-                    "40",
-                    "--width",
-                    "56",
-                    "--quiet",
-                    *extra,
-                ]
-            )
-            == 0
-        )
+        size = ["--height", "40", "--width", "56"]
+        assert cli(["reconstruct", str(clip), str(out), "--ckpt", str(weights[name]), *size, "--quiet", *extra]) == 0
         assert read_info(out).frames == (21 if "causal_488_4096" in name else 11)  # 24 -> 12 fps: every 2nd frame
 
 

@@ -53,14 +53,7 @@ def installed(wheel: Path, tmp_path_factory) -> Path:
     env = tmp_path_factory.mktemp("venv") / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
     python = env / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    site = Path(_run(python, ["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env).stdout.strip())
     # A path line adds the folder only: the .pth files in it (the editable finder among them) are not run.
     (site / "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _pip("--python", str(python), "install", "--no-deps", str(wheel))

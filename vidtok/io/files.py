@@ -26,16 +26,25 @@ def existing_file(path: str | os.PathLike, what: str, error: type[Exception], la
     return path
 
 
+def proc_field(path: str, key: str) -> Optional[str]:
+    """The value of the first ``key: value`` line of a Linux ``/proc`` file (``/proc/self/status``,
+    ``/proc/cpuinfo``), or None where there is no such file or line."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return None
+
+
 def _umask() -> int:
     """The process's umask, read from /proc where Linux shows it; elsewhere by setting it and restoring it at once
     (to 0o077 meanwhile, so a file another thread creates in that instant is only less readable, never more)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
+    shown = proc_field("/proc/self/status", "Umask:")
+    if shown is not None:
+        return int(shown, 8)
     mask = os.umask(0o077)
     os.umask(mask)
     return mask

@@ -84,14 +84,18 @@ def _level(blocks: Iterable[nn.Module]) -> nn.Module:
     return level
 
 
-class _CheckpointMixin:
-    """Per-block gradient checkpointing.
+class _Network(nn.Module):
+    """What the encoder and decoder share: per-block gradient checkpointing, and whether frame 0 stands for a causal
+    model's whole first group ([`collapses_first_group`][]).
 
     The forward passes loop over blocks inline, rebinding ``h``: a helper taking a whole level's input as
     an argument would keep that activation alive until the level ends (hundreds of MB at full width).
     """
 
-    gradient_checkpointing: bool = False
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.gradient_checkpointing = cfg.model.gradient_checkpointing
+        self.collapse_head = collapses_first_group(cfg)
 
     def _run(self, block: nn.Module, x: Tensor) -> Tensor:
         """``block(x)``, recomputing its activations in backward when gradient checkpointing is on."""
@@ -124,7 +128,7 @@ def collapses_first_group(cfg: TokenizerConfig) -> bool:
     return cfg.model.causal and cfg.model.temporal_pad == "replicate"
 
 
-class Encoder(_CheckpointMixin, nn.Module):
+class Encoder(_Network):
     """Video (B, 3, T, H, W) -> moments (B, 2*C or C, t, H/fs, W/fs), for T padded as the Tokenizer does.
 
     ``first_chunk`` says that ``x`` starts at the video's first frame (always, outside a stream); with a
@@ -132,15 +136,13 @@ class Encoder(_CheckpointMixin, nn.Module):
     """
 
     def __init__(self, cfg: TokenizerConfig):
-        super().__init__()
+        super().__init__(cfg)
         layers = _Layers(cfg)
         comp, ch = cfg.compression, cfg.model.ch
         nrb = cfg.model.num_res_blocks
         out_channels = 2 * cfg.latent_channels if cfg.regularizer.kind == "kl" else cfg.latent_channels
-        self.gradient_checkpointing = cfg.model.gradient_checkpointing
         self.spatial_down = set(comp.spatial_down)
         self.temporal_down = set(comp.temporal_down)
-        self.collapse_head = collapses_first_group(cfg)
 
         self.conv_in = layers.volume_conv(cfg.model.in_channels, ch, 3)
         self.down = nn.ModuleList()
@@ -177,7 +179,7 @@ class Encoder(_CheckpointMixin, nn.Module):
         return self.conv_out(silu(self.norm_out(h)))
 
 
-class Decoder(_CheckpointMixin, nn.Module):
+class Decoder(_Network):
     """Latents (B, C, t, h, w) -> video (B, 3, T', fs*h, fs*w).
 
     T' is f*t, of which a causal model's first f-1 frames are padding that the Tokenizer drops; with a
@@ -186,14 +188,12 @@ class Decoder(_CheckpointMixin, nn.Module):
     """
 
     def __init__(self, cfg: TokenizerConfig):
-        super().__init__()
+        super().__init__(cfg)
         layers = _Layers(cfg)
         comp, ch = cfg.compression, cfg.model.ch
         nrb = cfg.model.num_res_blocks
-        self.gradient_checkpointing = cfg.model.gradient_checkpointing
         self.spatial_up = set(comp.spatial_up)
         self.temporal_up = set(comp.temporal_up)
-        self.collapse_head = collapses_first_group(cfg)
 
         block_in = ch * comp.ch_mult[-1]
         self.conv_in = layers.volume_conv(cfg.latent_channels, block_in, 3)
