@@ -57,9 +57,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def import_each_module(names: list[str], python: str | Path = sys.executable, cwd: Path = REPO):
+def import_each_module(names: list[str], python: str | Path = sys.executable, cwd: Path = REPO, env=None):
     """Import each of ``names`` first, in a fresh interpreter state (vidtok's modules unloaded before each), in a
-    subprocess of ``python``; returns the finished process, whose stdout lists the modules that failed, one a line."""
+    subprocess of ``python`` (environment ``env``, default this one's); returns the finished process, whose stdout
+    lists the modules that failed, one a line."""
     script = (
         "import importlib, sys\n"
         "failed = []\n"
@@ -73,7 +74,7 @@ def import_each_module(names: list[str], python: str | Path = sys.executable, cw
         "print('\\n'.join(failed))\n"
         "sys.exit(1 if failed else 0)\n"
     )
-    return subprocess.run([str(python), "-c", script], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(python), "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def fixture_dirs() -> list[Path]:

@@ -7,6 +7,7 @@ not, so only a built wheel, installed where the finder is not active, shows what
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -69,13 +70,23 @@ WHERE = (
 
 def _pip(*args: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pip", *args, "--no-index", "-q"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "pip", *args, "--no-index", "-q"],
+        env=_clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
+def _clean_environment() -> dict[str, str]:
+    """This environment without PYTHONPATH, which could put a checkout in reach of the installed package."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _run(python: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    env = _clean_environment()
+    return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_the_wheel_holds_every_module_config_and_asset(wheel: Path) -> None:
@@ -106,7 +117,7 @@ def test_the_installed_wheel_imports_every_module_without_the_checkout(
         if name.startswith("vidtok/") and name.endswith(".py")
     )
     assert len(names) > 50
-    run = import_each_module(names, python=installed, cwd=tmp_path)
+    run = import_each_module(names, python=installed, cwd=tmp_path, env=_clean_environment())
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
 

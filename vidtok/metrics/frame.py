@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 PSNR_MAX_DB = 80.0
 SSIM_KERNEL = 11
@@ -77,6 +76,8 @@ def psnr_per_frame(real: Tensor, fake: Tensor) -> Tensor:
     b, _, t, _, _ = real.shape
     # float64: a frame's MSE can be ~1e-9 (near-perfect reconstructions), where float32 sums lose digits.
     x, y = _unit_frames(real, torch.float64), _unit_frames(fake, torch.float64)
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # slow to import: only where it is used
+
     psnr = peak_signal_noise_ratio(y, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return psnr.clamp(max=PSNR_MAX_DB).to(torch.float32).view(b, t)
 
@@ -106,6 +107,8 @@ def ssim_per_frame(
     h, w = x.shape[-2:]
     if min(h, w) < SSIM_KERNEL:
         raise ValueError(f"SSIM needs frames of at least {SSIM_KERNEL}x{SSIM_KERNEL} pixels, found {h}x{w}")
+    from torchmetrics.functional.image import structural_similarity_index_measure  # slow to import: only here
+
     out = []
     for xs, ys in zip(x.split(_SSIM_FRAMES), y.split(_SSIM_FRAMES), strict=True):
         kwargs = dict(gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL, data_range=1.0)
