@@ -62,7 +62,7 @@ HOW: dict[str, How] = {
     "python -m vidtok.train experiment=demo": DRY,
     "accelerate launch -m vidtok.train regularizer=fsq compression=488 data.path=videos/ val_data.path=val/": DRY,
     "python -m vidtok.evaluate tokenizer=vidtok_kl_causal_488_4chn data.dir=val/ height=64 width=64 "
-    "metrics.lpips=false": How("run", expect="2 videos evaluated"),
+    "metrics.lpips=false": CFG,  # the app evaluate.py runs (for real, on the Evaluation page)
     "python -m vidtok.encode tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents/": CFG,
     # the vidtok command
     "vidtok list": How("run", expect="vidtok_fsq_causal_888_32768_v1_1"),
@@ -279,13 +279,25 @@ def run_ci_command(command: str, cwd: Path, env: dict[str, str]) -> None:
     ci = (REPO / ".ci" / "run").read_text()
     for step in (s.strip() for s in command.split("&&")):
         if step == "python train.py experiment=demo":
-            shell(step + SHORT_DEMO.suffix, cwd, env)
+            run_the_demos_next_commands(shell(step + SHORT_DEMO.suffix, cwd, env), cwd, env)
         elif step.startswith("pip install"):
             assert step.replace("pip install ", "pip install --quiet ") in ci, f"{step!r} is not what .ci/run installs"
         elif step.startswith(("python3 -m venv", ". .venv/bin/activate")):
             assert "python3 -m venv" in ci and "/bin/activate" in ci, ".ci/run makes no virtual environment"
         else:  # the test command: CI runs it (running pytest inside pytest would only recurse)
             assert ci.rstrip().endswith(command.split("&&", 1)[1].strip()), f".ci/run does not end with {step!r}"
+
+
+def run_the_demos_next_commands(output: str, cwd: Path, env: dict[str, str]) -> None:
+    """The README's main job ends by printing where the run is, what it reached and the two next commands
+    (reconstruct a clip with the trained checkpoint, evaluate it): pasted as printed, both run."""
+    ending = output[output.index("Training finished at step 2.") :]
+    assert re.search(r"run folder: +runs/train/\S+\n", ending), ending
+    assert re.search(r"validation: +PSNR \d+\.\d\d dB, SSIM \d\.\d{4}", ending), ending
+    commands = [line.strip() for line in ending.splitlines() if line.startswith(("  vidtok ", "  python "))]
+    assert [c.split()[:2] for c in commands] == [["vidtok", "reconstruct"], ["python", "-m"]], ending
+    assert "wrote out.mp4: 34 frames, 64x64 at 8 fps" in shell(commands[0], cwd, env)
+    assert "4 videos evaluated (16 clips)" in shell(commands[1], cwd, env)
 
 
 def run_launch_command(command: str, cwd: Path, env: dict[str, str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -335,32 +334,6 @@ def test_the_ending_quotes_paths_and_keeps_the_runs_lpips_weights(tmp_path: Path
     evaluate = shlex.split(command_lines(text)["python"])
     assert "data.dir='/data/my val'" in evaluate and "metrics.vgg_path='/models/vgg 16.pth'" in evaluate
     assert not any(word.startswith("metrics.lpips") for word in evaluate)  # the run scored LPIPS: so does evaluate
-
-
-@pytest.mark.slow
-def test_the_short_demo_ends_with_commands_that_run_as_printed(tmp_path: Path) -> None:
-    """``python train.py experiment=demo`` (short, as tests/test_docs_commands.py runs it) ends by printing where it
-    is and two commands; both succeed, run as printed in the folder the run started in."""
-    env = {k: v for k, v in command_env().items() if not k.startswith("VIDTOK_RUN")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # python and vidtok
-
-    def shell(command: str) -> str:
-        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, f"`{command}` failed:\n{(result.stdout + result.stderr)[-3000:]}"
-        return result.stdout
-
-    out = shell(
-        f"python {REPO / 'train.py'} experiment=demo train.max_steps=2 checkpoint.every=2 validation.every=2 "
-        "validation.max_clips=1"
-    )
-    ending = out[out.index("Training finished at step 2.") :]
-    run_dir = re.search(r"run folder: +(\S+)", ending).group(1)
-    assert run_dir.startswith("runs/train/") and (tmp_path / run_dir / "config.yaml").is_file()
-    assert re.search(r"validation: +PSNR \d+\.\d\d dB, SSIM \d\.\d{4}", ending), ending
-    assert f"last checkpoint: {run_dir}/checkpoints/step_00000002\n" in ending
-    commands = command_lines(ending)
-    assert "wrote out.mp4: 34 frames, 64x64 at 8 fps" in shell(commands["vidtok"])
-    assert "4 videos evaluated (16 clips)" in shell(commands["python"])
 
 
 # ---- processes, commands, sweeps ----------------------------------------------------------------
