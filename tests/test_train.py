@@ -15,7 +15,7 @@ import torch
 from videos import write_indexed_video
 
 import vidtok
-from vidtok.accelerator import free_port
+from vidtok.accelerator import end_processes, free_port
 from vidtok.errors import ConfigError, TrainingError
 from vidtok.losses.discriminator import NLayerDiscriminator3D
 from vidtok.training import Trainer, compose_train_config, load_run_config
@@ -395,6 +395,7 @@ def _train_two_processes(run_dir: str, video_dir: str, break_sync: bool) -> None
     except TrainingError as err:
         outcome = str(err)
     Path(run_dir, f"outcome{trainer.acc.process_index}.txt").write_text(outcome)
+    end_processes()  # as the jobs end: a process group left open can abort a rank (SIGABRT) as gloo tears down
 
 
 def _spawned_rank(rank: int, port: int, run_dir: str, video_dir: str, break_sync: bool) -> None:
