@@ -13,7 +13,14 @@ from types import ModuleType
 import pytest
 import torch
 
-import vidtok
+# No test reaches the Hugging Face Hub (the tests that need one build an offline cache), nor the user's caches.
+# Set before huggingface_hub is first imported (vidtok imports it), which reads them once; subprocesses inherit them.
+_CACHES = tempfile.mkdtemp(prefix="vidtok-test-caches-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = os.path.join(_CACHES, "hf")
+os.environ["VIDTOK_CACHE"] = os.path.join(_CACHES, "vidtok")
+
+import vidtok  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -26,13 +33,6 @@ ORIGINAL = os.environ.get("VIDTOK_ORIGINAL")
 needs_original = pytest.mark.skipif(
     not ORIGINAL, reason="set VIDTOK_ORIGINAL to a microsoft/VidTok checkout to compare with it"
 )
-
-# No test reaches the Hugging Face Hub (the tests that need one build an offline cache), nor the user's caches.
-# Set before huggingface_hub is first imported, which reads them once; subprocesses inherit them.
-_CACHES = tempfile.mkdtemp(prefix="vidtok-test-caches-")
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_CACHE"] = os.path.join(_CACHES, "hf")
-os.environ["VIDTOK_CACHE"] = os.path.join(_CACHES, "vidtok")
 
 # Deterministic CPU numerics for parity tests; 2 threads is what CI machines have.
 torch.set_num_threads(min(2, torch.get_num_threads()))
