@@ -112,7 +112,7 @@ HOW: dict[str, How] = {
     "--main_process_ip $FIRST_NODE --main_process_port 29500 train.py run_dir=runs/fsq488 regularizer=fsq "
     "compression=488 data=shards data.path='shards/train-{000000..000001}.tar'": How("launch"),
     # evaluation
-    "python evaluate.py ckpt=vidtok_kl_causal_488_4chn.ckpt data.dir=val/ height=64 width=64 metrics.lpips=false": How(
+    "python evaluate.py ckpt=vidtok_kl_causal_488_4chn.ckpt data.dir=val/ height=32 width=32 metrics.lpips=false": How(
         "run", expect="2 videos evaluated"
     ),
     "python evaluate.py ckpt=runs/demo/checkpoints/step_00000400/tokenizer.safetensors "
@@ -130,7 +130,7 @@ HOW: dict[str, How] = {
     # dataset encoding
     "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents/": CFG,
     "python encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 data.dir=videos/ output.dir=tokens/ "
-    "output.indices=true height=64 width=64": How("run", expect="wrote 8 samples of vidtok_fsq_causal_488_32768_v1_1"),
+    "output.indices=true height=32 width=32": How("run", expect="wrote 8 samples of vidtok_fsq_causal_488_32768_v1_1"),
     "accelerate launch --num_processes 8 encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 "
     "data.dir='shards/train-{000000..000001}.tar' output.dir=tokens/ output.indices=true": CFG,
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank $NODE_RANK --num_processes 16 "

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hubcache import COMMIT, add_to_hub_cache, hub_environment, use_hub_cache
+from hubcache import COMMIT, add_to_hub_cache, use_hub_cache
 from safetensors.torch import load_file
 from videos import write_indexed_video
 
@@ -21,7 +20,6 @@ from vidtok.io import weight_files as checkpoint_module
 
 from conftest import FIXTURES, fixture_dirs, fixture_meta, needs_shared
 
-REPO = Path(__file__).resolve().parents[1]
 V10, V11 = "vidtok_kl_causal_488_4chn", "vidtok_kl_causal_488_4chn_v1_1"
 TINY = ["model.ch=4"]
 
@@ -173,50 +171,44 @@ def test_overrides_that_do_not_fit_the_published_weights_are_refused(hub: Path) 
 # ---- the commands, without --ckpt ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hub_env(hub: Path, tmp_path: Path) -> dict[str, str]:
-    env = {**os.environ, **hub_environment(hub, tmp_path / "vidtok_cache"), "WANDB_MODE": "disabled"}
-    return {k: v for k, v in env.items() if not k.startswith("VIDTOK_VGG")}
+def test_commands_take_official_names_without_ckpt(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
+) -> None:
+    """Every command takes an official name alone (its published weights, here the offline Hub cache's stand-ins).
+    Run in this process: the console script and the Hydra apps around these entry functions are run as typed by
+    the documentation tests (with full-width official-format weights)."""
+    import logging
 
+    from vidtok.cli import main as vidtok_cmd
+    from vidtok.composition import compose_conf
+    from vidtok.evaluation.entry import evaluate_from_hydra
+    from vidtok.training.run import compose_train_config, train_from_hydra
 
-def run(args: list[str], env: dict, cwd: Path) -> str:
-    proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
+    def run(*args: str) -> str:
+        assert vidtok_cmd(list(args)) == 0, capsys.readouterr().err[-3000:]
+        return capsys.readouterr().out
 
-
-@pytest.mark.slow
-def test_commands_take_official_names_without_ckpt(hub_env: dict, tmp_path: Path) -> None:
-    vidtok_cmd = [sys.executable, "-m", "vidtok.cli"]
+    monkeypatch.chdir(tmp_path)
     write_indexed_video(tmp_path / "videos" / "in.mp4", frames=9, fps=24, height=32, width=32)
-    model = ["--tokenizer", V11, "-o", "model.ch=4"]
-    out = run([*vidtok_cmd, "reconstruct", *model, "videos/in.mp4", "out.mp4"], hub_env, tmp_path)
-    assert "wrote out.mp4: 9 frames" in out
-    run([*vidtok_cmd, "encode", *model, "videos/in.mp4", "t.safetensors"], hub_env, tmp_path)
-    assert "wrote back.mp4" in run([*vidtok_cmd, "decode", "t.safetensors", "back.mp4"], hub_env, tmp_path)
-    listing = run([*vidtok_cmd, "list"], hub_env, tmp_path)
+    model = ["--tokenizer", V11, "-o", "model.ch=4", "--quiet"]
+    assert "wrote out.mp4: 9 frames" in run("reconstruct", *model, "videos/in.mp4", "out.mp4")
+    run("encode", *model, "videos/in.mp4", "t.safetensors")
+    assert "wrote back.mp4" in run("decode", "t.safetensors", "back.mp4")
+    listing = run("list")
     assert [line.split()[-2:] != ["no"] for line in listing.splitlines() if line.startswith(V11)] == [True]
     assert "MiB" in next(line for line in listing.splitlines() if line.startswith(V10))
-    assert f"{V10}: " in run([*vidtok_cmd, "download", V10, "-q"], hub_env, tmp_path)
-    missing = subprocess.run(
-        [*vidtok_cmd, "download", "vidtok_kl_causal_444_4chn"], env=hub_env, capture_output=True, text=True
-    )
-    assert missing.returncode == 2 and "checkpoints/vidtok_kl_causal_444_4chn.ckpt" in missing.stderr
+    assert f"{V10}: " in run("download", V10, "-q")
+    assert vidtok_cmd(["download", "vidtok_kl_causal_444_4chn"]) == 2
+    assert "checkpoints/vidtok_kl_causal_444_4chn.ckpt" in capsys.readouterr().err
 
-    evaluate = [
-        sys.executable,
-        str(REPO / "evaluate.py"),
-        f"tokenizer={V11}",
-        "model.ch=4",
-        "data.dir=videos",
-        "height=32",
-    ]
-    evaluate += ["width=32", "clip_frames=9", "metrics.lpips=false", "output.dir=eval"]
-    assert "1 videos evaluated" in run(evaluate, hub_env, tmp_path)
+    evaluate = [f"tokenizer={V11}", "model.ch=4", "data.dir=videos", "height=32", "width=32", "clip_frames=9"]
+    evaluate_from_hydra(compose_conf("eval", [*evaluate, "metrics.lpips=false", "output.dir=eval"], "eval"))
+    assert "1 videos evaluated" in capsys.readouterr().out
 
-    train = [sys.executable, str(REPO / "train.py"), "experiment=debug", f"tokenizer={V10}", "model.ch=4"]
-    train += [f"init_from={V10}", "data.path=videos", "train.max_steps=1", "run_dir=run", "validation.every=100"]
-    assert "tokenizer initialised from" in run(train, hub_env, tmp_path)
+    caplog.set_level(logging.INFO, logger="vidtok.train")
+    train = ["experiment=debug", f"tokenizer={V10}", "model.ch=4", f"init_from={V10}", "data.path=videos"]
+    train_from_hydra(compose_train_config([*train, "train.max_steps=1", "run_dir=run", "validation.every=100"]))
+    assert "tokenizer initialised from" in caplog.text
 
 
 # ---- save_pretrained / from_pretrained -------------------------------------------------------------------------
