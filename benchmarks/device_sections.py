@@ -3,6 +3,9 @@ figures). A section that raises is recorded as failed by the caller, which goes 
 
 Sizes: the full run uses the official width (``model.ch=128``) at 17x256x256 for inference and 17x128x128 for
 training; ``--tiny`` uses width 8 at 32x32, the same code paths, for CI on a CPU.
+
+Every check has a kind, and a kind a cost (:data:`ROW_COST_S`): a check starts only when that many seconds are left
+in the budget, or as many as the same kind already took here if that was more.
 """
 
 from __future__ import annotations
@@ -59,8 +62,39 @@ PEAK_TFLOPS = (  # name, then one value per PEAK_COLUMNS
 )
 
 
+# The seconds a check of each kind may need: (full width on one GPU, tiny on a CPU). Full-width figures are
+# estimates for an H100 (CUDA set-up, cuDNN's first algorithm choices and inductor's compile of a full-width encoder
+# and decoder included); the tiny ones are about 2x what the 2-core development VM takes.
+ROW_COST_S = {
+    "parity": (10.0, 2.0),
+    "inference": (25.0, 3.0),
+    "stream": (40.0, 3.0),
+    "encoder": (120.0, 20.0),
+    "train": (90.0, 6.0),
+    "resume": (150.0, 20.0),
+    "multi-gpu": (150.0, 30.0),
+    "compile": (240.0, 30.0),
+}
+# One device command of at most 10 minutes within 15 minutes of machine time, leaving room for a second try:
+# the checks end by 7 minutes (benchmarks/device_run.sh kills the process at 8).
+DEFAULT_BUDGET_S = 420.0
+
+
+# What the parity section reads of each reference fixture (all that benchmarks/device_carry.py carries of them).
+FIXTURE_FILES = ("meta.json", "model.ckpt", "io.safetensors")
+
+
 class Skip(Exception):
     """A check that does not apply here (its reason goes in the report)."""
+
+
+@dataclass
+class Check:
+    """One row of a section: its name, its kind (the cost it is given), and the function measuring it."""
+
+    name: str
+    kind: str
+    run: Callable[[], dict]
 
 
 @dataclass
@@ -70,40 +104,61 @@ class Context:
     device: torch.device
     tiny: bool
     work: Path
-    deadline: float  # time.monotonic() after which no new check starts
+    deadline: float  # time.monotonic() after which no check may still be running
     fixtures: Optional[Path] = None
     media: Optional[Path] = None
     peak_tflops: Optional[float] = None
     device_name: str = ""
     notes: list[str] = field(default_factory=list)
     clips: str = ""  # what the encoder check ran on
+    on_row: Callable[[dict], None] = lambda row: None  # the report's hook: called as each row is done
+    took: dict[str, float] = field(default_factory=dict)  # the longest check of each kind so far, seconds
 
     @property
     def width(self) -> int:
         return 8 if self.tiny else 128
 
-    def out_of_time(self) -> bool:
-        return time.monotonic() > self.deadline
+    def cost(self, kind: str) -> float:
+        """The seconds a check of ``kind`` is given: its estimate, or what one took here if that was longer."""
+        estimate = ROW_COST_S[kind][1 if self.tiny else 0]
+        return max(estimate, self.took.get(kind, 0.0))
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
 
 
-def run_checks(ctx: Context, checks: list[tuple[str, Callable[[], dict]]]) -> list[dict]:
-    """Run each named check, one row each: its figures and ``pass``; a failed one records its error, a skipped one
-    its reason, and no check starts once the budget is spent."""
+def run_checks(ctx: Context, checks: list[Check]) -> list[dict]:
+    """Run each check, one row each: its figures and ``pass``; a failed one records its error, a skipped one its
+    reason. A check starts only with its kind's cost left in the budget. Each row goes to ``ctx.on_row`` as it is
+    done; a check cut off by a signal is recorded as such before the signal goes on."""
     rows = []
-    for name, check in checks:
-        if ctx.out_of_time():
-            rows.append({"check": name, "status": "skipped", "reason": "time budget spent"})
-            continue
-        try:
-            figures = check()
-            ok = figures.pop("ok", True)
-            rows.append({"check": name, "status": "pass" if ok else "fail", **figures})
-        except Skip as why:
-            rows.append({"check": name, "status": "skipped", "reason": str(why)})
-        except Exception as err:  # the check's own failure: recorded, the section goes on
-            rows.append({"check": name, "status": "fail", "error": f"{type(err).__name__}: {err}"[:500]})
-        finally:
-            free_memory(ctx.device)
+    for check in checks:
+        need, left = ctx.cost(check.kind), ctx.time_left()
+        began = time.monotonic()
+        if left < need:
+            why = f"time budget: {max(left, 0):.0f} s left, a {check.kind} check is given {need:.0f} s"
+            row = {"check": check.name, "status": "skipped", "reason": why}
+        else:
+            try:
+                figures = check.run()
+                ok = figures.pop("ok", True)
+                row = {"check": check.name, "status": "pass" if ok else "fail", **figures}
+            except Skip as why:
+                row = {"check": check.name, "status": "skipped", "reason": str(why)}
+            except Exception as err:  # the check's own failure: recorded, the section goes on
+                row = {"check": check.name, "status": "fail", "error": f"{type(err).__name__}: {err}"[:500]}
+            except BaseException:  # a signal (or Ctrl-C): the row says so, the report is written on the way out
+                row = {"check": check.name, "status": "cut off", "row_s": time.monotonic() - began}
+                rows.append(row)
+                ctx.on_row(row)
+                raise
+            finally:
+                free_memory(ctx.device)
+            seconds = time.monotonic() - began
+            ctx.took[check.kind] = max(ctx.took.get(check.kind, 0.0), seconds)
+            row["row_s"] = seconds
+        rows.append(row)
+        ctx.on_row(row)
     return rows
 
 
@@ -130,16 +185,27 @@ def backend_name(device: torch.device) -> str:
     return f"CUDA {torch.version.cuda}"
 
 
-def device_peak(ctx: Context, precision: str) -> Optional[float]:
-    """The device's dense peak TFLOP/s for ``precision`` (``--peak-tflops`` stands for the bf16 / fp16 peak)."""
-    if ctx.peak_tflops and precision in ("bf16", "fp16"):
-        return ctx.peak_tflops
-    if precision == "fp32" and ctx.device.type == "cuda" and torch.backends.cudnn.allow_tf32:
-        precision = "tf32"
+def _peak(ctx: Context, column: str) -> Optional[float]:
     for name, *peaks in PEAK_TFLOPS:
         if name in ctx.device_name:
-            return dict(zip(PEAK_COLUMNS, peaks, strict=True)).get(precision)
+            return dict(zip(PEAK_COLUMNS, peaks, strict=True))[column]
     return None
+
+
+def ideal_seconds(ctx: Context, precision: str, gflop: dict[str, float]) -> Optional[float]:
+    """The seconds ``gflop`` (by kind: conv / matmul) take at the device's dense peak for ``precision``: under
+    bf16 / fp16 autocast every product runs at that peak (``--peak-tflops`` stands for it); in fp32 convolutions
+    run at the TF32 peak where cuDNN may use TF32 and matrix products at it only where matmuls may
+    (``torch.backends.cuda.matmul.allow_tf32``, off by default), else at the fp32 peak. None: device unknown."""
+    if precision in ("bf16", "fp16"):
+        peak = ctx.peak_tflops or _peak(ctx, precision)
+        return gflop["total"] / 1e3 / peak if peak else None
+    on_cuda = ctx.device.type == "cuda"
+    conv_peak = _peak(ctx, "tf32" if on_cuda and torch.backends.cudnn.allow_tf32 else "fp32")
+    matmul_peak = _peak(ctx, "tf32" if on_cuda and torch.backends.cuda.matmul.allow_tf32 else "fp32")
+    if not (conv_peak and matmul_peak):
+        return None
+    return (gflop["conv"] / conv_peak + gflop["matmul"] / matmul_peak) / 1e3
 
 
 def autocast(device: torch.device, precision: str):
@@ -259,7 +325,8 @@ def parity(ctx: Context) -> list[dict]:
     checks = []
     for case in cases:
         for precision in ("fp32", "bf16", "fp16"):
-            checks.append((f"{case.name} {precision}", lambda c=case, p=precision: _parity_check(ctx, c, p)))
+            run = lambda c=case, p=precision: _parity_check(ctx, c, p)  # noqa: E731
+            checks.append(Check(f"{case.name} {precision}", "parity", run))
     return run_checks(ctx, checks)
 
 
@@ -275,15 +342,38 @@ def compile_backend(ctx: Context) -> str:
     return "aot_eager" if ctx.tiny and ctx.device.type == "cpu" else "inductor"
 
 
-def _inference_check(ctx: Context, name: str, precision: str, compiled: bool, gflop: float) -> dict:
+def _counting(backend: str, graphs: list[int]):
+    """``backend`` (a torch.compile backend name) that also records each graph dynamo hands it (its node count)."""
+    from torch._dynamo import lookup_backend
+
+    inner = lookup_backend(backend)
+
+    def compile_graph(gm, example_inputs):
+        graphs.append(len(gm.graph.nodes))
+        return inner(gm, example_inputs)
+
+    return compile_graph
+
+
+MAX_GRAPHS = 2  # a compiled pass pair is one graph for the encoder and one for the decoder
+
+
+def _inference_check(ctx: Context, name: str, precision: str, compiled: bool, gflop: dict[str, float]) -> dict:
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
     import vidtok
 
     dev = ctx.device
+    if precision == "fp16" and dev.type != "cuda":  # (parity checks fp16 autocast's numbers on any device)
+        raise Skip("fp16 timing needs a GPU: a CPU runs fp16 autocast on slow reference kernels")
     frames, size = 17, 32 if ctx.tiny else 256
     tok = vidtok.load_tokenizer(name, overrides=[f"model.ch={ctx.width}"], pretrained=False, device=dev).eval()
-    backend = compile_backend(ctx)
+    backend, graphs = compile_backend(ctx), []
     if compiled:
-        tok.compile(backend=backend)
+        torch._dynamo.reset()
+        counters.clear()
+        tok.compile(backend=_counting(backend, graphs))
     x = seeded_video(frames, size).to(dev)
     with torch.inference_mode(), autocast(dev, precision):
         _, first_s = timed(dev, lambda: tok.decode(tok.encode(x)))  # warm-up (and compilation)
@@ -301,41 +391,48 @@ def _inference_check(ctx: Context, name: str, precision: str, compiled: bool, gf
         "first_call_s": first_s,
         "frames_per_s": frames / seconds,
         "peak_mb": peak_mb(dev),
-        "tflops": gflop / 1e3 / seconds,
-        **({"compile_backend": backend} if compiled else {}),
-        "ok": tuple(y.shape) == tuple(x.shape) and bool(torch.isfinite(y.float()).all()),
+        "gflop": gflop["total"],
+        "tflops": gflop["total"] / 1e3 / seconds,
     }
-    peak = device_peak(ctx, precision)
-    if peak:
-        out["peak_share"] = out["tflops"] / peak
-    return out
+    ok = tuple(y.shape) == tuple(x.shape) and bool(torch.isfinite(y.float()).all())
+    if compiled:
+        breaks = counters["graph_break"]
+        out.update(compile_backend=backend, graphs=len(graphs), graph_breaks=sum(breaks.values()),
+                   break_reasons=[f"{n}x {reason}"[:200] for reason, n in breaks.most_common(3)])  # fmt: skip
+        ok = ok and len(graphs) <= MAX_GRAPHS
+    ideal = ideal_seconds(ctx, precision, gflop)
+    if ideal:
+        out["peak_share"] = ideal / seconds
+    return {**out, "ok": ok}
 
 
 def _stream_check(ctx: Context, frames: int = 129) -> dict:
-    """A v1.1 video of ``frames`` frames through the encoder and decoder streams, made chunk by chunk (what
-    ``vidtok reconstruct`` does): memory must not grow with the length."""
+    """A v1.1 video of ``frames`` frames through the encoder and decoder streams, chunk by chunk (what
+    ``vidtok reconstruct`` does): memory must not grow with the length. The chunks are made on the device before
+    the clock starts and a short stream runs first (cuDNN's algorithm choices, allocations), so the figure is the
+    model's."""
     import vidtok
     from vidtok.inference.pipeline import reconstruct_stream
 
     dev = ctx.device
     size, chunk = (32, 16) if ctx.tiny else (256, 16)
+    precision = "bf16" if dev.type == "cuda" else "fp32"
     tok = vidtok.load_tokenizer(V11, overrides=[f"model.ch={ctx.width}"], pretrained=False, device=dev).eval()
     gen = torch.Generator().manual_seed(0)
-
-    def chunks():
-        for first in range(0, frames, chunk):
-            yield (torch.rand(1, 3, min(chunk, frames - first), size, size, generator=gen) * 2 - 1).to(dev)
-
-    reset_peak(dev)
-    out_frames, start = 0, time.perf_counter()
-    with torch.inference_mode(), autocast(dev, "bf16" if dev.type == "cuda" else "fp32"):
-        options = vidtok.InferenceOptions(chunk_frames=chunk, chunk_latents=4)
-        for _, recon in reconstruct_stream(tok, chunks(), options=options):
+    chunks = [(torch.rand(1, 3, min(chunk, frames - first), size, size, generator=gen) * 2 - 1).to(dev)
+              for first in range(0, frames, chunk)]  # fmt: skip
+    options = vidtok.InferenceOptions(chunk_frames=chunk, chunk_latents=4)
+    with torch.inference_mode(), autocast(dev, precision):
+        for _ in reconstruct_stream(tok, chunks[:2], options=options):  # warm-up: the same chunk shapes
+            pass
+        reset_peak(dev)
+        out_frames, start = 0, time.perf_counter()
+        for _, recon in reconstruct_stream(tok, chunks, options=options):
             out_frames += recon.shape[2]
-    sync(dev)
-    seconds = time.perf_counter() - start
+        sync(dev)
+        seconds = time.perf_counter() - start
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds, "peak_mb": peak_mb(dev),
-            "precision": "bf16" if dev.type == "cuda" else "fp32", "ok": out_frames == frames}  # fmt: skip
+            "precision": precision, "ok": out_frames == frames}  # fmt: skip
 
 
 def _clips(ctx: Context) -> Path:
@@ -369,13 +466,15 @@ def _encoder_check(ctx: Context) -> dict:
     ckpt = save_tokenizer_safetensors(tok.state_dict(), tok.config, ctx.work / "encoder_tok.safetensors")
     tok = tok.to(dev)
     precision = "bf16" if dev.type == "cuda" else "full"
-    rows, needed = [], None
+    rows, needed, longest = [], None, 0.0
     for workers in (0, 1) if ctx.tiny else (0, 2, 4, 8):
-        if ctx.out_of_time():
+        if ctx.time_left() < longest:  # another worker count would overrun the budget
             break
+        began = time.monotonic()
         r = measure(tok, ckpt, videos, ctx.work / f"encoded{workers}", dev, workers=workers,
                     size=32 if ctx.tiny else 256, batch=2, precision=precision)  # fmt: skip
         rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
+        longest = max(longest, time.monotonic() - began)
         if r["share"] >= 0.9:
             needed = workers
             break
@@ -385,17 +484,21 @@ def _encoder_check(ctx: Context) -> dict:
             "ok": bool(rows) and all(r["frames"] > 0 for r in rows)}  # fmt: skip
 
 
-def _inference_checks(ctx: Context, compiled: bool) -> list[tuple[str, Callable[[], dict]]]:
-    from inference import count_gflop
+def _inference_checks(ctx: Context, compiled: bool) -> list[Check]:
+    from inference import flop_counts
 
     frames, size = 17, 32 if ctx.tiny else 256
     checks = []
     for name in (V10, V11):
-        gflop = count_gflop(name, frames, size, overrides=(f"model.ch={ctx.width}",))
+        # fp32 runs the fused inference forms; autocast (and so the compiled bf16 rows) the general ones
+        gflop = {amp: flop_counts(name, frames, size, overrides=(f"model.ch={ctx.width}",), autocast=amp)
+                 for amp in (False, True)}  # fmt: skip
         for label, precision, compiles in INFERENCE_MODES:
             if compiles == compiled:
-                check = lambda n=name, p=precision, c=compiles, g=gflop: _inference_check(ctx, n, p, c, g)  # noqa: E731
-                checks.append((f"{name} {label} {frames}x{size}x{size}", check))
+                work = gflop[precision != "fp32"]
+                run = lambda n=name, p=precision, c=compiles, g=work: _inference_check(ctx, n, p, c, g)  # noqa: E731
+                kind = "compile" if compiles else "inference"
+                checks.append(Check(f"{name} {label} {frames}x{size}x{size}", kind, run))
     return checks
 
 
@@ -403,8 +506,8 @@ def inference(ctx: Context) -> list[dict]:
     """Full-width v1.0 and v1.1 KL 488 at 17x256x256 in fp32 / bf16 / fp16; a 129-frame v1.1 stream; the
     dataset encoder."""
     checks = _inference_checks(ctx, compiled=False)
-    checks.append((f"{V11} 129-frame stream (16-frame chunks)", lambda: _stream_check(ctx)))
-    checks.append(("encode.py job vs model alone", lambda: _encoder_check(ctx)))
+    checks.append(Check(f"{V11} 129-frame stream (16-frame chunks)", "stream", lambda: _stream_check(ctx)))
+    checks.append(Check("encode.py job vs model alone", "encoder", lambda: _encoder_check(ctx)))
     return run_checks(ctx, checks)
 
 
@@ -497,7 +600,7 @@ def _train_check(ctx: Context, precision: str) -> dict:
 
 def training(ctx: Context) -> list[dict]:
     """Steps at full width, 17x128x128, in bf16 and in fp16 with the gradient scaler, discriminator on mid-way."""
-    return run_checks(ctx, [(f"20 steps {p}" if not ctx.tiny else f"4 steps {p}", lambda p=p: _train_check(ctx, p))
+    return run_checks(ctx, [Check(f"{4 if ctx.tiny else 20} steps {p}", "train", lambda p=p: _train_check(ctx, p))
                             for p in ("bf16", "fp16")])  # fmt: skip
 
 
@@ -535,14 +638,14 @@ def _resume_check(ctx: Context) -> dict:
 
 
 def resume(ctx: Context) -> list[dict]:
-    return run_checks(ctx, [("save at the half, resume", lambda: _resume_check(ctx))])
+    return run_checks(ctx, [Check("save at the half, resume", "resume", lambda: _resume_check(ctx))])
 
 
 # ---- multi-GPU ------------------------------------------------------------------------------------------------
 
 
 def _sync_check(ctx: Context) -> dict:
-    """``accelerate launch`` of 2 processes training 4 steps with a checkpoint every 2: each save first checks
+    """``accelerate launch`` of 2 processes training 2 steps with a checkpoint after each: each save first checks
     that both processes hold the same weights (all-reduce of a checksum, Trainer.check_in_sync)."""
     from vidtok.accelerator import free_port
 
@@ -551,31 +654,35 @@ def _sync_check(ctx: Context) -> dict:
         raise Skip(f"{gpus} GPU visible: the 2-process gradient-sync check needs 2")
     run_dir = ctx.work / "two_processes"
     shutil.rmtree(run_dir, ignore_errors=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # the checkout first, then what the caller's path holds (device_run.sh's carried packages)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     if ctx.device.type != "cuda":
         env.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")  # gloo on the CPU: the same code, CI-sized
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(free_port()), str(REPO / "train.py"), "experiment=debug",
            f"data.path={_train_videos(ctx)}", f"val_data.path={_train_videos(ctx)}", f"run_dir={run_dir}",
-           "train.max_steps=4", "checkpoint.every=2", "validation.at_start=false", "validation.every=1000",
+           "train.max_steps=2", "checkpoint.every=1", "validation.at_start=false", "validation.every=1000",
            f"hydra.run.dir={run_dir / 'hydra'}"]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    saved = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
+    saved = sorted((run_dir / "checkpoints").glob("step_*"))
     if ctx.device.type != "cuda":
         backend = "gloo (CPU)"
     else:
         backend = "rccl" if getattr(torch.version, "hip", None) else "nccl"
-    ok = done.returncode == 0 and len(saved) == 2
-    out = {"backend": backend, "seconds": time.perf_counter() - start, "checkpoints": saved, "ok": ok}
+    # a resumable multi-process checkpoint holds each rank's RNG state; the run folder keeps its config
+    rng_states = all((step / f"random_states_{rank}.pkl").is_file() for step in saved for rank in (0, 1))
+    ok = done.returncode == 0 and len(saved) == 2 and rng_states and (run_dir / "config.yaml").is_file()
+    out = {"backend": backend, "seconds": time.perf_counter() - start, "checkpoints": [p.name for p in saved],
+           "rng_states_of_both_ranks": rng_states, "ok": ok}  # fmt: skip
     if done.returncode != 0:
         out["error"] = (done.stderr or done.stdout)[-800:]
     return out
 
 
 def multi_gpu(ctx: Context) -> list[dict]:
-    return run_checks(ctx, [("2-process gradient sync", lambda: _sync_check(ctx))])
+    return run_checks(ctx, [Check("2-process gradient sync", "multi-gpu", lambda: _sync_check(ctx))])
 
 
 SECTIONS: dict[str, Callable[[Context], list[dict]]] = {

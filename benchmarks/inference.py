@@ -49,9 +49,14 @@ def original_model(checkout: str, name: str):
     return Original(Path(checkout), name, 128)
 
 
-def count_gflop(name: str, frames: int, size: int, original: str | None = None, overrides: tuple = ()) -> float:
-    """FLOPs of one full-pass encode + decode, counted on the meta device (``overrides``: tokenizer config
-    overrides such as ``model.ch=8``, for vidtok)."""
+def flop_counts(
+    name: str, frames: int, size: int, original: str | None = None, overrides: tuple = (), autocast: bool = False
+) -> dict[str, float]:
+    """GFLOP of one full-pass encode + decode, counted on the meta device, by kind: ``conv`` (convolutions),
+    ``matmul`` (matrix products and attention) and ``total``. ``overrides``: tokenizer config overrides such as
+    ``model.ch=8``, for vidtok. ``autocast``: the paths vidtok takes under autocast (its general forms, with more
+    work than the fused inference forms of fp32), counted with grad mode on, which selects the same paths; else the
+    inference paths (what fp32 runs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -64,11 +69,19 @@ def count_gflop(name: str, frames: int, size: int, original: str | None = None, 
             model.decoder(model.encode(x)[0])
     else:
         with torch.device("meta"):
-            tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name, list(overrides)))
-        # inference mode: the paths that encode/decode take (fused time upsampling does less work)
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name, list(overrides))).requires_grad_(False)
+        mode = torch.enable_grad() if autocast else torch.inference_mode()
+        with mode, FlopCounterMode(display=False) as counter:
             tok.decoder(tok.regularizer.latents(tok.encoder(tok._pad_frames(x))))
-    return counter.get_total_flops() / 1e9
+    by_op = counter.get_flop_counts()["Global"]
+    conv = sum(n for op, n in by_op.items() if "convolution" in str(op))
+    total = counter.get_total_flops()
+    return {"conv": conv / 1e9, "matmul": (total - conv) / 1e9, "total": total / 1e9}
+
+
+def count_gflop(name: str, frames: int, size: int, original: str | None = None, overrides: tuple = ()) -> float:
+    """GFLOP of one full-pass encode + decode on the inference paths (see ``flop_counts``)."""
+    return flop_counts(name, frames, size, original, overrides)["total"]
 
 
 def worker(args: argparse.Namespace) -> dict:

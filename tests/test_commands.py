@@ -207,16 +207,27 @@ def test_encode_decode_commands_through_the_console_script(clip: Path, weights, 
     run = run_vidtok("decode", str(tokens), str(video), "--ckpt", ckpt, "--quiet")
     assert run.returncode == 0, run.stderr
     assert read_info(video).frames == 21
-    # a clear error, no traceback and no output file, for bad inputs
+
+
+def test_reconstruct_refuses_bad_inputs_in_one_line_and_writes_nothing(
+    clip: Path, weights, tmp_path: Path, capsys
+) -> None:
+    """In this process (the console script's exit status and one-line errors are checked by test_entry_errors.py
+    and the documentation tests): a clear error, status 2, no output file and no temporary file left."""
+    from vidtok.cli import main
+
+    ckpt = str(weights["vidtok_fsq_causal_488_4096"])
     bad_out = tmp_path / "never.mp4"
+    (tmp_path / "tokens.safetensors").write_bytes(b"not a video")
     refusals = [
-        ((str(tokens),), "cannot read video"),
+        ((str(tmp_path / "tokens.safetensors"),), "cannot read video"),
         ((str(clip), "--chunk-frames", "6"), "chunk_frames must be a positive multiple of 4"),
         ((str(clip), "--height", "36"), "even multiples of 8"),
     ]
     for args, message in refusals:
-        run = run_vidtok("reconstruct", args[0], str(bad_out), "--ckpt", ckpt, *args[1:])
-        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+        status = main(["reconstruct", args[0], str(bad_out), "--ckpt", ckpt, "--quiet", *args[1:]])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not bad_out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
 
 

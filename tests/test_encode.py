@@ -214,6 +214,10 @@ def test_sigkill_then_the_same_command_gives_every_sample_once(weights, videos, 
     assert not list(out.glob(".*tmp*"))
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted(m["key"] for m in manifest) == sorted(samples)
+    # the statistics of the killed and restarted run are those of an uninterrupted one, byte for byte
+    whole = tmp_path / "whole"
+    encode_dataset(_config(weights, data, whole, output={"max_count": 1}, batch_size=1))
+    assert (out / "stats.json").read_bytes() == (whole / "stats.json").read_bytes()
 
 
 def _samples_of_one_copy(weights, videos, out: Path) -> dict[str, dict]:
@@ -259,6 +263,11 @@ def test_two_processes_killed_and_restarted_equal_one_process(weights, videos, t
     for key in a:
         assert torch.allclose(a[key]["tokens"].data, b[key]["tokens"].data, atol=1e-5), key
         assert a[key]["json"] == b[key]["json"]
+    # statistics merged over both processes' shards: those of the one process (the tensors agree to float rounding)
+    sa, sb = (json.loads((d / "stats.json").read_text()) for d in (one, two))
+    assert (sa["count"], sa["videos"], sa["samples"]) == (sb["count"], sb["videos"], sb["samples"])
+    for field in ("mean", "std", "min", "max"):
+        assert sa[field] == pytest.approx(sb[field], rel=1e-5, abs=1e-6), field
 
 
 def test_latent_dataset_reads_every_sample_once_over_workers(weights, videos, tmp_path) -> None:

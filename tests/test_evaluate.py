@@ -187,8 +187,10 @@ def test_pad_gen_frames_leads_each_clip_with_generated_frames(videos: Path, caus
     np.testing.assert_allclose(result.videos[0]["per_frame"]["psnr"], want, atol=2e-3)
     plain = run(ckpt, videos, data={"limit": 1})
     first, rest = slice(0, 17), slice(17, None)
+    # the first clip is the plain run's (to float32 rounding: two runs of the same pass can differ in the last bit,
+    # seen once as 1.7e-7 relative); the later ones are not
     np.testing.assert_allclose(
-        result.videos[0]["per_frame"]["psnr"][first], plain.videos[0]["per_frame"]["psnr"][first]
+        result.videos[0]["per_frame"]["psnr"][first], plain.videos[0]["per_frame"]["psnr"][first], rtol=1e-6
     )
     assert not np.allclose(result.videos[0]["per_frame"]["psnr"][rest], plain.videos[0]["per_frame"]["psnr"][rest])
 

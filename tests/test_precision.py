@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import vidtok
 from vidtok.synthetic import moving_shapes
 
 from conftest import tiny_tokenizer
@@ -72,3 +73,42 @@ def test_compiled_passes_are_one_graph_each_and_match_eager(name: str, autocast:
         yc = tok.decode(z)
     assert set(tok.state_dict()) == keys
     assert (zc - z).abs().max() < 1e-4 and (yc - y).abs().max() < 1e-4
+
+
+def graphs_of_a_compiled_pass(name: str, frames: int, size: int, width: int = 128) -> tuple[list[int], dict]:
+    """The graphs dynamo makes of the encoder and the decoder of ``name`` at ``width`` for a
+    (1, 3, frames, size, size) video, and its graph-break reasons: captured on the meta device (shapes only, no
+    arithmetic), with the counting ``eager`` backend."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    with torch.device("meta"):
+        tok = vidtok.Tokenizer(vidtok.compose_tokenizer_config(name, [f"model.ch={width}"])).eval()
+    tok.requires_grad_(False)
+    graphs: list[int] = []
+
+    def counting(gm, example_inputs):
+        graphs.append(len(gm.graph.nodes))
+        return gm.forward
+
+    dynamo.reset()
+    counters.clear()
+    tok.compile(backend=counting)
+    x = torch.empty(1, 3, frames, size, size, device="meta")
+    with torch.inference_mode():
+        y = tok.decode(tok.encode(x))
+    assert y.shape == x.shape and y.device.type == "meta"
+    return graphs, dict(counters["graph_break"])
+
+
+@pytest.mark.slow
+def test_full_width_passes_compile_to_one_graph_each() -> None:
+    """The device check's compile rows, at their size (full width, 17x256x256), without the arithmetic: per-frame
+    blocks split a long input into frame chunks during inference (2 frames at a time at 128 channels x 256x256),
+    which a tiny model never does; under the compiler that split must stay one graph (an ``out=`` write into a view
+    of the result split the encoder and decoder into 34-37 graphs and hit dynamo's recompile limit)."""
+    from vidtok.modules.blocks import BLOCK_CHUNK_ELEMENTS
+
+    assert BLOCK_CHUNK_ELEMENTS // (128 * 256 * 256) < 17  # this size does chunk
+    graphs, breaks = graphs_of_a_compiled_pass("vidtok_kl_causal_488_4chn_v1_1", 17, 256)
+    assert len(graphs) == 2 and not breaks, (len(graphs), breaks)

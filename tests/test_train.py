@@ -346,23 +346,6 @@ def command_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_launch_keeps_weights_in_sync(tmp_path: Path, video_dir: Path) -> None:
-    run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--main_process_port", str(free_port()), str(REPO / "train.py"), "experiment=debug",
-        f"data.path={video_dir}", f"val_data.path={video_dir}", f"run_dir={run_dir}", "train.max_steps=3",
-        "checkpoint.every=3", "hydra.run.dir=" + str(tmp_path / "hydra"),
-    ]  # fmt: skip
-    result = subprocess.run(cmd, env=command_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    last = CheckpointDir(run_dir / "checkpoints").latest()
-    assert last is not None and json.loads((last / "trainer_state.json").read_text())["step"] == 3
-    assert (last / "random_states_1.pkl").is_file()  # both processes saved their RNG state
-    assert (run_dir / "config.yaml").is_file()
-
-
-@pytest.mark.slow
 def test_sweep_of_two_runs(tmp_path: Path, video_dir: Path) -> None:
     cmd = [
         sys.executable, str(REPO / "train.py"), "-m", "experiment=debug", f"data.path={video_dir}",
@@ -396,6 +379,9 @@ def _train_two_processes(run_dir: str, video_dir: str, break_sync: bool) -> None
         outcome = str(err)
     Path(run_dir, f"outcome{trainer.acc.process_index}.txt").write_text(outcome)
     end_processes()  # as the jobs end: a process group left open can abort a rank (SIGABRT) as gloo tears down
+    # The outcome is on disk. After the sync check failed, a rank has once still aborted in the interpreter's
+    # teardown ("terminate called without an active exception", 1 run in ~10): leave without it.
+    os._exit(0)
 
 
 def _spawned_rank(rank: int, port: int, run_dir: str, video_dir: str, break_sync: bool) -> None:

@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 
 from .composition import compose_tokenizer_config, official_names
 from .defaults import CHUNK_FRAMES, CHUNK_LATENTS, protocol_clip_frames
-from .errors import ConfigError, VidtokError, report
+from .errors import ConfigError, InputError, VidtokError, report
+from .io.files import existing_file, read_json
 from .io.token_files import load_tokens, save_tokens
 from .io.weight_files import META_SOURCE, save_tokenizer_safetensors
 from .models import InferenceOptions
@@ -307,6 +308,9 @@ def cmd_export_diffusers(args: argparse.Namespace) -> int:
     from .diffusers_export import export_diffusers
 
     tok = _load(args)
+    if args.stats is not None:
+        tok.latent_stats = read_json(existing_file(args.stats, "statistics file", InputError), InputError,
+                                     "statistics file", "give an encode.py stats.json")  # fmt: skip
     out = export_diffusers(tok, args.output, force=args.force)
     print(f"wrote {out}: diffusers.AutoencoderVidTok.from_pretrained({str(out)!r}) loads it")
     return 0
@@ -416,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="export v1.0 causal models too (diffusers computes them differently)"
     )
+    p.add_argument("--stats", type=Path, help="an encode.py stats.json to carry (latent_stats.json beside the config)")
     p.set_defaults(func=cmd_export_diffusers)
 
     p = sub.add_parser("shards", help="pack videos into WebDataset tar shards (resumable)")

@@ -9,6 +9,7 @@ are exported only when asked (``force=True``), with a warning.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError
+from .models.pretrained import STATS_NAME
 
 log = logging.getLogger("vidtok.export")
 
@@ -77,4 +79,7 @@ def export_diffusers(tok: Any, out_dir: str | os.PathLike, force: bool = False) 
     model.load_state_dict(state, strict=True)
     out = Path(out_dir)
     model.save_pretrained(out, safe_serialization=True)
+    if tok.latent_stats is not None:
+        (out / STATS_NAME).write_text(json.dumps(tok.latent_stats, indent=1))
+        log.info("AutoencoderVidTok's config has no field for latent statistics: they are in %s", out / STATS_NAME)
     return out

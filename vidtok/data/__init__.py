@@ -8,6 +8,7 @@ loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn
 from ..errors import DataError, DataSourceError, ShardWriterError, ShortVideoError
 from ..io.video import read_clip, read_info
 from .dataset import VideoClipDataset, collate_clips
+from .latent_stats import LatentStats
 from .latents import LatentDataset, decode_latent_sample, latent_shards
 from .sampling import clip_indices, clip_span, eval_clips, frame_interval
 from .shards import ShardSummary, write_shards
@@ -29,6 +30,7 @@ __all__ = [
     "DataSourceError",
     "Failure",
     "LatentDataset",
+    "LatentStats",
     "Record",
     "ShardSummary",
     "ShardWriterError",

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import torch
 import webdataset as wds
 
 from ..errors import DataSourceError
 from ..io.token_files import tokens_from_bytes
+from .latent_stats import LatentStats
 from .sources import expand_urls
 
 
@@ -39,12 +43,15 @@ def decode_latent_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """A raw webdataset sample (``safetensors`` and ``json`` bytes) -> tensors and metadata."""
     name = f"{sample.get('__url__', '?')}:{sample['__key__']}"
     tokens = tokens_from_bytes(sample["safetensors"], name)
-    return {
+    decoded = {
         "key": sample["__key__"],
         tokens.kind: tokens.data,
         "meta": json.loads(sample["json"]) if "json" in sample else {},
         "tokens": tokens,
     }
+    if tokens.logvar is not None:
+        decoded["logvar"] = tokens.logvar
+    return decoded
 
 
 class LatentDataset(wds.WebDataset):
@@ -53,7 +60,14 @@ class LatentDataset(wds.WebDataset):
     Under ``torch.distributed`` each rank reads its own shards, and each DataLoader worker its own part of them
     (so every sample is read once per epoch over all ranks and workers; give at least ranks x workers shards).
     ``shuffle``: a buffer of that many samples, and shards in a ``seed``-ed order; 0 keeps the written order.
-    ``resampled``: shards drawn with replacement, endlessly (for step-based training).
+    ``resampled``: shards drawn with replacement, endlessly (for step-based training). ``normalize``: KL latents
+    normalized with the statistics ``encode.py`` wrote beside the shards (``source`` is then its output folder;
+    ``True`` or ``"channel"``: per channel, ``"global"``: one mean and std; see
+    [`LatentStats`][vidtok.data.LatentStats]). ``sample``: latents drawn from the posterior each time a sample is
+    read, ``mean + exp(logvar / 2) * eps`` (an ``encode.py`` run with ``output.posterior=true``); ``eps`` comes from
+    ``seed``, the epoch ([`set_epoch`][vidtok.data.LatentDataset.set_epoch]) and the sample's key, so a draw is the
+    same whichever rank and worker read it, and new each epoch. Drawn before ``normalize``. A sample that holds a
+    log-variance also has it as ``logvar``.
     """
 
     def __init__(
@@ -63,7 +77,16 @@ class LatentDataset(wds.WebDataset):
         shuffle: int = 0,
         seed: Optional[int] = 0,
         resampled: bool = False,
+        normalize: Union[bool, str] = False,
+        sample: bool = False,
     ):
+        if normalize not in (False, True, "channel", "global"):
+            raise ValueError(f"normalize must be False, True, 'channel' or 'global', got {normalize!r}")
+        stats = None
+        if normalize:
+            if isinstance(source, (list, tuple)) or not Path(source).is_dir():
+                raise DataSourceError("normalize=True reads stats.json from an encode.py output folder: give its path")
+            stats = LatentStats.load(source)
         super().__init__(
             latent_shards(source),
             resampled=resampled,
@@ -77,3 +100,31 @@ class LatentDataset(wds.WebDataset):
         if shuffle:
             self.append(wds.filters.shuffle(shuffle, seed=seed))
         self.append(wds.filters.map(decode_latent_sample))
+        self.draw_epoch = 0
+        if sample:
+            self.append(wds.filters.map(partial(_drawn, dataset=self, seed=seed or 0)))
+        if stats is not None:
+            self.append(wds.filters.map(partial(_normalized, stats=stats, per_channel=normalize != "global")))
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that posterior draws (``sample=True``) depend on: call it before each epoch's iteration (as
+        with a DistributedSampler; DataLoader workers take it when they start)."""
+        self.draw_epoch = epoch
+
+
+def _drawn(sample: dict[str, Any], dataset: LatentDataset, seed: int) -> dict[str, Any]:
+    if "logvar" not in sample:
+        raise DataSourceError(
+            f"sample {sample['key']} holds no posterior log-variance: encode with output.posterior=true to sample"
+        )
+    key = f"{seed}:{dataset.draw_epoch}:{sample['key']}".encode()
+    generator = torch.Generator().manual_seed(zlib.crc32(key) | (len(key) << 32))
+    mean, logvar = sample["latents"], sample["logvar"]
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    return dict(sample, latents=mean + torch.exp(0.5 * logvar) * noise)
+
+
+def _normalized(sample: dict[str, Any], stats: LatentStats, per_channel: bool) -> dict[str, Any]:
+    if "latents" not in sample:
+        raise DataSourceError(f"sample {sample['key']} holds FSQ indices: only KL latents are normalized")
+    return dict(sample, latents=stats.normalize(sample["latents"], per_channel))

@@ -17,12 +17,17 @@ from ..inference.job import VideoJobConfig
 class EncodeOutputConfig:
     """Where the shards go (``dir``, required) and their limits: at most ``max_count`` samples and about
     ``max_bytes`` per shard (a video's samples never straddle two shards). ``indices``: FSQ models store integer
-    indices (the smallest integer type of the codebook) instead of latents."""
+    indices (the smallest integer type of the codebook) instead of latents. ``posterior``: KL models store the
+    posterior's log-variance (``logvar``) beside its mean, so that a trainer can draw latents from it.
+    ``stats_only``: encode and commit the statistics (``stats.json``) without writing any sample (with
+    ``data.limit``: the statistics of a sample of a dataset)."""
 
     dir: Optional[str] = None
     max_count: int = 1000
     max_bytes: int = 1 << 30
     indices: bool = False
+    posterior: bool = False
+    stats_only: bool = False
     progress: bool = True
 
 
@@ -61,6 +66,10 @@ class EncodeConfig(VideoJobConfig):
         super().check_for(config)
         if self.output.indices and not config.is_discrete:
             raise ConfigError(f"output.indices stores FSQ indices; {config.label} is a KL model (use latents)")
+        if self.output.posterior and config.is_discrete:
+            raise ConfigError(
+                f"output.posterior stores a KL posterior's log-variance; {config.label} is an FSQ model (deterministic)"
+            )
 
     def job_keys(self) -> dict:
         """What decides the samples' content (compared when a run resumes into an existing output.dir)."""
@@ -68,5 +77,8 @@ class EncodeConfig(VideoJobConfig):
         for name in ("device", "threads", "workers", "batch_size"):
             keys.pop(name)
         keys["output"] = {"indices": self.output.indices}
+        for name in ("posterior", "stats_only"):  # (absent when off: outputs of earlier versions resume)
+            if getattr(self.output, name):
+                keys["output"][name] = True
         keys.pop("ckpt")  # the checkpoint is compared by its SHA-256 (the identity)
         return keys

@@ -31,7 +31,8 @@ from ..inference.job import start_job
 from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile, token_bytes
 from .config import EncodeConfig
-from .shards import Committed, ShardSink, read_committed, remove_uncommitted, write_manifest
+from .shards import Committed, ShardSink, code_files, read_committed, remove_uncommitted, write_manifest
+from .stats import video_moments, write_stats
 
 log = logging.getLogger("vidtok.encode")
 
@@ -198,24 +199,26 @@ def _finished_videos(reader: Iterator, encoder: _Encoder, sink: ShardSink, bar: 
     yield from encoder.flush()
 
 
-def _write_videos(finished: Iterator[tuple[list, dict]], sink: ShardSink) -> tuple[int, int]:
+def _write_videos(finished: Iterator[tuple[list, dict, tuple]], sink: ShardSink) -> tuple[int, int]:
     """Add each finished video's samples to the shards; the videos and the frames their samples stand for."""
     videos = frames = 0
-    for samples, record in finished:
-        sink.add_video(record, samples)
+    for samples, record, indices in finished:
+        sink.add_video(record, samples, indices)
         videos += 1
         frames += sum(r["frames"] for _, _, r in samples)
     return videos, frames
 
 
 def _summary(
-    acc: Any, out_dir: Path, identity: dict, videos: int, frames: int, seconds: float, skipped: int
+    acc: Any, out_dir: Path, identity: dict, videos: int, frames: int, seconds: float, skipped: int, tok: Any, kind: str
 ) -> EncodeResult:
-    """Every process: the totals over all processes, once the main process has written the manifest."""
+    """Every process: the totals over all processes, once the main process has written the manifest and the
+    statistics."""
     parts = gather_objects((videos, frames, seconds, skipped))
     acc.wait_for_everyone()
     if acc.is_main_process:
         write_manifest(out_dir)
+        write_stats(out_dir, read_committed(out_dir).indexes, tok.config, kind, code_files(out_dir))
     acc.wait_for_everyone()
     state = read_committed(out_dir)
     failed = sorted((f for index in state.indexes for f in index["failed"]), key=lambda f: f["order"])
@@ -246,13 +249,16 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     out_dir = Path(cfg.output.dir)
     committed = _prepare_output(acc, out_dir, identity, cfg)
-    rank = acc.process_index
-    sink = ShardSink(out_dir, rank, committed.next_number.get(rank, 0), cfg.output.max_count, cfg.output.max_bytes)
+    rank, kind = acc.process_index, "indices" if cfg.output.indices else "latents"
+    codes = tok.config.codebook_size if kind == "indices" else 0
+    first = committed.next_number.get(rank, 0)
+    sink = ShardSink(out_dir, rank, first, cfg.output.max_count, cfg.output.max_bytes, codebook_size=codes,
+                     write_samples=not cfg.output.stats_only)  # fmt: skip
     tasks, skipped = _split_listing(listing, committed.done, sink)
-    encoder = _Encoder(tok, cfg, options, device, "indices" if cfg.output.indices else "latents")
+    encoder = _Encoder(tok, cfg, options, device, kind)
     cutting = cfg.cutting(tok.config.causal)
     videos, frames, seconds = _encode_videos(tasks, cutting, encoder, sink, cfg, rank)
-    return _summary(acc, out_dir, identity, videos, frames, seconds, skipped)
+    return _summary(acc, out_dir, identity, videos, frames, seconds, skipped, tok, kind)
 
 
 class _Encoder:
@@ -263,6 +269,8 @@ class _Encoder:
     def __init__(self, tok: Any, cfg: EncodeConfig, options: Any, device: torch.device, kind: str):
         self.tok, self.cfg, self.options, self.device, self.kind = tok, cfg, options, device, kind
         self.autocast = cfg.autocast(device)
+        # what the model gives: posterior runs keep the encoder's moments (mean and log-variance) until written
+        self.output = "moments" if cfg.output.posterior else kind
         self.pending: dict[str, list] = {}  # video key -> [(data (1, ...), source indices)], in clip order
         self.queue: list[tuple[str, Tensor, list[int]]] = []  # clips waiting for the model: (video key, clip, ids)
         self.ended: list[_End] = []  # videos whose frames are all read, in the order they ended
@@ -274,7 +282,7 @@ class _Encoder:
         if self.cfg.mode == "whole":
             with self.autocast:
                 if self.stream is None:
-                    self.stream = self.tok.encoder_stream(options=self.options, output=self.kind)
+                    self.stream = self.tok.encoder_stream(options=self.options, output=self.output)
                     self.stream.__enter__()
                 parts.append((self.stream.push(piece.video.to(self.device)), piece.indices[0]))
             return []
@@ -299,7 +307,8 @@ class _Encoder:
 
     def _run(self, count: int) -> None:
         batch, self.queue = self.queue[:count], self.queue[count:]
-        encode = self.tok.encode_indices if self.kind == "indices" else self.tok.encode
+        encode = {"indices": self.tok.encode_indices, "latents": self.tok.encode, "moments": self.tok.encode_moments}
+        encode = encode[self.output]
         with self.autocast:
             out = encode(torch.cat([clip for _, clip, _ in batch]).to(self.device), options=self.options)
         for i, (key, _, ids) in enumerate(batch):
@@ -324,8 +333,9 @@ class _Encoder:
             self.stream.__exit__(None, None, None)
             self.stream = None
 
-    def finish(self, end: _End) -> tuple[list[tuple[str, bytes, dict]], dict]:
-        """The video's samples (key, safetensors bytes, json record) and its index record."""
+    def finish(self, end: _End) -> tuple[list[tuple[str, bytes, dict]], dict, tuple]:
+        """The video's samples (key, safetensors bytes, json record), its index record (with the statistics of
+        its latents) and its samples' indices (for the shard's code counts; empty for latents)."""
         task, cfg, tc = end.task, self.cfg, self.tok.config
         parts = self.pending.pop(task.key, [])
         base = task.key.replace(".", "_")
@@ -350,8 +360,13 @@ class _Encoder:
             clips = [(data, ids)]
         else:
             clips = parts
+        logvars = [None] * len(clips)
+        if self.output == "moments":  # the posterior: its mean is the latents
+            split = [self.tok.regularizer.split(data.float()) for data, _ in clips]
+            clips = [(mean, ids) for (mean, _), (_, ids) in zip(split, clips, strict=True)]
+            logvars = [logvar for _, logvar in split]
         samples = []
-        for number, (data, ids) in enumerate(clips):
+        for number, ((data, ids), logvar) in enumerate(zip(clips, logvars, strict=True)):
             padded = padding_copies(ids)
             frames = len(ids) - padded
             tokens = TokenFile(
@@ -364,9 +379,13 @@ class _Encoder:
                 cfg.width,
                 None if cfg.mode == "whole" else len(ids),
                 {"path": task.name, "fps": end.source_fps},
+                logvar=logvar,
             )
             key = base if cfg.mode == "whole" else f"{base}/{number:05d}"
             record = dict(common, clip=number, first_frame=ids[0], last_frame=ids[frames - 1], frames=frames)
             record.update(padded_frames=padded, shape=list(data.shape))
             samples.append((key, token_bytes(tokens), record))
-        return samples, video
+        if self.kind == "latents":
+            video["stats"] = video_moments([data for data, _ in clips], tc.causal)
+            return samples, video, ()
+        return samples, video, tuple(data for data, _ in clips)

@@ -6,6 +6,8 @@ Layout of ``output.dir``::
     run.json                          the job: tokenizer identity and the keys that decide the samples
     part-r00000-000000.tar            process 0's first shard (webdataset samples: <key>.safetensors, <key>.json)
     index/part-r00000-000000.json     what that shard holds (videos, samples) and the videos that failed before it
+    index/part-r00000-000000.codes.safetensors   FSQ indices: the shard's code counts (written before its index)
+    stats.json                        at the end: statistics of everything written (vidtok.encoding.stats)
     manifest.jsonl                    at the end: one line per sample (key, shard, video, frames), in video order
     failed.jsonl                      at the end: the videos that were skipped, with the reason
 
@@ -28,9 +30,11 @@ import webdataset as wds
 
 from ..errors import ConfigError
 from ..io.files import read_json, write_atomic
+from .stats import CodeCounts
 
 INDEX_DIR = "index"
 SHARD_NAME = "part-r{rank:05d}-{number:06d}"
+CODES_SUFFIX = ".codes.safetensors"
 _SHARD_RE = re.compile(r"^part-r(\d{5})-(\d{6})$")
 
 
@@ -75,14 +79,44 @@ def remove_uncommitted(out_dir: Path) -> list[str]:
         if _SHARD_RE.match(stem) and not (index_dir / f"{stem}.json").is_file():
             path.unlink()
             removed.append(path.name)
+    for path in index_dir.glob(f"part-*{CODES_SUFFIX}") if index_dir.is_dir() else ():
+        stem = path.name[: -len(CODES_SUFFIX)]
+        if _SHARD_RE.match(stem) and not (index_dir / f"{stem}.json").is_file():
+            path.unlink()
+            removed.append(f"{INDEX_DIR}/{path.name}")
     return removed
+
+
+def code_files(out_dir: Path) -> list[Path]:
+    """The committed shards' code-count files (FSQ indices)."""
+    index_dir = out_dir / INDEX_DIR
+    return sorted(
+        p
+        for p in index_dir.glob(f"part-*{CODES_SUFFIX}")
+        if (index_dir / p.name.replace(CODES_SUFFIX, ".json")).is_file()
+    )
 
 
 class ShardSink:
     """One process's shards: whole videos are added; a shard closes when the next video would pass its limits."""
 
-    def __init__(self, out_dir: Path, rank: int, first_number: int, max_count: int, max_bytes: int):
+    def __init__(
+        self,
+        out_dir: Path,
+        rank: int,
+        first_number: int,
+        max_count: int,
+        max_bytes: int,
+        codebook_size: int = 0,
+        write_samples: bool = True,
+    ):
+        """``codebook_size``: the shards hold FSQ indices of that many codes, counted per shard (see ``stats``).
+        ``write_samples=False``: only the index records (and code counts) are committed, no shard (statistics
+        only)."""
         self.out_dir, self.rank, self.number = out_dir, rank, first_number
+        self.write_samples = write_samples
+        self.codebook_size = codebook_size
+        self._codes = CodeCounts(codebook_size) if codebook_size else None
         self.max_count, self.max_bytes = max_count, max_bytes
         (out_dir / INDEX_DIR).mkdir(parents=True, exist_ok=True)
         self._tar: Optional[wds.TarWriter] = None
@@ -98,22 +132,24 @@ class ShardSink:
     def _tmp(self) -> Path:
         return self.out_dir / f".{self._name()}.tar.tmp{os.getpid()}"
 
-    def add_video(self, video: dict, samples: list[tuple[str, bytes, dict]]) -> None:
-        """``samples``: (key, safetensors bytes, json record) of one video; ``video``: its record for the index."""
+    def add_video(self, video: dict, samples: list[tuple[str, bytes, dict]], indices: tuple = ()) -> None:
+        """``samples``: (key, safetensors bytes, json record) of one video; ``video``: its record for the index;
+        ``indices``: its samples' FSQ indices, when the shards hold indices (counted into the shard's codes)."""
         size = sum(len(data) for _, data, _ in samples)
-        if self._tar is not None and (
-            self._count + len(samples) > self.max_count or self._bytes + size > self.max_bytes
-        ):
+        if self._count and (self._count + len(samples) > self.max_count or self._bytes + size > self.max_bytes):
             self.commit()
-        if self._tar is None:
+        if self._tar is None and self.write_samples:
             self._file = open(self._tmp(), "wb")
             self._tar = wds.TarWriter(self._file, encoder=False, mtime=0)
-        for key, data, record in samples:
+        for key, data, record in samples if self.write_samples else ():
             self._tar.write({"__key__": key, "safetensors": data, "json": json.dumps(record).encode()})
+        for sample in indices:
+            self._codes.add(sample)
         self._count += len(samples)
         self._bytes += size
         records = [dict(record, key=key) for key, _, record in samples]
-        self._videos.append(dict(video, shard=f"{self._name()}.tar", samples=records))
+        shard = f"{self._name()}.tar" if self.write_samples else None
+        self._videos.append(dict(video, shard=shard, samples=records))
 
     def add_failure(self, failure: dict) -> None:
         """A video that was skipped (recorded with the next commit)."""
@@ -122,7 +158,7 @@ class ShardSink:
     def commit(self) -> None:
         """Close the open shard into place and write its index file (also a shard-less one that records only
         failures). Nothing to do when there is neither."""
-        if self._tar is None and not self._failed:
+        if self._tar is None and not self._videos and not self._failed:
             return
         name = self._name()
         shard = None
@@ -134,6 +170,9 @@ class ShardSink:
             os.replace(self._tmp(), self.out_dir / f"{name}.tar")
             shard = f"{name}.tar"
             self.shards.append(shard)
+        if self._codes is not None:  # before the index: the index file is the commit of both
+            write_atomic(self.out_dir / INDEX_DIR / f"{name}{CODES_SUFFIX}", self._codes.to_bytes())
+            self._codes = CodeCounts(self.codebook_size)
         index = {"shard": shard, "rank": self.rank, "videos": self._videos, "failed": self._failed}
         write_atomic(self.out_dir / INDEX_DIR / f"{name}.json", json.dumps(index, indent=1).encode())
         self.number += 1
@@ -147,6 +186,8 @@ class ShardSink:
             self._file.close()
             self._tmp().unlink(missing_ok=True)
             self._tar = None
+        if self._codes is not None:
+            self._codes = CodeCounts(self.codebook_size)
 
 
 def write_manifest(out_dir: Path) -> tuple[int, int]:

@@ -10,6 +10,10 @@ How a file is read (frame size, frame rate, how many frames) is one [`ReadSettin
 
 Each function checks ``options`` against the model once and passes the checked object down. No option keywords
 here, unlike ``Tokenizer.encode``: every caller (the command line, the jobs, benchmarks) already holds one object.
+
+The work runs where the tokenizer is: frames read from a file go to its device as uint8 (a quarter of the bytes of
+floats), and what leaves for a file or the caller (8-bit frames, token tensors) comes back to the host chunk by
+chunk, so a long video never gathers on the device.
 """
 
 from __future__ import annotations
@@ -106,6 +110,16 @@ def _frames(plan: ReadPlan, chunk: int) -> Iterator[Tensor]:
     )
 
 
+def _on_model(tok: Tokenizer, frames: Tensor) -> Tensor:
+    """uint8 frames (n, H, W, 3) read on the host -> a video (1, 3, n, H, W) in [-1, 1] on the tokenizer's device."""
+    return frames_to_tensor(frames.to(tok.device))
+
+
+def to_host(t: Tensor) -> Tensor:
+    """A result on its way to a file or the caller: on the host."""
+    return t.cpu()
+
+
 def _bar(total: Optional[int], desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
 
@@ -155,15 +169,15 @@ def encode_video(
         if clip is None:
             with tok.encoder_stream(options=opts, output=output) as stream:
                 for frames in _frames(plan, opts.chunk_frames):
-                    parts.append(stream.push(frames_to_tensor(frames)))
+                    parts.append(to_host(stream.push(_on_model(tok, frames))))
                     frames_in += frames.shape[0]
                     bar.update(frames.shape[0])
-                parts.append(stream.finish())
+                parts.append(to_host(stream.finish()))
         else:
             encode = tok.encode_indices if indices else tok.encode
             padded = opts.replace(pad=True)  # still checked: replace checks only the field it changes
             for frames in _frames(plan, clip):
-                parts.append(encode(frames_to_tensor(frames), options=padded))
+                parts.append(to_host(encode(_on_model(tok, frames), options=padded)))
                 frames_in += frames.shape[0]
                 bar.update(frames.shape[0])
     data = torch.cat(parts, dim=1 if indices else 2)
@@ -177,7 +191,8 @@ def decode_frames(
     *,
     options: Optional[InferenceOptions] = None,
 ) -> Iterator[Tensor]:
-    """Decode a token file chunk by chunk, yielding uint8 frames (n, H, W, 3), ``tokens.frames`` in all."""
+    """Decode a token file chunk by chunk, yielding uint8 frames (n, H, W, 3) on the host, ``tokens.frames`` in
+    all (decoded on the tokenizer's device)."""
     yield from _decoded_frames(tok, tokens, _file_options(tok, options))
 
 
@@ -186,26 +201,30 @@ def _decoded_frames(tok: Tokenizer, tokens: TokenFile, opts: InferenceOptions) -
     tokens.check_frames()  # tokens made in memory or read from shards too, not only files through load_tokens
     indices = tokens.kind == "indices"
     time_dim = 1 if indices else 2
-    data, t = tokens.data, tokens.data.shape[time_dim]
+    data, t, device = tokens.data, tokens.data.shape[time_dim], tok.device
+
+    def part(i: int, step: int) -> Tensor:
+        return data.narrow(time_dim, i, min(step, t - i)).to(device)
+
     remaining = tokens.frames
     with torch.inference_mode():
         if tok.config.causal:
             step = opts.chunk_latents
             with tok.decoder_stream(options=opts, indices=indices) as stream:
-                pieces = (stream.push(data.narrow(time_dim, i, min(step, t - i))) for i in range(0, t, step))
+                pieces = (stream.push(part(i, step)) for i in range(0, t, step))
                 for piece in _chain(pieces, stream.finish):
                     piece = piece[:, :, :remaining]
                     remaining -= piece.shape[2]
                     if piece.shape[2]:
-                        yield tensor_to_frames(piece)
+                        yield to_host(tensor_to_frames(piece))
         else:
             step = (tokens.clip_frames or tok.config.temporal_factor * t) // tok.config.temporal_factor
             decode = tok.decode_indices if indices else tok.decode
             for i in range(0, t, step):
-                piece = decode(data.narrow(time_dim, i, min(step, t - i)), options=opts)
+                piece = decode(part(i, step), options=opts)
                 piece = piece[:, :, :remaining]
                 remaining -= piece.shape[2]
-                yield tensor_to_frames(piece)
+                yield to_host(tensor_to_frames(piece))
 
 
 def _chain(pieces: Iterator[Tensor], last) -> Iterator[Tensor]:
@@ -245,8 +264,10 @@ def reconstruct_stream(
     order, and equal a full pass over the whole video up to float rounding. Memory does not grow with the
     video's length: only the frames waiting for their reconstruction are kept. ``sample`` / ``generator``: KL
     latents drawn from the posterior (see [`encode`][vidtok.Tokenizer.encode]). Chunks and tiles: ``options``.
+    Chunks go to the tokenizer's device (a no-op where they are already there), and the pairs are there.
     """
-    yield from _reconstructed(tok, chunks, _file_options(tok, options), sample, generator)
+    on_model = (chunk.to(tok.device) for chunk in chunks)
+    yield from _reconstructed(tok, on_model, _file_options(tok, options), sample, generator)
 
 
 def _reconstructed(
@@ -298,12 +319,12 @@ def reconstruct_video(
 
     def pairs() -> Iterator[tuple[Tensor, Tensor]]:
         if clip is None:
-            chunks = (frames_to_tensor(frames) for frames in _frames(plan, opts.chunk_frames))
+            chunks = (_on_model(tok, frames) for frames in _frames(plan, opts.chunk_frames))
             yield from _reconstructed(tok, chunks, opts, sample=False, generator=None)
         else:
             padded = opts.replace(pad=True)  # still checked: replace checks only the field it changes
             for frames in _frames(plan, clip):
-                x = frames_to_tensor(frames)
+                x = _on_model(tok, frames)
                 yield x, tok(x, options=padded)
 
     with (
@@ -312,7 +333,7 @@ def reconstruct_video(
         _bar(plan.expected_frames, "reconstruct", progress) as bar,
     ):
         for x, recon in pairs():
-            inputs, frames = tensor_to_frames(x), tensor_to_frames(recon)
+            inputs, frames = to_host(tensor_to_frames(x)), to_host(tensor_to_frames(recon))
             squared_error += (frames.float() - inputs.float()).pow(2).sum().item()
             count += inputs.numel()
             writer.write(torch.cat([inputs, frames], dim=2) if side_by_side else frames)

@@ -28,7 +28,8 @@ TOKEN_FORMAT = "vidtok-tokens-v1"
 
 @dataclass
 class TokenFile:
-    """Tokens of one video. ``kind`` is ``"latents"`` or ``"indices"``."""
+    """Tokens of one video. ``kind`` is ``"latents"`` or ``"indices"``; KL latents may come with the posterior's
+    ``logvar`` (their shape: ``data`` is then the posterior mean)."""
 
     kind: str
     data: Tensor
@@ -39,6 +40,7 @@ class TokenFile:
     width: int
     clip_frames: Optional[int] = None  # clips encoded independently (non-causal models; encode.py's clips mode)
     source: dict[str, Any] = field(default_factory=dict)
+    logvar: Optional[Tensor] = None
 
     @property
     def latent_frames(self) -> int:
@@ -74,6 +76,11 @@ class TokenFile:
         dims, layout = (4, "(1, t, h, w)") if self.kind == "indices" else (5, "(1, C, t, h, w)")
         if self.data.ndim != dims:
             raise TokenFileError(f"{path}: expected {self.kind} {layout}, found shape {tuple(self.data.shape)}")
+        if self.logvar is not None and (self.kind != "latents" or self.logvar.shape != self.data.shape):
+            raise TokenFileError(
+                f"{path}: a logvar of shape {tuple(self.logvar.shape)} beside {self.kind} of shape "
+                f"{tuple(self.data.shape)}: expected KL latents and a logvar of their shape"
+            )
 
     def check_tokenizer(self, config: TokenizerConfig, path: str | os.PathLike = "token file") -> None:
         """Refuse to decode with a tokenizer whose config differs from the one that encoded."""
@@ -117,7 +124,11 @@ def token_bytes(tokens: TokenFile) -> bytes:
         "clip_frames": "" if tokens.clip_frames is None else str(int(tokens.clip_frames)),
         "source": json.dumps(tokens.source),
     }
-    return save({tokens.kind: data.contiguous()}, metadata=metadata)
+    tensors = {tokens.kind: data.contiguous()}
+    if tokens.logvar is not None:
+        tokens._check_layout("token data")
+        tensors["logvar"] = tokens.logvar.detach().cpu().contiguous()
+    return save(tensors, metadata=metadata)
 
 
 def save_tokens(path: str | os.PathLike, tokens: TokenFile) -> Path:
@@ -163,6 +174,7 @@ def tokens_from_bytes(data: bytes, label: str = "token data") -> TokenFile:
             width=int(metadata["width"]),
             clip_frames=int(clip) if clip else None,
             source=json.loads(metadata.get("source") or "{}"),
+            logvar=tensors.get("logvar"),
         )
     except (KeyError, ValueError) as err:
         raise TokenFileError(f"{label}: incomplete or invalid token file metadata ({err})") from None

@@ -7,12 +7,19 @@ import math
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 from ..config import TokenizerConfig
 from ..errors import InputError
 
 # Inputs are checked to lie in [-1, 1] up to this slack (resampling can overshoot slightly).
 RANGE_TOLERANCE = 1e-3
+
+
+def holds_values(t: Tensor) -> bool:
+    """Whether ``t`` has values to check: not empty, not on the meta device, not a fake tensor (shape-only
+    tracing: ``torch._subclasses.FakeTensorMode``, e.g. to check device handling without the device)."""
+    return t.numel() > 0 and not t.is_meta and not is_fake(t)
 
 
 def require_discrete(config: TokenizerConfig, what: str) -> None:
@@ -60,7 +67,7 @@ def check_video(config: TokenizerConfig, x: Tensor, check_frames: bool = True) -
             f"{config.label} needs height and width that are positive multiples of {s}, got {h}x{w} "
             f"(e.g. resize or crop to {max(s, h // s * s)}x{max(s, w // s * s)})"
         )
-    if x.numel() == 0:
+    if not holds_values(x):
         return
     lo, hi = torch.aminmax(x.detach())
     lo, hi = float(lo), float(hi)
@@ -92,7 +99,7 @@ def check_indices(config: TokenizerConfig, indices: Tensor, allow_empty: bool = 
         raise InputError(f"expected an integer tensor of code indices (B, t, h, w), got {found}")
     if indices.ndim != 4 or indices.shape[1] < (0 if allow_empty else 1):
         raise InputError(f"expected code indices of shape (B, t>=1, h, w), got shape {tuple(indices.shape)}")
-    if indices.numel():
+    if holds_values(indices):
         lo, hi = int(indices.min()), int(indices.max())
         n = config.codebook_size
         if lo < 0 or hi >= n:

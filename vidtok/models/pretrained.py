@@ -8,6 +8,7 @@ Hub repository ids) and is strict and pickle-free.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,9 @@ from ..config import TokenizerConfig
 from ..defaults import protocol_clip_frames
 from ..io.weight_files import META_SOURCE, save_tokenizer_safetensors
 from .weights import RANDOM_SOURCE, WEIGHTS_NAME, locate_weights, read_weights
+
+#: beside config.json: the statistics of the latents this tokenizer gave a dataset (encode.py's stats.json)
+STATS_NAME = "latent_stats.json"
 
 
 def _encode_config(config: TokenizerConfig) -> dict:
@@ -45,6 +49,9 @@ class PretrainedMixin(
     weights_source: str = RANDOM_SOURCE
     #: the file the weights were read from (None: random initialisation)
     weights_file: Optional[Path] = None
+    #: statistics of its latents on a dataset (an ``encode.py`` stats.json, as a dict): ``save_pretrained`` writes
+    #: them beside the config and into the model card, ``from_pretrained`` reads them back
+    latent_stats: Optional[dict] = None
 
     @classmethod
     def from_pretrained(
@@ -75,12 +82,18 @@ class PretrainedMixin(
         )
         if config is not None and not isinstance(config, TokenizerConfig):
             config = _decode_config(config)
-        return cls.from_weights(read_weights(location, overrides=overrides, config=config), map_location)
+        tok = cls.from_weights(read_weights(location, overrides=overrides, config=config), map_location)
+        stats = Path(tok.weights_file).parent / STATS_NAME if tok.weights_file else None
+        if stats is not None and stats.is_file():
+            tok.latent_stats = json.loads(stats.read_text())
+        return tok
 
     def _save_pretrained(self, save_directory: Path) -> None:
         save_tokenizer_safetensors(
             self.state_dict(), self.config, save_directory / WEIGHTS_NAME, {META_SOURCE: self.weights_source}
         )
+        if self.latent_stats is not None:
+            (save_directory / STATS_NAME).write_text(json.dumps(self.latent_stats, indent=1))
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """The model card of a saved tokenizer: what it is, the shapes it produces, where its weights came from."""
@@ -137,7 +150,7 @@ saved by [vidtok](https://github.com/microsoft/VidTok).
 ## Weights
 
 {tok.weights_source}.
-
+{stats_section(tok.latent_stats)}
 ## Licence
 
 MIT. The VidTok architecture{" and the official weights" if official else ""} are by Microsoft (MIT licence,
@@ -153,3 +166,35 @@ z = tok.encode(video)  # video: (B, 3, T, H, W) in [-1, 1]
 video_hat = tok.decode(z)
 ```
 """
+
+
+def stats_section(stats: Optional[dict]) -> str:
+    """The model card's table of the latent statistics it carries (empty without)."""
+    if not stats:
+        return ""
+    rows = [f"| {k} | {v} |" for k, v in _stats_rows(stats)]
+    return (
+        f"\n## Latent statistics\n\nMeasured by vidtok's encode.py on {stats.get('videos', '?')} videos "
+        f"({stats.get('samples', '?')} samples); `{STATS_NAME}` beside the config holds them all.\n\n| | |\n|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
+def _stats_rows(stats: dict) -> list[tuple[str, str]]:
+    def numbers(values: Sequence[float]) -> str:
+        return ", ".join(f"{v:.4g}" for v in values)
+
+    if stats.get("kind") == "indices":
+        return [
+            ("codes used", f"{stats['codes_used']:,} of {stats['codebook_size']:,} ({stats['usage']:.1%})"),
+            ("perplexity", f"{stats['perplexity']:.1f}"),
+            ("token change rate", f"{stats['change_rate']:.3f}" if stats.get("change_rate") is not None else "-"),
+        ]
+    factors = stats.get("factors", {})
+    return [
+        ("mean per channel", numbers(stats.get("mean", []))),
+        ("std per channel", numbers(stats.get("std", []))),
+        ("scaling_factor (1 / global std)", f"{factors.get('scaling_factor', float('nan')):.6g}"),
+        ("shift_factor (global mean)", f"{factors.get('shift_factor', float('nan')):.6g}"),
+    ]

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ..config import TokenizerConfig
 from ..defaults import CHUNK_FRAMES, CHUNK_LATENTS
 from ..errors import InputError
+from ..modules.ops import autocast_enabled
 from ..modules.streaming import StreamState, streaming
 from . import checks
 from .options import InferenceOptions, resolve_options
@@ -101,6 +102,14 @@ class _Stream:
         if self._closed:
             raise RuntimeError("this stream is finished; start a new one")
 
+    def _empty(self, shape: tuple[int, ...], like: Tensor, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """A result with no frames, on ``like``'s device and of the dtype the network's results have there
+        (autocast's where it is on, else the weights'), so it joins the stream's other results."""
+        if dtype is None:
+            device = like.device.type
+            dtype = torch.get_autocast_dtype(device) if autocast_enabled(device) else self.tok.dtype
+        return torch.empty(shape, dtype=dtype, device=like.device)
+
     def __enter__(self):
         return self
 
@@ -156,7 +165,7 @@ class VideoEncoderStream(_Stream):
         self._check_open()
         checks.check_video(self.tok.config, frames, check_frames=False)
         if frames.shape[2] == 0:
-            return self._empty()
+            return self._no_latents(frames)
         if self._shape is None:
             self._shape = (frames.shape[0], *frames.shape[3:])
             head = self.tok.config.temporal_factor - 1
@@ -214,7 +223,7 @@ class VideoEncoderStream(_Stream):
             chunk = self._take(min(chunk_frames, self._pending_frames))
             outputs.append(self._encode(chunk))
         if not outputs:
-            return self._empty()
+            return self._no_latents(self._last_frame)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
     def _encode(self, chunk: Tensor) -> Tensor:
@@ -228,16 +237,17 @@ class VideoEncoderStream(_Stream):
             return tok.regularizer.codes_to_indices(tok.regularizer(moments))
         return tok.regularizer.latents(moments, sample=self.sample, generator=self.generator)
 
-    def _empty(self) -> Tensor:
-        batch, height, width = self._shape if self._shape else (0, 0, 0)
+    def _no_latents(self, frames: Tensor) -> Tensor:
+        """What a push that completes no latent returns: no latent frames, on ``frames``' device."""
+        batch, height, width = self._shape if self._shape else (frames.shape[0], *frames.shape[3:])
         s = self.tok.config.spatial_factor
         h, w = height // s, width // s
         if self.output == "indices":
-            return torch.empty((batch, 0, h, w), dtype=torch.long)
+            return self._empty((batch, 0, h, w), frames, torch.long)
         c = self.tok.config.latent_channels
         if self.output == "moments" and not self.tok.config.is_discrete:
             c *= 2
-        return torch.empty((batch, c, 0, h, w), dtype=self.tok.dtype)
+        return self._empty((batch, c, 0, h, w), frames)
 
 
 class VideoDecoderStream(_Stream):
@@ -321,4 +331,4 @@ class VideoDecoderStream(_Stream):
             return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
         s = self.tok.config.spatial_factor
         b, h, w = like.shape[0], like.shape[-2] * s, like.shape[-1] * s
-        return torch.empty((b, self.tok.config.model.in_channels, 0, h, w), dtype=self.tok.dtype)
+        return self._empty((b, self.tok.config.model.in_channels, 0, h, w), like)

@@ -235,6 +235,11 @@ class Tokenizer(nn.Module, PretrainedMixin):
         """The dtype of the weights (inputs are cast to it)."""
         return next(self.parameters()).dtype
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (inputs must be there too; the file pipelines move frames there)."""
+        return next(self.parameters()).device
+
     # ---- passes: below the public API, they take the checked options and check nothing again ----------
     def _options(
         self, options: Optional[InferenceOptions], fields: dict, allowed: tuple[str, ...], what: str

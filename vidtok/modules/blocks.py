@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .conv import unwrap_conv
 from .norm import ChannelLayerNorm
-from .ops import add, empty_like_layout, inference, silu
+from .ops import add, eager_inference, empty_like_layout, inference, silu
 
 ConvFactory = Callable[[int, int, int], nn.Module]
 
@@ -66,7 +66,11 @@ class ResnetBlock(nn.Module):
         h = self.norm2(h)  # its own statement: conv1's output is freed before conv2 allocates
         h = self.conv2(self.dropout(silu(h)))
         shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
-        return add(h, shortcut) if out is None else torch.add(h, shortcut, out=out)
+        if out is None:
+            return add(h, shortcut)
+        if eager_inference():
+            return torch.add(h, shortcut, out=out)
+        return out.copy_(add(h, shortcut))  # under torch.compile (see eager_inference)
 
 
 class FrameAttention(nn.Module):

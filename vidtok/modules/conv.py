@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops import CHANNELS_LAST, autocast_enabled, channels_last, empty_like_layout, inference
+from .ops import CHANNELS_LAST, autocast_enabled, channels_last, eager_inference, empty_like_layout
 from .padding import cat_time, pad_time_front
 from .streaming import TemporalContext
 
@@ -42,7 +42,7 @@ class VolumeConv(nn.Conv3d):
 
     def forward(self, x: Tensor) -> Tensor:
         plain = self.groups == 1 and self.stride == (1, 1, 1) and self.dilation == (1, 1, 1)
-        if plain and self.in_channels <= 4 and inference() and not autocast_enabled(x.device.type):
+        if plain and self.in_channels <= 4 and eager_inference() and not autocast_enabled(x.device.type):
             return self._patch_product(x)
         return super().forward(x)
 
@@ -91,7 +91,7 @@ class TimeConv1d(nn.Conv1d):
         first outputs is then added, one matrix product per tap and frame.
         """
         lag = self.kernel_size[0] - 1
-        fast = inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype
+        fast = eager_inference() and self.stride[0] == 1 and x.dtype == self.weight.dtype
         if not fast or autocast_enabled(x.device.type):
             return self(pad_time_front(x, lag, "zeros") if past is None else cat_time([past, x]))
         x = channels_last(x)

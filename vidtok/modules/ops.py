@@ -19,6 +19,13 @@ def inference() -> bool:
     return not torch.is_grad_enabled()
 
 
+def eager_inference() -> bool:
+    """Inference outside ``torch.compile``: the hand-written paths that write with ``out=`` into views of a larger
+    result may run. Dynamo cannot trace such a write and would split the graph there; under the compiler the plain
+    form runs (results copied into place) and the compiler plans the memory."""
+    return inference() and not torch.compiler.is_compiling()
+
+
 def autocast_enabled(device_type: str) -> bool:
     """Whether autocast is on for this device type (False for types without autocast, like meta)."""
     try:
@@ -61,9 +68,9 @@ def blend(fixed: Tensor, learned: Tensor, alpha: Tensor) -> Tensor:
 
 
 def blend_into(out: Tensor, fixed: Tensor, learned: Tensor, alpha: Tensor) -> None:
-    """Write ``blend(fixed, learned, alpha)`` into the view ``out`` (in one pass during inference; under
-    torch.compile as a copy, since dynamo cannot trace an ``out=`` into a strided view and would break the graph)."""
-    if _in_place(learned, fixed) and out.dtype == learned.dtype and not torch.compiler.is_compiling():
+    """Write ``blend(fixed, learned, alpha)`` into the view ``out`` (in one pass during eager inference, else as a
+    copy: see [`eager_inference`][vidtok.modules.ops.eager_inference])."""
+    if eager_inference() and out.dtype == learned.dtype == fixed.dtype:
         torch.lerp(learned, fixed, alpha.to(learned.dtype), out=out)
     else:
         out.copy_(blend(fixed, learned, alpha))

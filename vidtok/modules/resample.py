@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .conv import FrameConv2d, conv3d, unwrap_conv
-from .ops import autocast_enabled, blend, blend_into, channels_last, empty_like_layout, inference
+from .ops import autocast_enabled, blend, blend_into, channels_last, eager_inference, empty_like_layout
 from .padding import cat_time, pad_time_back
 from .streaming import TemporalContext
 
@@ -160,8 +160,8 @@ class TimeUpsample(TemporalContext, nn.Module):
         """``collapsed_head``: frame 0 stands for a group of identical frames and so does output frame 0
         (see [`Decoder`][vidtok.models.Decoder])."""
         alpha = torch.sigmoid(self.mix_factor)
-        fused = inference() and not autocast_enabled(x.device.type) and x.dtype == self.mix_factor.dtype
-        fused = fused and not torch.compiler.is_compiling()  # its frame bookkeeping would break the graph
+        # (the fused forms' frame bookkeeping and out= writes would split a compiled graph)
+        fused = eager_inference() and not autocast_enabled(x.device.type) and x.dtype == self.mix_factor.dtype
         if fused and self.mode == "nearest":
             out = self._nearest_fused(x, alpha)
         elif fused:
