@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -68,6 +69,12 @@ class LatentDataset(wds.WebDataset):
     ``seed``, the epoch ([`set_epoch`][vidtok.data.LatentDataset.set_epoch]) and the sample's key, so a draw is the
     same whichever rank and worker read it, and new each epoch. Drawn before ``normalize``. A sample that holds a
     log-variance also has it as ``logvar``.
+
+    ``batch_size``: batches of that many samples of one shape instead of single samples (one buffer per shape, so
+    videos of several sizes or lengths, ``encode.py resize=buckets``, batch without padding; use a DataLoader with
+    ``batch_size=None``): tensors joined on the first dimension, ``key`` / ``meta`` / ``tokens`` as lists. Each
+    worker batches what it reads; what is left in the buffers at the end comes as smaller batches, or is
+    dropped with ``drop_last``.
     """
 
     def __init__(
@@ -79,9 +86,13 @@ class LatentDataset(wds.WebDataset):
         resampled: bool = False,
         normalize: Union[bool, str] = False,
         sample: bool = False,
+        batch_size: Optional[int] = None,
+        drop_last: bool = False,
     ):
         if normalize not in (False, True, "channel", "global"):
             raise ValueError(f"normalize must be False, True, 'channel' or 'global', got {normalize!r}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (single samples), got {batch_size}")
         stats = None
         if normalize:
             if isinstance(source, (list, tuple)) or not Path(source).is_dir():
@@ -105,6 +116,8 @@ class LatentDataset(wds.WebDataset):
             self.append(wds.filters.map(partial(_drawn, dataset=self, seed=seed or 0)))
         if stats is not None:
             self.append(wds.filters.map(partial(_normalized, stats=stats, per_channel=normalize != "global")))
+        if batch_size is not None:
+            self.append(partial(batches_by_shape, batch_size=batch_size, drop_last=drop_last))
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch that posterior draws (``sample=True``) depend on: call it before each epoch's iteration (as
@@ -128,3 +141,30 @@ def _normalized(sample: dict[str, Any], stats: LatentStats, per_channel: bool) -
     if "latents" not in sample:
         raise DataSourceError(f"sample {sample['key']} holds FSQ indices: only KL latents are normalized")
     return dict(sample, latents=stats.normalize(sample["latents"], per_channel))
+
+
+def batches_by_shape(samples: Iterable[dict], batch_size: int, drop_last: bool = False) -> Iterator[dict]:
+    """Decoded samples -> batches of ``batch_size`` samples whose tensors have one shape (a buffer per shape);
+    the buffers' rest at the end as smaller batches unless ``drop_last``."""
+    buffers: dict[tuple, list[dict]] = {}
+    for sample in samples:
+        data = sample["latents"] if "latents" in sample else sample["indices"]
+        shape = tuple(data.shape)
+        buffer = buffers.setdefault(shape, [])
+        buffer.append(sample)
+        if len(buffer) == batch_size:
+            yield _joined(buffers.pop(shape))
+    if not drop_last:
+        for buffer in buffers.values():
+            yield _joined(buffer)
+
+
+def _joined(samples: list[dict]) -> dict:
+    """Samples of one shape as one batch: tensors concatenated (each sample holds a batch of 1), the rest listed."""
+    first = samples[0]
+    return {
+        name: torch.cat([s[name] for s in samples])
+        if isinstance(first[name], torch.Tensor)
+        else [s[name] for s in samples]
+        for name in first
+    }

@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Optional, TypeVar, Union
 
 import torch
@@ -20,6 +21,7 @@ from torch import Tensor
 from ..errors import ConfigError, VideoError
 from ..io.video import VideoSource, sampled_frames
 from .sampling import consecutive_clips
+from .sizing import FrameSizing
 from .sources import Failure, Record, expand_urls, shard_records, source_kind, video_records
 from .transforms import frames_to_clip
 
@@ -153,6 +155,9 @@ class Cutting:
     of its final frame (``last="repeat"``) or dropped (``"drop"``). ``mode="whole"``: the whole video in chunks of
     ``chunk_frames`` (the first one a frame longer); with ``trim``, as the original's long-video evaluation,
     ``1 + k * chunk_frames`` frames, the rest dropped, and a video of ``chunk_frames`` frames or fewer refused.
+    ``sizing``: each video's size chosen from its own (keep the aspect ratio, buckets; see
+    [`FrameSizing`][vidtok.data.sizing.FrameSizing]) instead of ``size``. ``max_frames``: at most that many sampled
+    frames of each video are read (the rest is not decoded).
     """
 
     size: tuple[int, int]
@@ -164,6 +169,12 @@ class Cutting:
     chunk_frames: int
     trim: bool = False
     to_clip: ClipMaker = frames_to_clip
+    sizing: Optional[FrameSizing] = None
+    max_frames: Optional[int] = None
+
+    def target(self, height: int, width: int) -> tuple[int, int]:
+        """The size a video of ``height`` x ``width`` pixels is cut to."""
+        return self.size if self.sizing is None else self.sizing.target(height, width)
 
 
 @dataclass
@@ -181,7 +192,7 @@ def video_pieces(task: VideoTask, cutting: Cutting) -> Generator[Piece, None, Fr
     one); the generator's value (what ``yield from`` gives) is what was read. A video too short for the cut raises
     [`VideoError`][]."""
     sampled = sampled_frames(task.source, cutting.sample_fps, task.name)
-    frames = _Counted(sampled.frames)
+    frames = _Counted(islice(sampled.frames, cutting.max_frames))
     cut = _whole_pieces if cutting.mode == "whole" else _clip_pieces
     try:
         yield from cut(task, frames, sampled.fps, cutting)
@@ -238,7 +249,8 @@ def _whole_pieces(task: VideoTask, frames: _Counted, fps: float, cutting: Cuttin
 
 def _clip(frames: list[tuple[int, Tensor]], cutting: Cutting) -> tuple[list[int], Tensor]:
     """(source indices, clip tensor) of a run of (index, frame)."""
-    return [i for i, _ in frames], cutting.to_clip(torch.stack([f for _, f in frames]), cutting.size)
+    stacked = torch.stack([f for _, f in frames])
+    return [i for i, _ in frames], cutting.to_clip(stacked, cutting.target(*stacked.shape[1:3]))
 
 
 def _piece(task: VideoTask, clips: list[tuple[list[int], Tensor]], fps: float) -> Piece:

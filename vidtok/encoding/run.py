@@ -256,7 +256,7 @@ def encode_dataset(config: Union[EncodeConfig, dict, Any], *, accelerator: Any =
                      write_samples=not cfg.output.stats_only)  # fmt: skip
     tasks, skipped = _split_listing(listing, committed.done, sink)
     encoder = _Encoder(tok, cfg, options, device, kind)
-    cutting = cfg.cutting(tok.config.causal)
+    cutting = cfg.cutting(tok.config.causal, tok.config.spatial_factor)
     videos, frames, seconds = _encode_videos(tasks, cutting, encoder, sink, cfg, rank)
     return _summary(acc, out_dir, identity, videos, frames, seconds, skipped, tok, kind)
 
@@ -272,13 +272,16 @@ class _Encoder:
         # what the model gives: posterior runs keep the encoder's moments (mean and log-variance) until written
         self.output = "moments" if cfg.output.posterior else kind
         self.pending: dict[str, list] = {}  # video key -> [(data (1, ...), source indices)], in clip order
-        self.queue: list[tuple[str, Tensor, list[int]]] = []  # clips waiting for the model: (video key, clip, ids)
+        self.sizes: dict[str, tuple[int, int]] = {}  # video key -> its frames' (height, width)
+        # clips waiting for the model, one queue per clip shape (videos of several sizes): (video key, clip, ids)
+        self.queues: dict[tuple, list[tuple[str, Tensor, list[int]]]] = {}
         self.ended: list[_End] = []  # videos whose frames are all read, in the order they ended
         self.stream = None  # whole mode: the open stream of the current video
 
     def push(self, piece: Piece) -> list:
         """Take a piece; the videos it completes, as [`finish`][] gives them."""
         parts = self.pending.setdefault(piece.task.key, [])
+        self.sizes[piece.task.key] = tuple(piece.video.shape[-2:])
         if self.cfg.mode == "whole":
             with self.autocast:
                 if self.stream is None:
@@ -286,10 +289,11 @@ class _Encoder:
                     self.stream.__enter__()
                 parts.append((self.stream.push(piece.video.to(self.device)), piece.indices[0]))
             return []
+        queue = self.queues.setdefault(tuple(piece.video.shape[1:]), [])
         for clip, ids in zip(piece.video.split(1), piece.indices, strict=True):
-            self.queue.append((piece.task.key, clip, ids))
-        while len(self.queue) >= self.cfg.batch_size:
-            self._run(self.cfg.batch_size)
+            queue.append((piece.task.key, clip, ids))
+        while len(queue) >= self.cfg.batch_size:
+            self._run(queue, self.cfg.batch_size)
         return self._finished()
 
     def end(self, end: _End) -> list:
@@ -301,12 +305,14 @@ class _Encoder:
 
     def flush(self) -> list:
         """The clips still waiting through the model; every remaining video."""
-        while self.queue:
-            self._run(len(self.queue))
+        for queue in self.queues.values():
+            while queue:
+                self._run(queue, len(queue))
         return self._finished()
 
-    def _run(self, count: int) -> None:
-        batch, self.queue = self.queue[:count], self.queue[count:]
+    def _run(self, queue: list, count: int) -> None:
+        batch = queue[:count]
+        del queue[:count]
         encode = {"indices": self.tok.encode_indices, "latents": self.tok.encode, "moments": self.tok.encode_moments}
         encode = encode[self.output]
         with self.autocast:
@@ -317,7 +323,7 @@ class _Encoder:
 
     def _finished(self) -> list:
         done = []
-        waiting = {key for key, _, _ in self.queue}
+        waiting = {key for queue in self.queues.values() for key, _, _ in queue}
         while self.ended and self.ended[0].task.key not in waiting:
             done.append(self.finish(self.ended.pop(0)))
         return done
@@ -325,7 +331,9 @@ class _Encoder:
     def drop(self, task: VideoTask) -> None:
         """Forget a video that failed while being read."""
         self.pending.pop(task.key, None)
-        self.queue = [item for item in self.queue if item[0] != task.key]
+        self.sizes.pop(task.key, None)
+        for queue in self.queues.values():
+            queue[:] = [item for item in queue if item[0] != task.key]
         self._close_stream()
 
     def _close_stream(self) -> None:
@@ -338,16 +346,19 @@ class _Encoder:
         its latents) and its samples' indices (for the shard's code counts; empty for latents)."""
         task, cfg, tc = end.task, self.cfg, self.tok.config
         parts = self.pending.pop(task.key, [])
+        height, width = self.sizes.pop(task.key, (cfg.height, cfg.width))
         base = task.key.replace(".", "_")
         video = {"order": task.order, "key": task.key, "name": task.name, "frames": end.frames, "fps": end.fps}
+        if (height, width) != (cfg.height, cfg.width):
+            video.update(height=height, width=width)
         common = {
             "video": task.key,
             "order": task.order,
             "source": task.name,
             "fps": end.fps,
             "source_fps": end.source_fps,
-            "height": cfg.height,
-            "width": cfg.width,
+            "height": height,
+            "width": width,
             "kind": self.kind,
         }
         if cfg.mode == "whole":
@@ -375,8 +386,8 @@ class _Encoder:
                 tc,
                 end.fps,
                 frames,
-                cfg.height,
-                cfg.width,
+                height,
+                width,
                 None if cfg.mode == "whole" else len(ids),
                 {"path": task.name, "fps": end.source_fps},
                 logvar=logvar,

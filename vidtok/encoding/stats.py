@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -178,5 +179,7 @@ def write_stats(out_dir: Path, indexes: list[dict], config: TokenizerConfig, kin
     else:
         stats = latent_stats(videos)
     stats.update(videos=len(videos), samples=sum(len(v["samples"]) for v in videos), tokenizer=config.label)
+    sizes = Counter(f"{s['height']}x{s['width']}" for v in videos for s in v["samples"] if "height" in s)
+    stats["sizes"] = dict(sorted(sizes.items()))  # samples per frame size (resize=aspect / buckets: several)
     write_atomic(out_dir / STATS_FILE, json.dumps(stats, indent=1).encode())
     return stats
