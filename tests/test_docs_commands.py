@@ -134,6 +134,10 @@ HOW: dict[str, How] = {
     "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents/": CFG,
     "python encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 data.dir=videos/ output.dir=tokens/ "
     "output.indices=true height=32 width=32": How("run", expect="wrote 8 samples of vidtok_fsq_causal_488_32768_v1_1"),
+    "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents_aspect/ "
+    "resize=aspect short_side=32 max_frames=33": How("run", expect="wrote 4 samples"),
+    "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents_buckets/ "
+    "resize=buckets 'buckets=[32x32,32x56,56x32]'": How("run", expect="wrote 8 samples"),
     "accelerate launch --num_processes 8 encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 "
     "data.dir='shards/train-{000000..000001}.tar' output.dir=tokens/ output.indices=true": CFG,
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank $NODE_RANK --num_processes 16 "
