@@ -1,7 +1,8 @@
-"""What every job over a set of videos shares (``evaluate.py``, ``encode.py``): which tokenizer and weights, which
-videos, how their frames are read and cut (clips or one causal stream per video), and how the model runs.
+"""What the jobs share: which tokenizer and weights and how the model runs ([`TokenizerJobConfig`][]: ``evaluate.py``,
+``encode.py``, ``decode.py``), and for the jobs over a set of videos (``evaluate.py``, ``encode.py``,
+[`VideoJobConfig`][]) which videos and how their frames are read and cut (clips or one causal stream per video).
 
-[`VideoJobConfig`][] holds those keys once, with their checks; the jobs' configs add their own keys to it.
+Each class holds its keys once, with their checks; the jobs' configs add their own keys to them.
 """
 
 from __future__ import annotations
@@ -27,34 +28,21 @@ TOKENIZER_KEYS = ("name", "model", "compression", "regularizer")
 
 
 @dataclass
-class VideoJobConfig:
-    """The keys a job over many videos shares.
+class TokenizerJobConfig:
+    """The keys every job that runs a tokenizer shares (``evaluate.py``, ``encode.py``, ``decode.py``).
 
     The tokenizer: ``tokenizer`` (an official name or a config file) or ``tokenizer_config`` (composed by Hydra),
     ``overrides`` (``model.ch=...``), ``ckpt`` (what ``vidtok.load_tokenizer`` takes: a weights file, a
     ``save_pretrained`` or training checkpoint folder, an official name, a Hub repository id; default for official
-    names: the published weights). The videos: ``data`` ([`VideoListConfig`][vidtok.data.VideoListConfig]), read
-    at ``sample_fps`` (null: every frame) and resized to cover ``height`` x ``width``, centre-cropped. ``mode``:
-    ``clips`` cuts each video into consecutive clips of ``clip_frames`` frames (default 17 causal / 16 non-causal),
-    the last completed with copies of its final frame (``last_clip: repeat``) or dropped; ``whole`` runs each
-    complete video as one causal stream of ``chunk_frames``-frame chunks. ``batch_size`` clips per model call,
-    ``precision`` (full / bf16 / fp16 autocast), ``device``, ``tile`` / ``tile_overlap`` (see
-    [`InferenceOptions`][vidtok.InferenceOptions]), ``threads`` (torch CPU threads per process).
+    names: the published weights). How it runs: ``precision`` (full / bf16 / fp16 autocast), ``device``, ``tile`` /
+    ``tile_overlap`` (see [`InferenceOptions`][vidtok.InferenceOptions]), ``threads`` (torch CPU threads per
+    process).
     """
 
     ckpt: Optional[str] = None
     tokenizer: Optional[str] = None
     overrides: list[str] = field(default_factory=list)
     tokenizer_config: Optional[dict] = None
-    data: VideoListConfig = field(default_factory=VideoListConfig)
-    height: int = 256
-    width: int = 256
-    sample_fps: Optional[float] = 30.0
-    mode: str = "clips"
-    chunk_frames: int = CHUNK_FRAMES
-    clip_frames: Optional[int] = None
-    last_clip: str = "repeat"
-    batch_size: int = 4
     precision: str = "full"
     device: Optional[str] = None
     tile: Optional[int] = None
@@ -62,77 +50,14 @@ class VideoJobConfig:
     threads: Optional[int] = None
 
     def validate(self):
-        """Checks that need no model (ConfigError naming the key); [`check_for`][] adds those that do."""
+        """Checks that need no model (ConfigError naming the key)."""
         if self.tokenizer is not None and self.tokenizer_config is not None:
             raise ConfigError("give tokenizer (a name or config file) or tokenizer_config, not both")
-        self.data.check()
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be 'clips' or 'whole', got {self.mode!r}")
-        if self.last_clip not in LAST_CLIP:
-            raise ConfigError(f"last_clip must be 'repeat' or 'drop', got {self.last_clip!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 or null (torch's default), got {self.threads}")
-        for name in ("height", "width", "chunk_frames", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_frames is not None and self.clip_frames < 1:
-            raise ConfigError(f"clip_frames must be >= 1 or null (the protocol's default), got {self.clip_frames}")
-        if self.sample_fps is not None and self.sample_fps <= 0:
-            raise ConfigError(f"sample_fps must be positive or null (every frame), got {self.sample_fps}")
         return self
-
-    def clip_length(self, causal: bool) -> int:
-        """Frames per clip in ``clips`` mode: ``clip_frames``, else the protocol's 17 (causal) / 16 (non-causal)."""
-        return self.clip_frames if self.clip_frames is not None else protocol_clip_frames(causal)
-
-    def cutting(self, causal: bool) -> Cutting:
-        """How each video is cut ([`video_pieces`][vidtok.data.videos.video_pieces]): ``mode``, clips of
-        [`clip_length`][] frames, ``batch_size`` per piece, ``chunk_frames``-frame chunks, frames resized on [0, 1]
-        floats. The jobs' configs adjust it."""
-        return Cutting(
-            size=(self.height, self.width),
-            sample_fps=self.sample_fps,
-            mode=self.mode,
-            clip_frames=self.clip_length(causal),
-            last=self.last_clip,
-            group=self.batch_size,
-            chunk_frames=self.chunk_frames,
-        )
-
-    def inference_options(self, config: TokenizerConfig) -> InferenceOptions:
-        """The options of the tokenizer passes, checked against ``config`` (a ConfigError otherwise): the tiles,
-        and in ``whole`` mode the stream's chunks (``chunk_frames`` frames, ``chunk_frames / f`` latents)."""
-        options = InferenceOptions(tile=self.tile, tile_overlap=self.tile_overlap)
-        if self.mode == "whole" and config.causal:
-            options = options.replace(
-                chunk_frames=self.chunk_frames, chunk_latents=max(1, self.chunk_frames // config.temporal_factor)
-            )
-        try:
-            return options.checked(config)
-        except InputError as err:  # refused before the first video, with the config's words
-            raise ConfigError(str(err)) from None
-
-    def check_for(self, config: TokenizerConfig) -> None:
-        """Checks against the model the job runs (ConfigError naming the model)."""
-        causal, f, fs, label = config.causal, config.temporal_factor, config.spatial_factor, config.label
-        if self.mode == "whole" and not causal:
-            raise ConfigError(
-                f"mode=whole streams a whole video through a causal model; {label} is non-causal: use mode=clips "
-                f"(clips of {self.clip_length(False)} frames, as the paper evaluates non-causal models)"
-            )
-        if self.mode == "whole" and self.chunk_frames % f:
-            raise ConfigError(f"chunk_frames must be a multiple of {f} for {label}, got {self.chunk_frames}")
-        clip = self.clip_length(causal)
-        if self.mode == "clips":
-            if causal and (clip - 1) % f:
-                raise ConfigError(f"clip_frames must be 1 + k*{f} for causal {label}, got {clip}")
-            if not causal and clip % f:
-                raise ConfigError(f"clip_frames must be a multiple of {f} for {label}, got {clip}")
-        for name in ("height", "width"):
-            if getattr(self, name) % fs:
-                raise ConfigError(f"{name} must be a multiple of {fs} for {label}, got {getattr(self, name)}")
 
     def device_for(self, default: torch.device) -> torch.device:
         """``device`` when set, else ``default`` (the process's accelerator device); fp16 refused off CUDA."""
@@ -198,6 +123,95 @@ class VideoJobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class VideoJobConfig(TokenizerJobConfig):
+    """The keys a job over many videos shares: [`TokenizerJobConfig`][]'s and the videos: ``data``
+    ([`VideoListConfig`][vidtok.data.VideoListConfig]), read at ``sample_fps`` (null: every frame) and resized to
+    cover ``height`` x ``width``, centre-cropped. ``mode``: ``clips`` cuts each video into consecutive clips of
+    ``clip_frames`` frames (default 17 causal / 16 non-causal), the last completed with copies of its final frame
+    (``last_clip: repeat``) or dropped; ``whole`` runs each complete video as one causal stream of
+    ``chunk_frames``-frame chunks. ``batch_size`` clips per model call.
+    """
+
+    data: VideoListConfig = field(default_factory=VideoListConfig)
+    height: int = 256
+    width: int = 256
+    sample_fps: Optional[float] = 30.0
+    mode: str = "clips"
+    chunk_frames: int = CHUNK_FRAMES
+    clip_frames: Optional[int] = None
+    last_clip: str = "repeat"
+    batch_size: int = 4
+
+    def validate(self):
+        """Checks that need no model (ConfigError naming the key); [`check_for`][] adds those that do."""
+        super().validate()
+        self.data.check()
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be 'clips' or 'whole', got {self.mode!r}")
+        if self.last_clip not in LAST_CLIP:
+            raise ConfigError(f"last_clip must be 'repeat' or 'drop', got {self.last_clip!r}")
+        for name in ("height", "width", "chunk_frames", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_frames is not None and self.clip_frames < 1:
+            raise ConfigError(f"clip_frames must be >= 1 or null (the protocol's default), got {self.clip_frames}")
+        if self.sample_fps is not None and self.sample_fps <= 0:
+            raise ConfigError(f"sample_fps must be positive or null (every frame), got {self.sample_fps}")
+        return self
+
+    def clip_length(self, causal: bool) -> int:
+        """Frames per clip in ``clips`` mode: ``clip_frames``, else the protocol's 17 (causal) / 16 (non-causal)."""
+        return self.clip_frames if self.clip_frames is not None else protocol_clip_frames(causal)
+
+    def cutting(self, causal: bool) -> Cutting:
+        """How each video is cut ([`video_pieces`][vidtok.data.videos.video_pieces]): ``mode``, clips of
+        [`clip_length`][] frames, ``batch_size`` per piece, ``chunk_frames``-frame chunks, frames resized on [0, 1]
+        floats. The jobs' configs adjust it."""
+        return Cutting(
+            size=(self.height, self.width),
+            sample_fps=self.sample_fps,
+            mode=self.mode,
+            clip_frames=self.clip_length(causal),
+            last=self.last_clip,
+            group=self.batch_size,
+            chunk_frames=self.chunk_frames,
+        )
+
+    def inference_options(self, config: TokenizerConfig) -> InferenceOptions:
+        """The options of the tokenizer passes, checked against ``config`` (a ConfigError otherwise): the tiles,
+        and in ``whole`` mode the stream's chunks (``chunk_frames`` frames, ``chunk_frames / f`` latents)."""
+        options = InferenceOptions(tile=self.tile, tile_overlap=self.tile_overlap)
+        if self.mode == "whole" and config.causal:
+            options = options.replace(
+                chunk_frames=self.chunk_frames, chunk_latents=max(1, self.chunk_frames // config.temporal_factor)
+            )
+        try:
+            return options.checked(config)
+        except InputError as err:  # refused before the first video, with the config's words
+            raise ConfigError(str(err)) from None
+
+    def check_for(self, config: TokenizerConfig) -> None:
+        """Checks against the model the job runs (ConfigError naming the model)."""
+        causal, f, fs, label = config.causal, config.temporal_factor, config.spatial_factor, config.label
+        if self.mode == "whole" and not causal:
+            raise ConfigError(
+                f"mode=whole streams a whole video through a causal model; {label} is non-causal: use mode=clips "
+                f"(clips of {self.clip_length(False)} frames, as the paper evaluates non-causal models)"
+            )
+        if self.mode == "whole" and self.chunk_frames % f:
+            raise ConfigError(f"chunk_frames must be a multiple of {f} for {label}, got {self.chunk_frames}")
+        clip = self.clip_length(causal)
+        if self.mode == "clips":
+            if causal and (clip - 1) % f:
+                raise ConfigError(f"clip_frames must be 1 + k*{f} for causal {label}, got {clip}")
+            if not causal and clip % f:
+                raise ConfigError(f"clip_frames must be a multiple of {f} for {label}, got {clip}")
+        for name in ("height", "width"):
+            if getattr(self, name) % fs:
+                raise ConfigError(f"{name} must be a multiple of {fs} for {label}, got {getattr(self, name)}")
 
 
 class JobStart(NamedTuple):
