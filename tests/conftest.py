@@ -146,3 +146,19 @@ def training_checkpoint(tok: vidtok.Tokenizer, run_dir: Path, step: int = 400, e
     save_tokenizer_safetensors(tok.state_dict(), tok.config, folder / filename, source)
     (folder / "COMPLETE").write_text(f"{step}\n")
     return folder
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant, children first found then killed together: torch's launcher starts
+    each rank in a session of its own, which a process-group kill does not reach."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    for proc in [*root.children(recursive=True), root]:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass

@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from vidtok.data.config import DataConfig
+from vidtok.decoding import DecodeConfig
 from vidtok.encoding import EncodeConfig
 from vidtok.evaluation.config import EvalConfig
 from vidtok.losses import LossConfig
@@ -24,6 +25,7 @@ CONF = REPO / "conf"
 FILES = [
     ("eval.yaml", None, EvalConfig, {"metrics.detector_sha256"}),  # 'default' names the class's I3D hash
     ("encode.yaml", None, EncodeConfig, set()),
+    ("decode.yaml", None, DecodeConfig, set()),
     ("data/folder.yaml", None, DataConfig, set()),
     ("data/csv.yaml", None, DataConfig, {"source"}),
     ("data/shards.yaml", None, DataConfig, {"source"}),

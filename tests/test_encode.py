@@ -24,7 +24,7 @@ from vidtok.errors import ConfigError
 from vidtok.inference.pipeline import ReadSettings, encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
-from conftest import tiny_tokenizer, training_checkpoint
+from conftest import kill_process_tree, tiny_tokenizer, training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
@@ -249,7 +249,7 @@ def test_two_processes_killed_and_restarted_equal_one_process(weights, videos, t
     deadline, killed = time.monotonic() + 300, False
     while proc.poll() is None and time.monotonic() < deadline:
         if list((two / "index").glob("part-*.json")):
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both processes
+            kill_process_tree(proc.pid)  # the launcher and both processes
             killed = True
             break
         time.sleep(0.02)

@@ -9,7 +9,6 @@ beside the model: in a background thread, or in ``workers`` DataLoader processes
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -27,8 +26,7 @@ from ..data.videos import Cutting, ListingFailure, Piece, VideoTask, prefetch, v
 from ..distributed import gather_objects
 from ..errors import ConfigError
 from ..inference.identity import tokenizer_identity
-from ..inference.job import start_job
-from ..io.files import read_json, write_atomic
+from ..inference.job import claim_output, start_job
 from ..io.token_files import TokenFile, token_bytes
 from .config import EncodeConfig
 from .shards import Committed, ShardSink, code_files, read_committed, remove_uncommitted, write_manifest
@@ -124,18 +122,7 @@ def _prepare_output(acc: Any, out_dir: Path, identity: dict, cfg: EncodeConfig) 
 
 def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
     """Main process: start ``out_dir`` or check that it holds this job's samples; drop what a killed run left."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "run.json"
-    if path.is_file():
-        old = read_json(path, ConfigError, "job record", "use another output.dir or remove it")
-        if old.get("job") != record:
-            diff = sorted(k for k in record if old.get("job", {}).get(k) != record[k])
-            raise ConfigError(
-                f"output.dir {out_dir} holds samples of another job (differs in: {', '.join(diff)}); use another "
-                "output.dir, or remove it to start over"
-            )
-    else:
-        write_atomic(path, json.dumps({"job": record, "identity": identity}, indent=1, default=str).encode())
+    claim_output(out_dir, record, identity, "samples")
     for name in remove_uncommitted(out_dir):
         log.info("removed %s (left unfinished by an interrupted run)", name)
 

@@ -7,7 +7,9 @@ Each class holds its keys once, with their checks; the jobs' configs add their o
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import torch
@@ -18,6 +20,7 @@ from ..config_loader import build_config
 from ..data.videos import Cutting, VideoListConfig
 from ..defaults import CHUNK_FRAMES, protocol_clip_frames
 from ..errors import ConfigError, InputError
+from ..io.files import read_json, write_atomic
 from ..models.options import InferenceOptions
 
 MODES = ("clips", "whole")
@@ -246,3 +249,21 @@ def start_job(cfg: VideoJobConfig, what: str, accelerator: Any = None, tokenizer
     tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, what)
     cfg.check_for(tok.config)
     return JobStart(acc, device, listing, tok, cfg.inference_options(tok.config), tokenizer is None)
+
+
+def claim_output(out_dir: Path, record: dict, identity: dict, what: str) -> None:
+    """Start a job's output folder with its ``run.json`` (``record``: what decides the outputs, compared on resume;
+    ``identity``: the tokenizer that ran), or check that the folder holds this job's ``what``: a ConfigError names
+    the keys that differ."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "run.json"
+    if path.is_file():
+        old = read_json(path, ConfigError, "job record", "use another output.dir or remove it")
+        if old.get("job") != record:
+            diff = sorted(k for k in record if old.get("job", {}).get(k) != record[k])
+            raise ConfigError(
+                f"output.dir {out_dir} holds {what} of another job (differs in: {', '.join(diff)}); use another "
+                "output.dir, or remove it to start over"
+            )
+    else:
+        write_atomic(path, json.dumps({"job": record, "identity": identity}, indent=1, default=str).encode())
