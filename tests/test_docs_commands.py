@@ -138,6 +138,10 @@ HOW: dict[str, How] = {
     "resize=aspect short_side=32 max_frames=33": How("run", expect="wrote 4 samples"),
     "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents_buckets/ "
     "resize=buckets 'buckets=[32x32,32x56,56x32]'": How("run", expect="wrote 8 samples"),
+    "python decode.py data.dir=tokens/ output.dir=decoded/": How("run", expect="wrote 8 videos with"),
+    "python decode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=generated/ stats=latents/stats.json "
+    "output.dir=generated_videos/": CFG,
+    "accelerate launch --num_processes 8 decode.py data.dir=tokens/ output.dir=decoded/": CFG,
     "accelerate launch --num_processes 8 encode.py tokenizer=vidtok_fsq_causal_488_32768_v1_1 "
     "data.dir='shards/train-{000000..000001}.tar' output.dir=tokens/ output.indices=true": CFG,
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank $NODE_RANK --num_processes 16 "
@@ -246,7 +250,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     step = base / "runs" / "demo" / "checkpoints" / "step_00000400"
     step.mkdir(parents=True)
     save_tokenizer_safetensors(demo.state_dict(), demo.config, step / "tokenizer.safetensors")
-    links = ("train.py", "evaluate.py", "encode.py", "sweeps", "conf", "vidtok", "docs", "mkdocs.yml", "benchmarks")
+    links = (
+        "train.py",
+        "evaluate.py",
+        "encode.py",
+        "decode.py",
+        "sweeps",
+        "conf",
+        "vidtok",
+        "docs",
+        "mkdocs.yml",
+        "benchmarks",
+    )
     for name in links:
         (base / name).symlink_to(REPO / name)
     return base

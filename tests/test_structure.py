@@ -23,8 +23,8 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"data", "metrics", "losses", "diffusers_export"},
     {"inference", "hydra_app", "demo", "assets"},
-    {"evaluation", "encoding", "training"},
-    {"cli", "train", "evaluate", "encode", "vidtok"},  # "vidtok": the package's own __init__ (the public surface)
+    {"evaluation", "encoding", "decoding", "training"},
+    {"cli", "train", "evaluate", "encode", "decode", "vidtok"},  # "vidtok": the package's own __init__
 ]
 
 
