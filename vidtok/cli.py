@@ -7,6 +7,7 @@ vidtok config NAME [-o key=value ...]    print a tokenizer's resolved config as 
 vidtok convert IN.ckpt OUT.safetensors   official checkpoint -> safetensors with the config inside
 vidtok demo [--tokenizer NAME] [--ckpt WEIGHTS]
                                          tokenize a built-in clip and report shapes, speed, PSNR
+vidtok fvd GENERATED REAL                FVD between two sets of videos (not paired; any counts)
 """
 
 from __future__ import annotations
@@ -340,6 +341,34 @@ def cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fvd(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation.fvd_sets import FVDProtocol, fvd_between
+    from .metrics.fvd import I3D_SHA256
+
+    protocol = FVDProtocol(args.height, args.width, None if args.sample_fps <= 0 else args.sample_fps, args.frames,
+                           args.clip_frames, args.clips)  # fmt: skip
+    report = fvd_between(
+        args.generated,
+        args.real,
+        protocol,
+        detector_path=args.detector,
+        detector_sha256=None if args.no_detector_check else I3D_SHA256,
+        cache_dir=None if args.no_cache else (args.cache or "default"),
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        limit=args.limit,
+    )
+    for s in (report.generated, report.real):
+        for failure in s.failed:
+            print(f"skipped {failure['name']}: {failure['reason']}", file=sys.stderr)
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    print(report.line())
+    return 0
+
+
 def _overrides_for(config) -> list[str]:
     """Overrides that turn the named preset into ``config`` (e.g. a narrower test width)."""
     if config.name is None:
@@ -434,6 +463,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", default=None, help="manifest path (default: manifest.json beside the shards)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("fvd", help="FVD between two sets of videos (not paired; any counts), evaluate.py's protocol")
+    p.add_argument("generated", help="the generated videos: a folder (recursive), a CSV of paths, or tar shards")
+    p.add_argument("real", help="the real videos, the same kinds (its features are cached: featurized once)")
+    p.add_argument("--height", type=int, default=256, help="frames resized to cover and cropped (default 256)")
+    p.add_argument("--width", type=int, default=256, help="(default 256)")
+    p.add_argument("--sample-fps", type=float, default=30.0, help="keep every round(fps / this)-th frame; 0: every")
+    p.add_argument("--frames", type=int, default=16, help="frames the detector sees per clip (default 16)")
+    p.add_argument("--clip-frames", type=int, default=None, help="clip length (default: --frames)")
+    p.add_argument("--clips", choices=("all", "first"), default="all", help="every clip of a video, or its first")
+    p.add_argument("--limit", type=int, default=None, help="the first N videos of each set")
+    p.add_argument("--detector", default=None, help="the I3D TorchScript file (default $VIDTOK_I3D, the hub cache)")
+    p.add_argument("--no-detector-check", action="store_true", help="skip the reference I3D's SHA-256 check")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: fvd/ in vidtok's cache)")
+    p.add_argument("--no-cache", action="store_true", help="featurize both sets, keep nothing")
+    p.add_argument("--device", default=None, help="default cuda if available, else cpu")
+    p.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
+    p.set_defaults(func=cmd_fvd)
     return parser
 
 
