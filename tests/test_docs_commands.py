@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import torch
 from hubcache import add_to_hub_cache, hub_environment
+from standins import save_detector
 from videos import write_indexed_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,6 +140,13 @@ HOW: dict[str, How] = {
     "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents_buckets/ "
     "resize=buckets 'buckets=[32x32,32x56,56x32]'": How("run", expect="wrote 8 samples"),
     "python decode.py data.dir=tokens/ output.dir=decoded/": How("run", expect="wrote 8 videos with"),
+    # the stand-in detector is not the reference I3D: its SHA-256 check is the one thing left out
+    "vidtok fvd generated/ real/ --detector i3d_torchscript.pt --height 32 --width 32 --report fvd.json": How(
+        "suffix", " --no-detector-check", expect="generated/ (3 videos, 6 clips"
+    ),
+    "vidtok fvd generated/ real/ --detector i3d_torchscript.pt --height 32 --width 32": How(
+        "suffix", " --no-detector-check", expect="FVD "
+    ),
     "python decode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=generated/ stats=latents/stats.json "
     "output.dir=generated_videos/": CFG,
     "accelerate launch --num_processes 8 decode.py data.dir=tokens/ output.dir=decoded/": CFG,
@@ -237,6 +245,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(2):
         write_indexed_video(base / "val" / f"val{i}.mp4", frames=17, fps=24, height=64, width=64)
     write_indexed_video(base / "in.mp4", frames=9, fps=24, height=48, width=48)
+    for i in range(3):  # a generative model's output, and real clips to judge it against
+        write_indexed_video(base / "generated" / f"sample{i}.mp4", frames=33, fps=24, height=40, width=48)
+    for i in range(2):
+        write_indexed_video(base / "real" / f"real{i}.mp4", frames=40, fps=24, height=64, width=64)
+    save_detector(base / "i3d_torchscript.pt", 16)  # a stand-in: the reference file cannot be had offline
     (base / "train.csv").write_text("videos\n" + "".join(f"clip{i}.mp4\n" for i in range(4)))
     write_shards(folder_records(base / "videos"), str(base / "shards" / "train-%06d.tar"), max_count=2, progress=False)
     for name in CHECKPOINTS:  # official format: a Lightning-style dict with the state under "state_dict"
