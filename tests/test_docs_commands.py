@@ -140,6 +140,15 @@ HOW: dict[str, How] = {
     "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents_buckets/ "
     "resize=buckets 'buckets=[32x32,32x56,56x32]'": How("run", expect="wrote 8 samples"),
     "python decode.py data.dir=tokens/ output.dir=decoded/": How("run", expect="wrote 8 videos with"),
+    # the walk-through of generative.md (on the bundled clips)
+    "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=vidtok/assets/demo/train/ data.limit=4 "
+    "output.dir=latents/ resize=aspect short_side=32 max_frames=17 output.posterior=true": How(
+        "run", expect="wrote 4 samples"
+    ),
+    "python decode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=generated_latents/ stats=latents/stats.json "
+    "output.dir=generated_videos/": How("run", expect="wrote 4 videos"),
+    "vidtok fvd generated_videos/ vidtok/assets/demo/val/ --detector i3d_torchscript.pt --height 32 --width 56 "
+    "--clips first": How("suffix", " --no-detector-check", expect="generated_videos/ (4 videos, 4 clips) vs"),
     # the stand-in detector is not the reference I3D: its SHA-256 check is the one thing left out
     "vidtok fvd generated/ real/ --detector i3d_torchscript.pt --height 32 --width 32 --report fvd.json": How(
         "suffix", " --no-detector-check", expect="generated/ (3 videos, 6 clips"
@@ -221,6 +230,8 @@ def blocks() -> list[Block]:
 BLOCKS = blocks()
 SHELL = [b for b in BLOCKS if b.lang != "python"]
 PYTHON = [b for b in BLOCKS if b.lang == "python"]
+#: Pages whose blocks are one walk-through: run in order, in one folder, each block on what the earlier ones wrote.
+WALKTHROUGHS = ["docs/generative.md"]
 
 
 def test_every_command_on_the_pages_is_known_and_every_known_command_is_shown() -> None:
@@ -408,11 +419,7 @@ def run_slurm_command(command: str, cwd: Path, env: dict[str, str]) -> None:
     assert "SlurmLauncher" in out and "partition: gpu" in out and "nodes: 2" in out, out[-2000:]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", SHELL, ids=[b.id for b in SHELL])
-def test_shell_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
-    cwd = workdir(sandbox, block, tmp_path / "work")
-    env = environment(tmp_path, sandbox)
+def run_shell_block(block: Block, cwd: Path, env: dict[str, str]) -> None:
     for command in block.commands():
         how = HOW[command]
         if how.kind == "ci":
@@ -426,12 +433,41 @@ def test_shell_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
             assert how.expect in out, f"`{command}` printed no {how.expect!r}:\n{out[-3000:]}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
-def test_python_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
-    cwd = workdir(sandbox, block, tmp_path / "work")
+def run_python_block(block: Block, cwd: Path, env: dict[str, str]) -> str:
     (cwd / "example.py").write_text(block.body)
-    shell("python example.py", cwd, environment(tmp_path, sandbox))
+    return shell("python example.py", cwd, env)
+
+
+ALONE = [b for b in SHELL if b.page not in WALKTHROUGHS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", ALONE, ids=[b.id for b in ALONE])
+def test_shell_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
+    run_shell_block(block, workdir(sandbox, block, tmp_path / "work"), environment(tmp_path, sandbox))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", WALKTHROUGHS)
+def test_walkthrough_runs_top_to_bottom(page: str, sandbox: Path, tmp_path: Path) -> None:
+    steps = [b for b in BLOCKS if b.page == page]
+    assert steps, f"{page} has no blocks"
+    cwd = workdir(sandbox, steps[0], tmp_path / "work")
+    env = environment(tmp_path, sandbox)
+    for block in steps:
+        if block.lang == "python":
+            run_python_block(block, cwd, env)
+        else:
+            run_shell_block(block, cwd, env)
+
+
+PYTHON_ALONE = [b for b in PYTHON if b.page not in WALKTHROUGHS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", PYTHON_ALONE, ids=[b.id for b in PYTHON_ALONE])
+def test_python_block_runs(block: Block, sandbox: Path, tmp_path: Path) -> None:
+    run_python_block(block, workdir(sandbox, block, tmp_path / "work"), environment(tmp_path, sandbox))
 
 
 def test_docstrings_cross_reference_in_the_docs_sites_syntax() -> None:
