@@ -11,7 +11,9 @@ fps) resized to ``--size`` x ``--size``, cut into clips of 17 frames (16 for non
 drop``), with a tokenizer of random weights of the preset (speed does not depend on the values), ``model.ch`` set
 to ``--width`` (128: full width). ``model only`` runs ``tok.encode`` on the same clips, decoded beforehand into
 tensors, in batches of ``--batch`` clips: the ceiling the job can reach. Both are timed after an untimed warm-up
-pass (kernel selection, allocator growth). ``share`` is job / model only.
+pass (kernel selection, allocator growth). ``share`` is job / model only. ``stats`` is the share of the job's time
+that its statistics take (``stats.json``: each video's float64 moments, or an FSQ shard's code counts, and the
+merge at the end), timed again on the written samples.
 """
 
 from __future__ import annotations
@@ -42,6 +44,30 @@ def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float
     return sum(x.shape[0] * x.shape[2] for x in batches), time.perf_counter() - start
 
 
+def stats_seconds(tok, out: Path) -> float:
+    """Seconds the job's statistics take: each video's moments (KL) or code counts (FSQ) over its written samples,
+    and stats.json from the committed index records, as encode_dataset computes them."""
+    from vidtok.data import LatentDataset
+    from vidtok.encoding.shards import code_files, read_committed
+    from vidtok.encoding.stats import CodeCounts, video_moments, write_stats
+
+    videos: dict[str, list[torch.Tensor]] = {}
+    for sample in LatentDataset(out):
+        data = sample["latents"] if "latents" in sample else sample["indices"]
+        videos.setdefault(sample["meta"]["video"], []).append(data)
+    kind = "indices" if tok.config.is_discrete else "latents"
+    start = time.perf_counter()
+    counts = CodeCounts(tok.config.codebook_size) if kind == "indices" else None
+    for parts in videos.values():
+        if counts is None:
+            video_moments(parts, tok.config.causal)
+        else:
+            for part in parts:
+                counts.add(part)
+    write_stats(out, read_committed(out).indexes, tok.config, kind, code_files(out))
+    return time.perf_counter() - start
+
+
 def measure(tok, ckpt: Path, videos: Path, out: Path, device: torch.device, *, workers: int, size: int, batch: int,
             precision: str) -> dict:  # fmt: skip
     """One row: ``encode_dataset`` on ``videos`` (after a one-video warm-up) beside the model alone on the same
@@ -66,7 +92,8 @@ def measure(tok, ckpt: Path, videos: Path, out: Path, device: torch.device, *, w
     frames, seconds = model_only(tok, EncodeConfig.from_any(cfg), videos, device)
     job_fps, model_fps = result.frames / result.seconds, frames / seconds
     return {"workers": workers, "frames": result.frames, "job_s": result.seconds, "job_fps": job_fps,
-            "model_fps": model_fps, "share": job_fps / model_fps}  # fmt: skip
+            "model_fps": model_fps, "share": job_fps / model_fps,
+            "stats": stats_seconds(tok, out) / result.seconds}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -94,7 +121,7 @@ def main(argv=None) -> int:
     print(f"# {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"# {args.tokenizer} model.ch={args.width}, {args.videos} videos of {args.frames} frames, "
           f"{args.source}px -> {args.size}px, batch {args.batch}, precision {args.precision}")  # fmt: skip
-    print(f"{'workers':>7s} {'frames':>7s} {'job s':>7s} {'job f/s':>8s} {'model f/s':>9s} {'share':>6s}")
+    print(f"{'workers':>7s} {'frames':>7s} {'job s':>7s} {'job f/s':>8s} {'model f/s':>9s} {'share':>6s} {'stats':>6s}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_videos(root / "videos", args.videos, args.frames, args.source)
@@ -105,7 +132,7 @@ def main(argv=None) -> int:
             r = measure(tok, ckpt, root / "videos", root / f"out{workers}", device, workers=workers, size=args.size,
                         batch=args.batch, precision=args.precision)  # fmt: skip
             print(f"{workers:7d} {r['frames']:7d} {r['job_s']:7.1f} {r['job_fps']:8.2f} {r['model_fps']:9.2f} "
-                  f"{r['share']:6.1%}", flush=True)  # fmt: skip
+                  f"{r['share']:6.1%} {r['stats']:6.2%}", flush=True)  # fmt: skip
     return 0
 
 

@@ -148,6 +148,15 @@ def test_fsq_indices_and_non_causal_clips(weights, tmp_path) -> None:
         assert torch.equal(_frames(tmp_path / "alone.mp4"), frames) == same
 
 
+def test_a_long_latent_decodes_in_a_stream(weights, tmp_path) -> None:
+    """101 latent frames (401 frames): decoded chunk by chunk into the writer, every frame there."""
+    data = tmp_path / "long"
+    data.mkdir()
+    torch.save(torch.randn(4, 101, 2, 2, generator=torch.Generator().manual_seed(3)), data / "long.pt")
+    result = decode_dataset(_decode(tmp_path / "out", data, ckpt=str(weights[KL_V11]), chunk_latents=8))
+    assert result.frames == 401 and _frames(tmp_path / "out" / "long.mp4").shape == (401, 16, 16, 3)
+
+
 def test_refusals_before_anything_is_decoded(weights, encoded, tmp_path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()

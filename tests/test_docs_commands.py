@@ -142,7 +142,7 @@ HOW: dict[str, How] = {
     "python decode.py data.dir=tokens/ output.dir=decoded/": How("run", expect="wrote 8 videos with"),
     # the walk-through of generative.md (on the bundled clips)
     "python encode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=vidtok/assets/demo/train/ data.limit=4 "
-    "output.dir=latents/ resize=aspect short_side=32 max_frames=17 output.posterior=true": How(
+    "output.dir=latents/ resize=buckets 'buckets=[32x32,32x56,56x32]' max_frames=17 output.posterior=true": How(
         "run", expect="wrote 4 samples"
     ),
     "python decode.py tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=generated_latents/ stats=latents/stats.json "

@@ -23,6 +23,7 @@ import vidtok
 from vidtok import errors
 from vidtok.cli import main as cli_main
 from vidtok.composition import compose_conf
+from vidtok.decoding.entry import decode_from_hydra
 from vidtok.encoding.entry import encode_from_hydra
 from vidtok.evaluation.entry import evaluate_from_hydra
 from vidtok.io.weight_files import save_tokenizer_safetensors
@@ -96,6 +97,8 @@ def test_every_error_type_is_one_line_and_status_2_at_every_entry_point(
         ("train", "vidtok.training.run.train", train_from_hydra, _train_cfg(files["base"])),
         ("evaluate", "vidtok.evaluation.entry.evaluate", evaluate_from_hydra, compose_conf("eval", ["data.dir=v"], "")),
         ("encode", "vidtok.encoding.entry.encode_dataset", encode_from_hydra, _encode_cfg()),
+        ("decode", "vidtok.decoding.entry.decode_dataset", decode_from_hydra,
+         compose_conf("decode", ["data.dir=v", "output.dir=o"], "the decode config")),
     ]
     for prog, target, entry, cfg in jobs:
         monkeypatch.setattr(target, fail)

@@ -127,6 +127,7 @@ def test_the_installed_wheel_imports_every_module_without_the_checkout(
         (["-m", "vidtok.train", "experiment=demo", "dry_run=true", "run_dir=runs/demo"], "dry run (nothing trained)"),
         (["-m", "vidtok.evaluate", "tokenizer=vidtok_kl_causal_488_4chn", "--cfg", "job"], "name: vidtok_kl_causal"),
         (["-m", "vidtok.encode", "data.dir=videos/", "output.dir=latents/", "--cfg", "job"], "dir: latents/"),
+        (["-m", "vidtok.decode", "data.dir=latents/", "output.dir=decoded/", "--cfg", "job"], "dir: decoded/"),
         (["-m", "vidtok.cli", "config", "vidtok_fsq_causal_488_4096"], "levels:"),
     ],
 )
