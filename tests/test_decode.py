@@ -241,15 +241,3 @@ def test_two_processes_killed_and_restarted_write_each_video_once(weights, tmp_p
         assert (two / name).stat().st_mtime_ns == mtime, f"{name} was written twice"
     for path in sorted(one.glob("*.mp4")):
         assert torch.equal(_frames(path), _frames(two / path.name)), path.name
-
-
-def test_the_command_as_typed_and_its_errors(weights, encoded, tmp_path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = tmp_path / "out"
-    args = [sys.executable, "-m", "vidtok.decode", f"data.dir={encoded}", f"output.dir={out}", "data.limit=2"]
-    args += ["output.progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"wrote 2 videos with {KL_V11} to {out} (0 done before, 0 failed" in done.stdout
-    bad = subprocess.run([*args[:3], f"output.dir={out}"], env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert bad.returncode == 2 and "data.dir must be given" in bad.stderr and "Traceback" not in bad.stderr

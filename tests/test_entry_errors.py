@@ -216,6 +216,7 @@ def test_evaluate_and_encode_refuse_each_kind_of_bad_input_in_one_line(
     [
         (["-m", "vidtok.train", "experiment=debug"], "train"),
         (["encode.py", "data.dir=videos/", "output.dir=out/"], "encode"),
+        (["-m", "vidtok.decode", "output.dir=out/"], "decode"),  # data.dir missing
     ],
 )
 def test_the_real_commands_exit_with_status_2(command: list[str], prog: str, tmp_path: Path) -> None:

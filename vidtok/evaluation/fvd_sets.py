@@ -8,7 +8,7 @@ print(report.fvd, report.detector["sha256"], report.real.cached)
 The protocol ([`FVDProtocol`][]): frames sampled at ``sample_fps``, resized on [0, 1] floats to cover ``height`` x
 ``width`` and centre-cropped (as ``evaluate.py`` reads videos), cut into consecutive clips of ``clip_frames`` frames
 (a shorter rest dropped), and the detector sees the first ``frames`` of each clip at 224 x 224
-([`preprocess_for_i3d`][vidtok.metrics.fvd.preprocess_for_i3d]). ``clips="first"`` takes one clip per video.
+(``vidtok.metrics.fvd.preprocess_for_i3d``). ``clips="first"`` takes one clip per video.
 """
 
 from __future__ import annotations
