@@ -18,6 +18,34 @@ def cpu_name() -> str:
     return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
 
 
+def add_job_model_arguments(parser) -> None:
+    """The options of the dataset-job benchmarks' model: preset, width, device, precision, CPU threads."""
+    parser.add_argument("--tokenizer", default="vidtok_kl_causal_488_4chn_v1_1")
+    parser.add_argument("--width", type=int, default=128, help="model.ch (128: the official width)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="full", choices=["full", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def job_device(args):
+    """The device those options name, with torch's CPU threads set as they say; its line printed."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(machine_line(device))
+    return device
+
+
+def machine_line(device) -> str:
+    """The first line of a table: the device (GPU name, or the CPU's), torch's CPU threads and version."""
+    import torch
+
+    name = "cuda: " + torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu: {cpu_name()}"
+    return f"# {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
 def make_videos(folder: Path, count: int, frames: int, size: int, fps: float = 30.0) -> None:
     """``count`` moving-shapes clips (vidtok.synthetic) of ``frames`` frames, ``size`` pixels square, h264 mp4."""
     from vidtok.io.video import tensor_to_frames, write_video

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cpu_name, sync
+from common import add_job_model_arguments, job_device, sync
 
 
 def decoder_only(tok, latents: list[torch.Tensor], device: torch.device, autocast) -> tuple[int, float]:
@@ -37,24 +37,17 @@ def decoder_only(tok, latents: list[torch.Tensor], device: torch.device, autocas
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default="vidtok_kl_causal_488_4chn_v1_1")
-    parser.add_argument("--width", type=int, default=128, help="model.ch (128: the official width)")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--frames", type=int, default=17, help="frames each sample decodes to")
     parser.add_argument("--size", type=int, default=128, help="decoded frame side in pixels")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="full", choices=["full", "bf16", "fp16"])
-    parser.add_argument("--threads", type=int, default=None)
+    add_job_model_arguments(parser)
     args = parser.parse_args(argv)
 
     import vidtok
     from vidtok.decoding import DecodeConfig, decode_dataset
     from vidtok.io.weight_files import save_tokenizer_safetensors
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    name = "cuda: " + torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu: {cpu_name()}"
+    device = job_device(args)
     tok = vidtok.load_tokenizer(args.tokenizer, overrides=[f"model.ch={args.width}"], pretrained=False)
     c = tok.config
     shape = (
@@ -63,7 +56,6 @@ def main(argv=None) -> int:
         args.size // c.spatial_factor,
         args.size // c.spatial_factor,
     )
-    print(f"# {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"# {args.tokenizer} model.ch={args.width}, {args.samples} samples of {args.frames}x{args.size}x{args.size} "
           f"(latents {shape}), precision {args.precision}")  # fmt: skip
     gen = torch.Generator().manual_seed(0)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cpu_name, make_videos, sync
+from common import add_job_model_arguments, job_device, make_videos, sync
 
 
 def model_only(tok, cfg, videos: Path, device: torch.device) -> tuple[int, float]:
@@ -98,27 +98,19 @@ def measure(tok, ckpt: Path, videos: Path, out: Path, device: torch.device, *, w
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default="vidtok_kl_causal_488_4chn_v1_1")
-    parser.add_argument("--width", type=int, default=128, help="model.ch (128: the official width)")
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--frames", type=int, default=34, help="frames per generated video")
     parser.add_argument("--source", type=int, default=160, help="generated videos' side in pixels")
     parser.add_argument("--size", type=int, default=128, help="encoded frame side in pixels")
     parser.add_argument("--batch", type=int, default=2, help="clips per model call")
     parser.add_argument("--workers", type=int, nargs="+", default=[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="full", choices=["full", "bf16", "fp16"])
-    parser.add_argument("--threads", type=int, default=None)
+    add_job_model_arguments(parser)
     args = parser.parse_args(argv)
 
     import vidtok
     from vidtok.io.weight_files import save_tokenizer_safetensors
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    name = "cuda: " + torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu: {cpu_name()}"
-    print(f"# {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    device = job_device(args)
     print(f"# {args.tokenizer} model.ch={args.width}, {args.videos} videos of {args.frames} frames, "
           f"{args.source}px -> {args.size}px, batch {args.batch}, precision {args.precision}")  # fmt: skip
     print(f"{'workers':>7s} {'frames':>7s} {'job s':>7s} {'job f/s':>8s} {'model f/s':>9s} {'share':>6s} {'stats':>6s}")

@@ -162,3 +162,13 @@ def kill_process_tree(pid: int) -> None:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def accelerate_launch(script: Path, args: list[str], hydra_dir: Path, processes: int = 2) -> list[str]:
+    """The command that runs a Hydra app ``script`` with ``args`` in ``processes`` CPU processes under
+    ``accelerate launch`` (a free port each time; give it an environment with ACCELERATE_USE_CPU=1)."""
+    from vidtok.accelerator import free_port
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [*cmd, "--main_process_port", str(free_port()), str(script), *args, f"hydra.run.dir={hydra_dir}"]

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -17,7 +16,6 @@ import torch
 from safetensors.torch import save_file
 from test_encode import FSQ, KL_V11, NONCAUSAL, _config, _samples, videos  # noqa: F401 (videos: the fixture)
 
-from vidtok.accelerator import free_port
 from vidtok.data import LatentStats
 from vidtok.decoding import decode_dataset
 from vidtok.encoding import encode_dataset
@@ -26,7 +24,7 @@ from vidtok.inference.pipeline import decode_video
 from vidtok.io.token_files import TokenFile
 from vidtok.io.video import iter_frames, read_info
 
-from conftest import kill_process_tree, tiny_tokenizer
+from conftest import accelerate_launch, kill_process_tree, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,10 +208,7 @@ def test_two_processes_killed_and_restarted_write_each_video_once(weights, tmp_p
     env.pop("WORLD_SIZE", None)
 
     def launch() -> list[str]:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        return [*cmd, "--main_process_port", str(free_port()), str(REPO / "decode.py"), *args,
-                f"hydra.run.dir={tmp_path / 'hydra'}"]  # fmt: skip
+        return accelerate_launch(REPO / "decode.py", args, tmp_path / "hydra")
 
     killed, before = False, {}
     for _ in range(4):

@@ -18,13 +18,12 @@ import torch
 from test_cli import run_vidtok
 from test_commands import write_clip
 
-from vidtok.accelerator import free_port
 from vidtok.encoding import encode_dataset
 from vidtok.errors import ConfigError
 from vidtok.inference.pipeline import ReadSettings, encode_video
 from vidtok.io.token_files import load_tokens, tokens_from_bytes
 
-from conftest import kill_process_tree, tiny_tokenizer, training_checkpoint
+from conftest import accelerate_launch, kill_process_tree, tiny_tokenizer, training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KL_V11 = "vidtok_kl_causal_488_4chn_v1_1"
@@ -239,10 +238,7 @@ def test_two_processes_killed_and_restarted_equal_one_process(weights, videos, t
     env.pop("WORLD_SIZE", None)
 
     def launch() -> list[str]:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        return [*cmd, "--main_process_port", str(free_port()), str(REPO / "encode.py"), *args,
-                f"hydra.run.dir={tmp_path / 'hydra'}"]  # fmt: skip
+        return accelerate_launch(REPO / "encode.py", args, tmp_path / "hydra")
 
     proc = subprocess.Popen(launch(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip

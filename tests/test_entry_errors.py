@@ -97,8 +97,12 @@ def test_every_error_type_is_one_line_and_status_2_at_every_entry_point(
         ("train", "vidtok.training.run.train", train_from_hydra, _train_cfg(files["base"])),
         ("evaluate", "vidtok.evaluation.entry.evaluate", evaluate_from_hydra, compose_conf("eval", ["data.dir=v"], "")),
         ("encode", "vidtok.encoding.entry.encode_dataset", encode_from_hydra, _encode_cfg()),
-        ("decode", "vidtok.decoding.entry.decode_dataset", decode_from_hydra,
-         compose_conf("decode", ["data.dir=v", "output.dir=o"], "the decode config")),
+        (
+            "decode",
+            "vidtok.decoding.entry.decode_dataset",
+            decode_from_hydra,
+            compose_conf("decode", ["data.dir=v", "output.dir=o"], "the decode config"),
+        ),
     ]
     for prog, target, entry, cfg in jobs:
         monkeypatch.setattr(target, fail)

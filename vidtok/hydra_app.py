@@ -1,6 +1,7 @@
-"""The Hydra apps' side of the three jobs (``python -m vidtok.train`` / ``vidtok.evaluate`` / ``vidtok.encode``, and
-the checkout's scripts): the app decorator over the packaged configs, the one-line exit on a user error, and the
-output folders Hydra makes under several processes. Composition itself is [`vidtok.composition`][].
+"""The Hydra apps' side of the jobs (``python -m vidtok.train`` / ``.evaluate`` / ``.encode`` / ``.decode``, and the
+checkout's scripts): the app decorator over the packaged configs, the frame of a job's run ([`run_job`][]: logging,
+the one-line exit on a user error, the processes ended), and the output folders Hydra makes under several processes.
+Composition itself is [`vidtok.composition`][].
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from .composition import allow_numeric_group_choices, conf_dir, quote_brace_patterns
+from .config_loader import composed_values
 from .errors import VidtokError, report
+
+T = TypeVar("T")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def hydra_app(config_name: str) -> Callable[[Callable], Callable]:
@@ -51,6 +56,27 @@ def user_errors(prog: str) -> Iterator[None]:
         raise SystemExit(report(prog, err)) from None
 
 
+def run_job(prog: str, job: Callable[[dict], T], cfg: Any, example: str) -> T:
+    """What every job's entry does around the job: logging set up, the composed config as plain values (a missing
+    key named with ``example``, e.g. ``"data.dir=videos/"``), the job run on them, the processes ended (the jobs of a
+    ``-m`` sweep share one process), and a user error made one line and exit status 2 ([`user_errors`][])."""
+    import logging
+
+    from .accelerator import end_processes
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    with user_errors(prog):
+        try:
+            return job(composed_values(cfg, example))
+        finally:
+            end_processes()
+
+
+def is_main_rank() -> bool:
+    """Whether this is the process that prints a job's summary (rank 0, or the only one)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def hydra_output_dir() -> Optional[Path]:
     """The output directory of the running Hydra app (None outside one)."""
     try:
@@ -64,7 +90,7 @@ def hydra_output_dir() -> Optional[Path]:
 def drop_stray_hydra_dir(hydra_dir: Optional[Path], used_dir: Path) -> None:
     """Remove the directory Hydra made on a non-zero rank whose timestamp differs from rank 0's (the one all
     ranks used), when it holds nothing but Hydra's own files."""
-    if int(os.environ.get("RANK", "0")) == 0 or hydra_dir is None or not hydra_dir.exists():
+    if is_main_rank() or hydra_dir is None or not hydra_dir.exists():
         return
     if hydra_dir.resolve() == used_dir.resolve():
         return

@@ -4,27 +4,17 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
-from ..config_loader import composed_values
-from ..hydra_app import user_errors
+from ..hydra_app import is_main_rank, run_job
 from .run import decode_dataset
 
 
 def decode_from_hydra(cfg: Any) -> int:
     """Entry point of decode.py: runs [`decode_dataset`][], prints what was written; exits with one line and status 2
     on a user error. Returns the number of videos written."""
-    from ..accelerator import end_processes
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with user_errors("decode"):
-        try:
-            result = decode_dataset(composed_values(cfg, "data.dir=latents/ output.dir=decoded/"))
-        finally:
-            end_processes()
-    if int(os.environ.get("RANK", "0")) == 0:
+    result = run_job("decode", decode_dataset, cfg, "data.dir=latents/ output.dir=decoded/")
+    if is_main_rank():
         print(
             f"wrote {result.videos} videos with {result.identity.get('name') or 'the tokenizer'} to "
             f"{result.output_dir} ({result.skipped_done} done before, {len(result.failed)} failed; "

@@ -4,27 +4,17 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
-from ..config_loader import composed_values
-from ..hydra_app import user_errors
+from ..hydra_app import is_main_rank, run_job
 from .run import encode_dataset
 
 
 def encode_from_hydra(cfg: Any) -> int:
     """Entry point of encode.py: runs [`encode_dataset`][], prints what was written; exits with one line and status 2
     on a user error. Returns the number of samples in the output."""
-    from ..accelerator import end_processes
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with user_errors("encode"):
-        try:
-            result = encode_dataset(composed_values(cfg, "data.dir=videos/ output.dir=latents/"))
-        finally:
-            end_processes()
-    if int(os.environ.get("RANK", "0")) == 0:
+    result = run_job("encode", encode_dataset, cfg, "data.dir=videos/ output.dir=latents/")
+    if is_main_rank():
         print(
             f"wrote {result.samples} samples of {result.identity.get('name') or 'the tokenizer'} to "
             f"{result.output_dir} ({result.videos} videos encoded now, {result.skipped_done} done before, "

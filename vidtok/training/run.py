@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..composition import compose_conf
 from ..errors import ConfigError
-from ..hydra_app import drop_stray_hydra_dir, hydra_output_dir, user_errors
+from ..hydra_app import LOG_FORMAT, drop_stray_hydra_dir, hydra_output_dir, user_errors
 from .config import RunConfig, describe_run, load_run_config
 from .summary import example_video, run_ending
 
@@ -61,7 +61,7 @@ def train_from_hydra(cfg: DictConfig) -> float:
     would minimise). With ``launch.accelerate`` on a SLURM node it starts ``accelerate launch`` there instead."""
     from ..accelerator import end_processes
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     hydra_dir = hydra_output_dir()
     if cfg.get("launch", {}).get("accelerate") and "LOCAL_RANK" not in os.environ:
         return _launch_node(hydra_dir)
