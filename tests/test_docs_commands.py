@@ -68,6 +68,7 @@ HOW: dict[str, How] = {
     "python -m vidtok.evaluate tokenizer=vidtok_kl_causal_488_4chn data.dir=val/ height=64 width=64 "
     "metrics.lpips=false": CFG,  # the app evaluate.py runs (for real, on the Evaluation page)
     "python -m vidtok.encode tokenizer=vidtok_kl_causal_488_4chn_v1_1 data.dir=videos/ output.dir=latents/": CFG,
+    "python -m vidtok.decode data.dir=latents/ output.dir=decoded/": CFG,
     # the vidtok command
     "vidtok list": How("run", expect="vidtok_fsq_causal_888_32768_v1_1"),
     "vidtok config vidtok_kl_causal_488_4chn_v1_1": How("run", expect="temporal_upsample: linear"),
