@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..config import TokenizerConfig
 from ..data.sources import expand_urls
-from ..data.videos import SHARD_STRIDE
+from ..data.videos import SHARD_STRIDE, ListingFailure
 from ..errors import DataSourceError, TokenFileError
 from ..io.token_files import TOKEN_FORMAT, TokenFile, tokens_from_bytes
 
@@ -42,14 +42,8 @@ class LatentInput:
     read: Callable[[], list[tuple[str, TokenFile]]]
 
 
-@dataclass
-class InputFailure:
-    """An entry that gives no video, and why."""
-
-    order: int
-    key: str
-    name: str
-    reason: str
+#: An entry that gives no video, and why (an unreadable shard): the listing failure of the video jobs.
+InputFailure = ListingFailure
 
 
 @dataclass(frozen=True)
@@ -93,6 +87,19 @@ def list_inputs(source: str, raw: RawTensors, rank: int = 0, world: int = 1, lim
             return
         if count % world == rank:
             yield entry
+
+
+def check_inputs(source: str) -> None:
+    """Refuse, before anything is claimed or loaded, a ``source`` that holds nothing to decode (DataSourceError
+    naming it); entries that cannot be read are found later, one by one."""
+    if is_shard_source(source):
+        urls = _shard_urls(source)
+        local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
+        if not urls or (len(local) == len(urls) and not any(Path(u).is_file() for u in local)):
+            first = f" (the first: {urls[0]})" if urls else ""
+            raise DataSourceError(f"data.dir {source}: none of its {len(urls)} tar shards exists{first}")
+        return
+    _tensor_files(source)
 
 
 def _shard_urls(source: str) -> list[str]:

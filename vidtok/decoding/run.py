@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional, Union
 
-import torch
 from tqdm.auto import tqdm
 
 from ..composition import official_names
@@ -32,7 +31,7 @@ from ..inference.pipeline import decode_video
 from ..io.files import read_json, write_atomic
 from ..io.token_files import TokenFile
 from .config import DecodeConfig
-from .inputs import InputFailure, LatentInput, RawTensors, list_inputs, raw_tokens
+from .inputs import InputFailure, LatentInput, RawTensors, check_inputs, list_inputs, raw_tokens
 
 log = logging.getLogger("vidtok.decode")
 
@@ -72,13 +71,9 @@ def decode_dataset(config: Union[DecodeConfig, dict, Any], *, accelerator: Any =
     a dict or an OmegaConf node). ``tokenizer``: an already loaded tokenizer instead of loading one. Raises
     ConfigError / CheckpointError / DataSourceError before any entry is decoded; an entry that cannot be read or
     does not fit the tokenizer is skipped and listed in ``failed.jsonl``. Returns a [`DecodeResult`][]."""
-    from ..accelerator import make_accelerator
-
     cfg = DecodeConfig.from_any(config)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = accelerator or make_accelerator()
-    device = cfg.device_for(acc.device)
+    check_inputs(cfg.data.dir)
+    acc, device = cfg.processes(accelerator)
     if tokenizer is None and not cfg.names_tokenizer():
         _name_tokenizer_from_inputs(cfg)
     tok = tokenizer.to(device).eval() if tokenizer is not None else cfg.load_tokenizer(device, "decode with")

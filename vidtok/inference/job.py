@@ -62,6 +62,16 @@ class TokenizerJobConfig:
             raise ConfigError(f"threads must be >= 1 or null (torch's default), got {self.threads}")
         return self
 
+    def processes(self, accelerator: Any = None) -> tuple[Any, torch.device]:
+        """The job's process set-up: torch's CPU threads as ``threads`` says, the accelerator (``accelerator``, else
+        one made for this process) and the device this process runs on ([`device_for`][])."""
+        from ..accelerator import make_accelerator
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        acc = accelerator or make_accelerator()
+        return acc, self.device_for(acc.device)
+
     def device_for(self, default: torch.device) -> torch.device:
         """``device`` when set, else ``default`` (the process's accelerator device); fp16 refused off CUDA."""
         device = torch.device(self.device) if self.device else default
@@ -234,13 +244,9 @@ def start_job(cfg: VideoJobConfig, what: str, accelerator: Any = None, tokenizer
     """The common start of ``evaluate`` / ``encode_dataset``: threads, the accelerator and device, the weights named
     (else a ConfigError), the listing (a wrong path fails before the model loads), the tokenizer (loaded, or the
     one given), the model checks and the inference options. Nothing of a video is read."""
-    from ..accelerator import make_accelerator
     from ..data.videos import list_videos
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = accelerator or make_accelerator()
-    device = cfg.device_for(acc.device)
+    acc, device = cfg.processes(accelerator)
     if tokenizer is None:
         cfg.check_weights(what)
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
