@@ -134,9 +134,7 @@ def _stats(cfg: DecodeConfig, config: TokenizerConfig) -> Optional[LatentStats]:
 
 def _claim(out_dir: Path, cfg: DecodeConfig, identity: dict) -> None:
     """Main process: claim ``out_dir`` for this job; remove the temporary files a killed run left."""
-    weights = {k: identity.get(k) for k in ("ckpt_sha256", "weights_sha256") if identity.get(k)}
-    record = {"tokenizer": identity["name"], "config": identity["config"], "weights": weights, "keys": cfg.job_keys()}
-    claim_output(out_dir, record, identity, "videos")
+    claim_output(out_dir, identity, cfg.job_keys(), "videos")
     for leftover in out_dir.rglob(".*.mp4"):  # VideoWriter's temporary names: a killed run's unfinished video
         leftover.unlink(missing_ok=True)
         log.info("removed %s (left unfinished by an interrupted run)", leftover)

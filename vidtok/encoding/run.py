@@ -106,23 +106,17 @@ def _read(tasks: list, cutting: Cutting, workers: int) -> Iterator:
     return iter(loader)
 
 
-def _job_record(identity: dict, cfg: EncodeConfig) -> dict:
-    """What run.json holds, and what a resumed run must match: the tokenizer's config and weights, the keys."""
-    weights = {k: identity.get(k) for k in ("ckpt_sha256", "weights_sha256") if identity.get(k)}
-    return {"tokenizer": identity["name"], "config": identity["config"], "weights": weights, "keys": cfg.job_keys()}
-
-
 def _prepare_output(acc: Any, out_dir: Path, identity: dict, cfg: EncodeConfig) -> Committed:
     """Every process: once the main process has claimed ``out_dir``, what earlier runs committed there."""
     if acc.is_main_process:
-        _claim_output(out_dir, _job_record(identity, cfg), identity)
+        _claim_output(out_dir, identity, cfg)
     acc.wait_for_everyone()
     return read_committed(out_dir)
 
 
-def _claim_output(out_dir: Path, record: dict, identity: dict) -> None:
+def _claim_output(out_dir: Path, identity: dict, cfg: EncodeConfig) -> None:
     """Main process: start ``out_dir`` or check that it holds this job's samples; drop what a killed run left."""
-    claim_output(out_dir, record, identity, "samples")
+    claim_output(out_dir, identity, cfg.job_keys(), "samples")
     for name in remove_uncommitted(out_dir):
         log.info("removed %s (left unfinished by an interrupted run)", name)
 

@@ -125,8 +125,8 @@ class Detector:
                  device: Union[str, torch.device] = "cpu"):  # fmt: skip
         from ..io.auxiliary_weights import resolve_weights
 
-        file = resolve_weights(dataclasses.replace(I3D, sha256=sha256), path)
-        self.module = load_i3d_detector(file, device, sha256)
+        file = resolve_weights(dataclasses.replace(I3D, sha256=sha256), path)  # checked here, hashed once
+        self.module = load_i3d_detector(file, device, sha256=None)
         self.device = torch.device(device)
         self.file = file
         self.sha256 = sha256 or sha256_of(file)

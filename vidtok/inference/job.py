@@ -257,10 +257,12 @@ def start_job(cfg: VideoJobConfig, what: str, accelerator: Any = None, tokenizer
     return JobStart(acc, device, listing, tok, cfg.inference_options(tok.config), tokenizer is None)
 
 
-def claim_output(out_dir: Path, record: dict, identity: dict, what: str) -> None:
-    """Start a job's output folder with its ``run.json`` (``record``: what decides the outputs, compared on resume;
-    ``identity``: the tokenizer that ran), or check that the folder holds this job's ``what``: a ConfigError names
-    the keys that differ."""
+def claim_output(out_dir: Path, identity: dict, keys: dict, what: str) -> None:
+    """Start a job's output folder with its ``run.json`` (the tokenizer that ran: ``identity``, and what decides the
+    outputs: its name, config and weights' SHA-256 and the job's ``keys``, compared when a run resumes), or check
+    that the folder holds this job's ``what``: a ConfigError names the parts that differ."""
+    weights = {k: identity.get(k) for k in ("ckpt_sha256", "weights_sha256") if identity.get(k)}
+    record = {"tokenizer": identity["name"], "config": identity["config"], "weights": weights, "keys": keys}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "run.json"
     if path.is_file():
