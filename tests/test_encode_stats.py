@@ -12,7 +12,8 @@ import torch
 from test_encode import FSQ, KL_V11, _config, _samples, videos  # noqa: F401 (videos: the module's fixture)
 
 from vidtok.encoding import encode_dataset
-from vidtok.encoding.stats import CodeCounts, channel_moments, code_stats, merge_moments
+from vidtok.encoding.stats import channel_moments, merge_moments
+from vidtok.metrics.codes import CodeCounts, code_stats
 
 
 def _stats(out: Path) -> dict:

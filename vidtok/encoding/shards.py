@@ -30,7 +30,7 @@ import webdataset as wds
 
 from ..errors import ConfigError
 from ..io.files import read_json, write_atomic
-from .stats import CodeCounts
+from ..metrics.codes import CodeCounts
 
 INDEX_DIR = "index"
 SHARD_NAME = "part-r{rank:05d}-{number:06d}"

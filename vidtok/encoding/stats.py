@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors.torch import load_file, save
 from torch import Tensor
 
 from ..config import TokenizerConfig
 from ..data.latent_stats import STATS_FILE
 from ..io.files import write_atomic
+from ..metrics.codes import CodeCounts, code_stats
 
 
 def channel_moments(data: list[Tensor]) -> dict:
@@ -101,73 +101,6 @@ def latent_stats(videos: list[dict]) -> dict:
     first = merge_moments([v["stats"]["first_frame"] for v in records if "first_frame" in v["stats"]])
     if first is not None:
         out["first_frame"] = {k: v for k, v in first.items() if not k.startswith("_")}
-    return out
-
-
-class CodeCounts:
-    """One shard's FSQ statistics: the count of every code and the token changes between latent frames."""
-
-    def __init__(self, codebook_size: int):
-        self.counts = torch.zeros(codebook_size, dtype=torch.int64)
-        self.changes = 0
-        self.pairs = 0  # (token, token at the same place one latent frame earlier) pairs compared
-
-    def add(self, indices: Tensor) -> None:
-        """Indices (1, t, h, w) of one sample."""
-        flat = indices.reshape(-1).long().cpu()
-        self.counts += torch.bincount(flat, minlength=self.counts.numel())
-        if indices.shape[1] > 1:
-            self.changes += int((indices[:, 1:] != indices[:, :-1]).sum())
-            self.pairs += indices[:, 1:].numel()
-
-    def to_bytes(self) -> bytes:
-        """The used codes and their counts (sparse: a shard uses few of 262,144 codes), the codebook size, the
-        token changes and pairs, as safetensors."""
-        used = self.counts.nonzero().flatten()
-        scalars = torch.tensor([self.counts.numel(), self.changes, self.pairs], dtype=torch.int64)
-        return save({"codes": used, "counts": self.counts[used], "size_changes_pairs": scalars})
-
-    @classmethod
-    def from_file(cls, path: Path) -> CodeCounts:
-        tensors = load_file(path)
-        size, changes, pairs = (int(v) for v in tensors["size_changes_pairs"])
-        counts = cls(size)
-        counts.counts[tensors["codes"]] = tensors["counts"]
-        counts.changes, counts.pairs = changes, pairs
-        return counts
-
-
-def code_stats(parts: list[CodeCounts], levels: list[int]) -> dict:
-    """``stats.json`` of FSQ indices from the shards' counts."""
-    size = math.prod(levels)
-    counts = torch.zeros(size, dtype=torch.int64)
-    changes = pairs = 0
-    for part in parts:
-        counts += part.counts
-        changes, pairs = changes + part.changes, pairs + part.pairs
-    tokens = int(counts.sum())
-    out: dict[str, Any] = {"kind": "indices", "codebook_size": size, "levels": levels, "tokens": tokens}
-    if not tokens:
-        return out
-    p = counts[counts > 0].double() / tokens
-    entropy = float(-(p * p.log()).sum())
-    used = int((counts > 0).sum())
-    # level usage: the code's digit per channel (mixed radix, the first channel the fastest, as FSQ indexes)
-    codes = torch.arange(size)
-    level_usage, basis = [], 1
-    for level in levels:
-        digits = (codes // basis) % level
-        per_level = torch.zeros(level, dtype=torch.int64).index_add_(0, digits, counts)
-        level_usage.append((per_level.double() / tokens).tolist())
-        basis *= level
-    out.update(
-        codes_used=used,
-        usage=used / size,
-        entropy_bits=entropy / math.log(2),
-        perplexity=math.exp(entropy),
-        level_usage=level_usage,
-        change_rate=changes / pairs if pairs else None,
-    )
     return out
 
 
