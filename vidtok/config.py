@@ -28,6 +28,35 @@ TEMPORAL_UPSAMPLES = ("nearest", "linear")
 REGULARIZERS = ("kl", "fsq")
 
 
+@dataclass(frozen=True)
+class LengthRule:
+    """Which lengths (frames, or pixels of a side) a tokenizer takes: ``first + k * step`` for k >= 0 (``first`` 0:
+    the positive multiples of ``step``; ``step`` 0: exactly ``first``)."""
+
+    first: int
+    step: int
+
+    def accepts(self, n: int) -> bool:
+        if self.step == 0:
+            return n == self.first
+        if self.first == 0:
+            return n > 0 and n % self.step == 0
+        return n >= self.first and (n - self.first) % self.step == 0
+
+    def describe(self) -> str:
+        if self.step == 0:
+            return f"exactly {self.first}"
+        return f"a multiple of {self.step}" if self.first == 0 else f"{self.first} + k*{self.step}"
+
+    def near(self, n: int) -> list[int]:
+        """The accepted lengths next to ``n`` (below and above), for messages."""
+        if self.step == 0:
+            return [self.first]
+        base = self.first if self.first else self.step
+        k = max(0, (n - base) // self.step)
+        return [v for v in (base + k * self.step, base + (k + 1) * self.step) if v > 0 and v != n]
+
+
 @dataclass
 class ModelConfig:
     """Architecture switches shared by encoder and decoder.
@@ -125,6 +154,17 @@ class TokenizerConfig:
     def codebook_size(self) -> Optional[int]:
         """Number of FSQ codes (product of the levels); ``None`` for KL models."""
         return math.prod(self.regularizer.levels) if self.is_discrete else None
+
+    @property
+    def frame_rule(self) -> LengthRule:
+        """The frame counts a clip may have: causal ``1 + k*f``, non-causal a multiple of f."""
+        return LengthRule(1, self.temporal_factor) if self.causal else LengthRule(0, self.temporal_factor)
+
+    @property
+    def size_rules(self) -> tuple[LengthRule, LengthRule]:
+        """The heights and widths a frame may have: multiples of the spatial factor."""
+        rule = LengthRule(0, self.spatial_factor)
+        return rule, rule
 
     # ---- frame counts --------------------------------------------------------------------------
     def latent_frames(self, num_frames: int) -> int:

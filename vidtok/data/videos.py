@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Optional, TypeVar, Union
 
@@ -199,6 +199,57 @@ def video_pieces(task: VideoTask, cutting: Cutting) -> Generator[Piece, None, Fr
     finally:
         sampled.frames.close()  # the decoder, also when the consumer stops early
     return FramesRead(sampled.fps, sampled.source_fps, frames.count)
+
+
+@dataclass
+class ReadVideo:
+    """A video's sampled frames, each made ready once as a cut's ``to_clip`` makes them (``frames``: source index
+    and a (3, h, w) frame), so that several cuts ([`cut_read_video`][]) see identical tensors; ``fps`` of the
+    sampled frames."""
+
+    task: VideoTask
+    frames: list[tuple[int, Tensor]]
+    fps: float
+    source_fps: float
+
+
+def read_video(task: VideoTask, cutting: Cutting, block: int = 16) -> ReadVideo:
+    """Decode ``task``'s video once as ``cutting`` samples, sizes and limits it, ``block`` frames made ready at a
+    time (frames are resized one by one, so the block does not change them). Holds the whole sampled video in memory:
+    for jobs that cut one video several ways (comparing tokenizers with different clip rules)."""
+    sampled = sampled_frames(task.source, cutting.sample_fps, task.name)
+    frames: list[tuple[int, Tensor]] = []
+    try:
+        run: list[tuple[int, Tensor]] = []
+        for item in islice(sampled.frames, cutting.max_frames):
+            run.append(item)
+            if len(run) == block:
+                frames.extend(_ready(run, cutting))
+                run = []
+        frames.extend(_ready(run, cutting))
+    finally:
+        sampled.frames.close()
+    return ReadVideo(task, frames, sampled.fps, sampled.source_fps)
+
+
+def _ready(run: list[tuple[int, Tensor]], cutting: Cutting) -> list[tuple[int, Tensor]]:
+    if not run:
+        return []
+    indices, clip = _clip(run, cutting)
+    return [(i, clip[:, j]) for j, i in enumerate(indices)]
+
+
+def cut_read_video(video: ReadVideo, cutting: Cutting) -> Iterator[Piece]:
+    """A [`ReadVideo`][] cut as ``cutting`` says (its clip or chunk rule and group), as [`video_pieces`][] would have
+    cut the file: the same pieces, from frames made ready once."""
+    frames = _Counted(iter(video.frames))
+    cut = _whole_pieces if cutting.mode == "whole" else _clip_pieces
+    yield from cut(video.task, frames, video.fps, replace(cutting, to_clip=_stacked, sizing=None))
+
+
+def _stacked(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """Ready frames (T, 3, h, w) -> the clip (3, T, h, w)."""
+    return frames.transpose(0, 1).contiguous()
 
 
 class _Counted:

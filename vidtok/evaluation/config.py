@@ -86,8 +86,10 @@ class EvalConfig(VideoJobConfig):
             raise ConfigError(f"sample_posterior draws KL latents; {label} is an FSQ model (its latents are exact)")
         if self.pad_gen_frames and not config.causal:
             raise ConfigError(f"pad_gen_frames leads each clip with generated frames of a causal model; {label} is not")
+        if self.pad_gen_frames and not getattr(config, "streams", True):
+            raise ConfigError(f"pad_gen_frames needs vidtok's context pass; {label} is a diffusers model")
         super().check_for(config)
-        clip = self.clip_length(config.causal)
+        clip = self.clip_length(config.frame_rule.first == 1)
         if self.mode == "clips" and self.metrics.fvd and clip < self.metrics.fvd_frames:
             raise ConfigError(
                 f"FVD takes the first {self.metrics.fvd_frames} frames of each clip; clips have {clip} "

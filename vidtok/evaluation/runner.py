@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,6 +22,7 @@ from ..data.videos import Piece, VideoTask, prefetch, video_pieces
 from ..inference.pipeline import reconstruct_stream
 from ..io.video import VideoWriter, tensor_to_frames
 from ..metrics import FrameScorer
+from ..metrics.codes import CodeCounts
 from ..metrics.video import exact_mean
 from ..models.options import InferenceOptions
 from .config import EvalConfig
@@ -44,28 +46,36 @@ class VideoRunner:
         options: InferenceOptions,
         device: torch.device,
         out_dir: Optional[Path],
+        real_features: Optional[dict] = None,
     ):
-        """``options``: the tokenizer passes' checked options ([`EvalConfig.inference_options`][])."""
+        """``options``: the tokenizer passes' checked options ([`EvalConfig.inference_options`][]);
+        ``real_features``: FVD features of the input windows shared by the runners of one comparison (each window's
+        computed once, by the first runner that needs it)."""
         self.tok, self.scorer, self.cfg, self.device, self.out_dir = tok, scorer, cfg, device, out_dir
         self.options = options
         self.autocast = cfg.autocast(device)
         self.f = tok.config.temporal_factor
-        self.cutting = cfg.cutting(tok.config.causal)
+        self.cutting = cfg.cutting(tok.config.frame_rule.first == 1)
+        self.real_features = real_features
+        self.codes = CodeCounts(tok.config.codebook_size) if tok.config.is_discrete else None
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def run(self, task: VideoTask) -> tuple[dict[str, Any], list[tuple]]:
-        """The video's record and its FVD features ``(order, window, real, fake)``. A read error raises
-        [`UnreadableVideo`][], and then nothing of the video is kept (a half-written reconstruction is removed)."""
+    def run(self, task: VideoTask, pieces: Optional[Iterator[Piece]] = None) -> tuple[dict[str, Any], list[tuple]]:
+        """The video's record and its FVD features ``(order, window, real, fake)``; ``pieces``: the video already
+        cut (default: read from its file as the cut says). A read error raises [`UnreadableVideo`][], and then
+        nothing of the video is kept (a half-written reconstruction is removed)."""
         cfg = self.cfg
         state = _VideoState(task, self.scorer.metric_names)
         self.generator = None
         if cfg.sample_posterior:  # one stream per video: the draws do not depend on which process runs it
             self.generator = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + task.order)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         writer: Optional[VideoWriter] = None
-        reader = prefetch(video_pieces(task, self.cutting))
+        reader = pieces if pieces is not None else prefetch(video_pieces(task, self.cutting))
         pairs = self._whole(reader, state) if cfg.mode == "whole" else self._clips(reader, state)
         try:
             while True:
@@ -80,7 +90,7 @@ class VideoRunner:
                 recon = recon.float().clamp(-1, 1)
                 state.add(self.scorer.score(x, recon), indices, clip_ids)
                 if self.scorer.detector is not None:
-                    state.add_windows(self.scorer, x, recon, clip_mode=cfg.mode == "clips")
+                    state.add_windows(self.scorer, x, recon, indices, cfg.mode == "clips", self.real_features)
                 t2 = time.perf_counter()
                 if self.out_dir is not None and cfg.output.reconstructions:
                     if writer is None:
@@ -99,6 +109,8 @@ class VideoRunner:
             pairs.close()
             reader.close()
         state.seconds["model"] -= state.seconds["read"]  # the generator's time less the waits for the reader
+        if self.device.type == "cuda":
+            state.peak_memory = torch.cuda.max_memory_allocated(self.device)
         return state.record(), state.features
 
     def _options(self) -> dict[str, Any]:
@@ -142,10 +154,25 @@ class VideoRunner:
                         outs.append(out)
                     recon = torch.cat(outs)
                 else:
-                    recon = tok(x, **self._options())
+                    recon = self._encode_decode(x, state)
             ids = [[clip_no + i] * len(clip) for i, clip in enumerate(piece.indices)]
             clip_no += x.shape[0]
             yield x, recon, piece.indices, ids
+
+    def _encode_decode(self, x: Tensor, state: _VideoState) -> Tensor:
+        """``tok(x)`` as its two passes, each timed (and a discrete tokenizer's codes counted)."""
+        t0 = time.perf_counter()
+        z = self.tok.encode(x, **self._options())
+        self._sync()
+        t1 = time.perf_counter()
+        recon = self.tok.decode(z, options=self.options)[:, :, : x.shape[2]]
+        self._sync()
+        state.passes["encode"] += t1 - t0
+        state.passes["decode"] += time.perf_counter() - t1
+        state.passes["frames"] += x.shape[0] * x.shape[2]
+        if self.codes is not None:
+            self.codes.add(self.tok.latents_to_indices(z))
+        return recon
 
     def _whole(self, reader, state: _VideoState):
         """(inputs, reconstructions, [source indices], [chunk numbers]) as the causal stream returns frames."""
@@ -204,6 +231,8 @@ class _VideoState:
         self.features: list[tuple] = []
         self.fps = 0.0
         self.seconds = dict.fromkeys(TIMERS, 0.0)
+        self.passes = {"encode": 0.0, "decode": 0.0, "frames": 0}  # clips mode: the model's two passes timed
+        self.peak_memory: Optional[int] = None
         self._window: tuple[list[Tensor], list[Tensor]] = ([], [])
 
     def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list[list[int]]) -> None:
@@ -216,11 +245,29 @@ class _VideoState:
             self.clip_of_frame.extend(clip_ids[i])
             self.padded.extend([False] * (len(clip) - pad) + [True] * pad)
 
-    def add_windows(self, scorer: FrameScorer, x: Tensor, recon: Tensor, clip_mode: bool) -> None:
-        """FVD features: the first ``fvd_frames`` of every clip, or consecutive windows of a whole video."""
+    def add_windows(
+        self,
+        scorer: FrameScorer,
+        x: Tensor,
+        recon: Tensor,
+        indices: list[list[int]],
+        clip_mode: bool,
+        real_features: Optional[dict] = None,
+    ) -> None:
+        """FVD features: the first ``fvd_frames`` of every clip, or consecutive windows of a whole video;
+        ``real_features``: those of the input windows already computed, by (video, source frames)."""
         n = scorer.fvd_frames
         if clip_mode:
-            real, fake = scorer.features(x), scorer.features(recon)
+            fake = scorer.features(recon)
+            if real_features is None:
+                real = scorer.features(x)
+            else:
+                keys = [(self.task.order, tuple(clip[:n])) for clip in indices]
+                missing = [i for i, key in enumerate(keys) if key not in real_features]
+                if missing:
+                    for i, feature in zip(missing, scorer.features(x[missing]), strict=True):
+                        real_features[keys[i]] = feature
+                real = [real_features[key] for key in keys]
             for i in range(x.shape[0]):
                 self._feature(real[i], fake[i])
             return
@@ -231,7 +278,14 @@ class _VideoState:
             return
         real, fake = torch.cat(self._window[0], dim=2), torch.cat(self._window[1], dim=2)
         while real.shape[2] >= n:
-            self._feature(scorer.features(real[:, :, :n])[0], scorer.features(fake[:, :, :n])[0])
+            key = (self.task.order, "window", len(self.features))  # a whole video's windows are the same for all
+            if real_features is None or key not in real_features:
+                feature = scorer.features(real[:, :, :n])[0]
+                if real_features is not None:
+                    real_features[key] = feature
+            self._feature(
+                real_features[key] if real_features is not None else feature, scorer.features(fake[:, :, :n])[0]
+            )
             real, fake = real[:, :, n:], fake[:, :, n:]
         self._window = ([real], [fake]) if real.shape[2] else ([], [])
 
@@ -264,6 +318,8 @@ class _VideoState:
             "clips": clip_rows,
             "fvd_windows": len(self.features),
             "seconds": dict(self.seconds),
+            "passes": dict(self.passes),
+            "peak_memory_bytes": self.peak_memory,
         }
         rec.update({m: exact_mean(self.values[m]) for m in self.metrics})
         rec["per_frame"] = {

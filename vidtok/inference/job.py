@@ -207,24 +207,28 @@ class VideoJobConfig(TokenizerJobConfig):
             raise ConfigError(str(err)) from None
 
     def check_for(self, config: TokenizerConfig) -> None:
-        """Checks against the model the job runs (ConfigError naming the model)."""
-        causal, f, fs, label = config.causal, config.temporal_factor, config.spatial_factor, config.label
-        if self.mode == "whole" and not causal:
+        """Checks against the model the job runs (ConfigError naming the model): its clip rule
+        (``config.frame_rule``) and frame sizes (``config.size_rules``), and for ``whole`` mode a causal stream."""
+        causal, f, label = config.causal, config.temporal_factor, config.label
+        if self.mode == "whole" and not (causal and getattr(config, "streams", True)):
+            what = "is non-causal" if not causal else "has no causal stream (a diffusers model)"
             raise ConfigError(
-                f"mode=whole streams a whole video through a causal model; {label} is non-causal: use mode=clips "
+                f"mode=whole streams a whole video through a causal model; {label} {what}: use mode=clips "
                 f"(clips of {self.clip_length(False)} frames, as the paper evaluates non-causal models)"
             )
         if self.mode == "whole" and self.chunk_frames % f:
             raise ConfigError(f"chunk_frames must be a multiple of {f} for {label}, got {self.chunk_frames}")
-        clip = self.clip_length(causal)
-        if self.mode == "clips":
-            if causal and (clip - 1) % f:
-                raise ConfigError(f"clip_frames must be 1 + k*{f} for causal {label}, got {clip}")
-            if not causal and clip % f:
-                raise ConfigError(f"clip_frames must be a multiple of {f} for {label}, got {clip}")
-        for name in ("height", "width"):
-            if getattr(self, name) % fs:
-                raise ConfigError(f"{name} must be a multiple of {fs} for {label}, got {getattr(self, name)}")
+        rule = config.frame_rule
+        clip = self.clip_length(rule.first == 1)
+        if self.mode == "clips" and not rule.accepts(clip):
+            near = " or ".join(str(n) for n in rule.near(clip))
+            raise ConfigError(
+                f"clip_frames must be {rule.describe()} for {'causal ' if causal else ''}{label}, got {clip}"
+                + (f" (clip_frames={near} would do)" if near else "")
+            )
+        for name, size_rule in zip(("height", "width"), config.size_rules, strict=True):
+            if not size_rule.accepts(getattr(self, name)):
+                raise ConfigError(f"{name} must be {size_rule.describe()} for {label}, got {getattr(self, name)}")
 
 
 class JobStart(NamedTuple):

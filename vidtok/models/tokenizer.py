@@ -155,6 +155,11 @@ class Tokenizer(nn.Module, PretrainedMixin):
         opts = self._options(options, option_fields, DECODE_OPTIONS, "decode_indices")
         return self._decode(self.indices_to_latents(indices), opts)
 
+    def latents_to_indices(self, z: Tensor) -> Tensor:
+        """FSQ models: codes (B, C, t, h, w) as ``encode`` returns them -> int64 code indices (B, t, h, w)."""
+        checks.require_discrete(self.config, "latents_to_indices")
+        return self.regularizer.codes_to_indices(z)
+
     def indices_to_latents(self, indices: Tensor) -> Tensor:
         """FSQ models: int code indices (B, t, h, w) -> codes (B, C, t, h, w) as ``encode`` returns them."""
         checks.require_discrete(self.config, "indices_to_latents")
