@@ -5,12 +5,16 @@
 >>> result.summary["psnr"], result.summary["ssim"]
 """
 
-from .config import EvalConfig, EvalDataConfig, MetricsConfig, OutputConfig
+from .compare import Comparison, compare
+from .config import EvalConfig, EvalDataConfig, MetricsConfig, OutputConfig, TokenizerEntry
 from .entry import evaluate_from_hydra
 from .result import EvalResult
 from .run import evaluate
 
 __all__ = [
+    "Comparison",
+    "TokenizerEntry",
+    "compare",
     "EvalConfig",
     "EvalDataConfig",
     "EvalResult",

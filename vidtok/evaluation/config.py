@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Any, Optional
 
+from ..composition import official_names
 from ..config import TokenizerConfig
 from ..data.videos import Cutting, VideoListConfig
 from ..errors import ConfigError
-from ..inference.job import VideoJobConfig
+from ..inference.diffusers_vaes import PREFIX as DIFFUSERS_PREFIX
+from ..inference.job import TokenizerJobConfig, VideoJobConfig
 from ..metrics import I3D_FRAMES, I3D_SHA256
 
 #: The ``data`` section of an evaluation (the same as an encoding job's).
@@ -43,6 +45,60 @@ class OutputConfig:
 
 
 @dataclass
+class TokenizerEntry:
+    """One tokenizer of a comparison (an item of ``tokenizers=[...]``): a VidTok ``tokenizer`` (an official name or
+    a config file) and/or ``ckpt`` (what ``vidtok.load_tokenizer`` takes), or a ``diffusers`` model (a Hub id or a
+    local folder; ``subfolder`` where it sits in a pipeline repository; ``tiling`` / ``slicing`` switch the model's
+    own memory savers, null: the class's default). ``name``: its row in the report (default: what names it)."""
+
+    tokenizer: Optional[str] = None
+    ckpt: Optional[str] = None
+    overrides: list[str] = field(default_factory=list)
+    diffusers: Optional[str] = None
+    subfolder: Optional[str] = None
+    tiling: Optional[bool] = None
+    slicing: Optional[bool] = None
+    name: Optional[str] = None
+
+    @classmethod
+    def parse(cls, item: Any) -> TokenizerEntry:
+        """An item as written: ``diffusers:<id or folder>``, an official name, a checkpoint (file, folder, Hub id),
+        or a mapping of the fields."""
+        if isinstance(item, str):
+            if item.startswith(DIFFUSERS_PREFIX):
+                return cls(diffusers=item[len(DIFFUSERS_PREFIX) :])
+            return cls(tokenizer=item) if item in official_names() else cls(ckpt=item)
+        if not isinstance(item, dict):
+            raise ConfigError(
+                f"tokenizers: each item is a name, a checkpoint, diffusers:<id> or a mapping; got {item!r}"
+            )
+        from ..config_loader import build_config
+
+        entry = build_config(cls, item, "tokenizers[]")
+        if entry.diffusers is not None and (entry.tokenizer or entry.ckpt or entry.overrides):
+            raise ConfigError(f"tokenizers: {item} names a diffusers model and VidTok keys together")
+        if entry.diffusers is None and (entry.subfolder or entry.tiling is not None or entry.slicing is not None):
+            raise ConfigError(f"tokenizers: {item}: subfolder / tiling / slicing apply to diffusers models")
+        if entry.diffusers is None and not (entry.tokenizer or entry.ckpt):
+            raise ConfigError(f"tokenizers: {item} names no tokenizer (tokenizer, ckpt or diffusers)")
+        return entry
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.diffusers is not None:
+            return self.diffusers.rstrip("/")
+        return str(self.ckpt or self.tokenizer)
+
+    def job(self, cfg: TokenizerJobConfig) -> TokenizerJobConfig:
+        """The keys that load this VidTok entry, with how ``cfg`` runs models."""
+        return TokenizerJobConfig(
+            ckpt=self.ckpt, tokenizer=self.tokenizer, overrides=list(self.overrides), precision=cfg.precision
+        )
+
+
+@dataclass
 class EvalConfig(VideoJobConfig):
     """An evaluation run; every field has the default of the paper's protocol where one exists.
 
@@ -57,6 +113,7 @@ class EvalConfig(VideoJobConfig):
     pad_gen_frames: bool = False
     sample_posterior: bool = False
     seed: int = 42
+    tokenizers: list[Any] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -65,6 +122,15 @@ class EvalConfig(VideoJobConfig):
         if self.metrics.detector_sha256 == "default":
             self.metrics.detector_sha256 = I3D_SHA256
         super().validate()
+        if self.tokenizers:
+            if self.ckpt or self.tokenizer or self.tokenizer_config or self.overrides:
+                raise ConfigError(
+                    "give tokenizers=[...] (a comparison) or ckpt= / tokenizer= (one tokenizer), not both"
+                )
+            labels = [e.label for e in self.entries()]
+            twice = sorted({x for x in labels if labels.count(x) > 1})
+            if twice:
+                raise ConfigError(f"tokenizers: {', '.join(twice)} named twice (give each a name: {{..., name: X}})")
         if self.pad_gen_frames and self.mode != "clips":
             raise ConfigError("pad_gen_frames applies to mode=clips (whole videos are one causal stream already)")
         if self.metrics.fvd and self.metrics.fvd_frames < 1:
@@ -72,6 +138,10 @@ class EvalConfig(VideoJobConfig):
         if self.output.figure_videos < 0:
             raise ConfigError(f"output.figure_videos must be >= 0, got {self.output.figure_videos}")
         return self
+
+    def entries(self) -> list[TokenizerEntry]:
+        """The tokenizers of a comparison, parsed."""
+        return [TokenizerEntry.parse(item) for item in self.tokenizers]
 
     def cutting(self, causal: bool) -> Cutting:
         """The shared cut with ``trim``; one clip per piece with ``pad_gen_frames`` (each clip is led by the

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.videos import ListingFailure
 from ..distributed import gather_objects
+from ..errors import ConfigError
 from ..inference.identity import tokenizer_identity
 from ..inference.job import start_job
 from ..metrics import FrameScorer
@@ -43,18 +44,23 @@ def evaluate(
     config's). Raises ConfigError / CheckpointError / WeightsError / DataSourceError before any video is read.
     """
     cfg = EvalConfig.from_any(config)
+    if cfg.tokenizers:
+        raise ConfigError("tokenizers=[...] is a comparison: run vidtok.evaluation.compare (evaluate.py does)")
     acc, device, listing, tok, options, from_file = start_job(cfg, "evaluate", accelerator, tokenizer)
+    detector = None
+    if cfg.metrics.fvd:
+        from .fvd_sets import Detector
+
+        detector = Detector(cfg.metrics.detector_path, cfg.metrics.detector_sha256, device)
     scorer = FrameScorer(
         lpips=cfg.metrics.lpips,
         vgg_path=cfg.metrics.vgg_path,
-        fvd=cfg.metrics.fvd,
-        detector_path=cfg.metrics.detector_path,
+        fvd=detector.module if detector is not None else False,
         device=device,
-        detector_sha256=cfg.metrics.detector_sha256,
         fvd_frames=cfg.metrics.fvd_frames,
         ssim_downsample=True,
     )
-    out_dir = _output_dir(cfg, acc) if write else None
+    out_dir = shared_output_dir(cfg, acc) if write else None
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     runner = VideoRunner(tok, scorer, cfg, options, device, out_dir)
 
@@ -91,6 +97,8 @@ def evaluate(
     features = sorted((f for p in parts for f in p[2]), key=lambda f: f[:2])
     wall = max(p[3] for p in parts)
     summary = summarize(records, failed, features, scorer, wall, acc.num_processes)
+    if detector is not None:
+        summary["fvd_detector"] = detector.info
     clips = [dict(c, video=r["video"]) for r in records for c in r["clips"]]
     result = EvalResult(summary, records, clips, failed, identity, cfg.to_dict(), out_dir)
     if out_dir is not None and acc.is_main_process:
@@ -101,7 +109,7 @@ def evaluate(
     return result
 
 
-def _output_dir(cfg: EvalConfig, acc: Any) -> Optional[Path]:
+def shared_output_dir(cfg: EvalConfig, acc: Any) -> Optional[Path]:
     """The main process's output directory, the same on every process."""
     out = [cfg.output.dir]
     if acc.num_processes > 1:

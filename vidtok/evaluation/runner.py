@@ -170,6 +170,7 @@ class VideoRunner:
         state.passes["encode"] += t1 - t0
         state.passes["decode"] += time.perf_counter() - t1
         state.passes["frames"] += x.shape[0] * x.shape[2]
+        state.latent_shape = list(z.shape[1:])
         if self.codes is not None:
             self.codes.add(self.tok.latents_to_indices(z))
         return recon
@@ -233,6 +234,7 @@ class _VideoState:
         self.seconds = dict.fromkeys(TIMERS, 0.0)
         self.passes = {"encode": 0.0, "decode": 0.0, "frames": 0}  # clips mode: the model's two passes timed
         self.peak_memory: Optional[int] = None
+        self.latent_shape: Optional[list[int]] = None
         self._window: tuple[list[Tensor], list[Tensor]] = ([], [])
 
     def add(self, scores: dict[str, Tensor], indices: list[list[int]], clip_ids: list[list[int]]) -> None:
@@ -320,6 +322,7 @@ class _VideoState:
             "seconds": dict(self.seconds),
             "passes": dict(self.passes),
             "peak_memory_bytes": self.peak_memory,
+            "latent_shape": self.latent_shape,
         }
         rec.update({m: exact_mean(self.values[m]) for m in self.metrics})
         rec["per_frame"] = {

@@ -12,7 +12,7 @@ checks every family against the class's own ``forward``):
   Cosmos, padded, without an error);
 * CogVideoX: ``1 + k*2f``: its decoder takes latents in pairs and turns an even count into ``f*t`` frames;
 * Allegro: whole tiles only (``24 + k*16`` frames, sizes ``320 + k*200`` x ``320 + k*240`` for the released
-  model): other inputs are silently wrong in diffusers, so they are refused here;
+  model): other inputs are silently wrong in diffusers, so they are refused here; one clip per call;
 * VidTok non-causal: multiples of 16 frames (its chunk).
 
 Encoding takes the posterior mode (``sample=True``: a draw from it) as the evaluation of a KL model does.
@@ -164,8 +164,12 @@ class Allegro(Family):
     def size_rules(self, vae: Any) -> tuple[LengthRule, LengthRule]:
         return _tile_rule(vae.kernel[1], vae.stride[1]), _tile_rule(vae.kernel[2], vae.stride[2])
 
+    # its tiled passes take one video at a time (a batch of several fails inside diffusers)
+    def encode(self, vae: Any, x: Tensor, sample: bool, generator: Optional[torch.Generator]) -> Tensor:
+        return torch.cat([super(Allegro, self).encode(vae, clip, sample, generator) for clip in x.split(1)])
+
     def decode(self, vae: Any, z: Tensor) -> Tensor:
-        return vae.decode(z).sample.transpose(1, 2)  # diffusers returns (B, T, C, H, W)
+        return torch.cat([vae.decode(part).sample.transpose(1, 2) for part in z.split(1)])  # (B, T, C, H, W) there
 
 
 class VidTok(Family):

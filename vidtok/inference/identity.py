@@ -18,6 +18,8 @@ from ..version import __version__
 def tokenizer_identity(tok: Any, ckpt: Optional[str], from_file: bool = True) -> dict[str, Any]:
     """What ran: the tokenizer's name and full config, the checkpoint file ``ckpt`` and its SHA-256 (for a
     tokenizer passed in from Python, ``from_file=False``: a SHA-256 of its weights instead)."""
+    if getattr(tok.config, "family", None) is not None:
+        return _diffusers_identity(tok)
     info: dict[str, Any] = {
         "name": tok.config.name,
         "causal": tok.config.causal,
@@ -39,6 +41,31 @@ def tokenizer_identity(tok: Any, ckpt: Optional[str], from_file: bool = True) ->
             info["ckpt_sha256"] = sha256_of(path)
     info["config"] = asdict(tok.config)
     return info
+
+
+def _diffusers_identity(tok: Any) -> dict[str, Any]:
+    """What identifies a diffusers model: where it came from, its class and factors, and its config as saved."""
+    import diffusers
+
+    c = tok.config
+    return {
+        "name": c.name,
+        "family": c.family,
+        "source": c.source,
+        "causal": c.causal,
+        "compression": f"{c.temporal_factor}x{c.spatial_factor}x{c.spatial_factor}",
+        "regularizer": "fsq" if c.is_discrete else "kl",
+        "latent_channels": c.latent_channels,
+        "codebook_size": c.codebook_size,
+        "parameters": sum(p.numel() for p in tok.parameters()),
+        "switches": c.switches,
+        "weights_sha256": weights_sha256(tok.vae),
+        "diffusers_version": diffusers.__version__,
+        "vidtok_version": __version__,
+        "torch_version": torch.__version__,
+        "config": {k: v for k, v in dict(tok.vae.config).items() if not k.startswith("_")}
+        | {"frame_rule": asdict(c.frame_rule)},
+    }
 
 
 def weights_sha256(module: torch.nn.Module) -> str:

@@ -28,14 +28,15 @@ class FrameScorer:
     batching could change the rounding, so a clip's numbers do not depend on the clips it was batched with.
     ``ssim_downsample`` average-pools large frames first as the original evaluation does (see
     [`ssim_per_frame`][vidtok.metrics.ssim_per_frame]). ``lpips`` is True (build the network), False, or an existing
-    [`LPIPS`][vidtok.metrics.LPIPS] (a training run passes its loss's, so one network serves both).
+    [`LPIPS`][vidtok.metrics.LPIPS] (a training run passes its loss's, so one network serves both); ``fvd`` likewise
+    True (load the I3D detector), False, or a detector already loaded and checked.
     """
 
     def __init__(
         self,
         lpips: Union[bool, LPIPS] = True,
         vgg_path: Optional[Union[str, os.PathLike]] = None,
-        fvd: bool = False,
+        fvd: Union[bool, torch.nn.Module] = False,
         detector_path: Optional[Union[str, os.PathLike]] = None,
         device: Union[str, torch.device] = "cpu",
         detector_sha256: Optional[str] = I3D_SHA256,
@@ -49,7 +50,10 @@ class FrameScorer:
         else:
             self.lpips = LPIPS(vgg_path=vgg_path).to(self.device) if lpips else None
         self.lpips_frames_per_batch = lpips_frames_per_batch
-        self.detector = load_i3d_detector(detector_path, self.device, detector_sha256) if fvd else None
+        if isinstance(fvd, torch.nn.Module):
+            self.detector: Optional[torch.nn.Module] = fvd
+        else:
+            self.detector = load_i3d_detector(detector_path, self.device, detector_sha256) if fvd else None
         self.fvd_frames = fvd_frames
         self.ssim_downsample = ssim_downsample
 

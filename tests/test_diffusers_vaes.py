@@ -1,0 +1,236 @@
+"""Other tokenizers by the evaluation's protocol: every diffusers video autoencoder family through the one adapter
+(its factors, frame rule and output against the class's own ``forward``), loading by folder, pipeline folder and
+offline Hub id, and comparisons of several tokenizers (identical inputs, one row each, shared real FVD features,
+discrete token statistics, refusals before any video is read, the reports and the command)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers_models import EXPECTED, TINY, build, save
+from hubcache import add_repo_to_hub_cache
+from standins import save_detector
+
+from vidtok.data.videos import VideoListConfig, list_videos, video_pieces
+from vidtok.errors import ConfigError, WeightsNotFoundError
+from vidtok.evaluation import EvalConfig, compare, evaluate
+from vidtok.inference.diffusers_vaes import DiffusersTokenizer, load_diffusers_tokenizer
+from vidtok.io.video import tensor_to_frames, write_video
+from vidtok.io.weight_files import save_tokenizer_safetensors
+from vidtok.metrics.codes import CodeCounts, code_stats
+from vidtok.synthetic import moving_shapes
+
+from conftest import REPO, tiny_tokenizer
+
+CPU = torch.device("cpu")
+
+
+def _input(frames: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, frames, size, size, generator=gen) * 2 - 1
+
+
+def _own_forward(key: str, vae, x: torch.Tensor) -> torch.Tensor:
+    """The class's own reconstruction (posterior mode), in (B, C, T, H, W)."""
+    if key.startswith("vidtok"):
+        return vae(x, sample_posterior=False).sample
+    out = vae(x).sample
+    return out.transpose(1, 2) if key == "allegro" else out
+
+
+@pytest.mark.parametrize("key", sorted(TINY))
+def test_each_family_reads_its_rule_and_matches_its_own_forward(key: str) -> None:
+    vae = build(key)
+    tok = DiffusersTokenizer(vae, key, "built")
+    f, fs, (first, step) = EXPECTED[key]
+    c = tok.config
+    assert (c.temporal_factor, c.spatial_factor, c.frame_rule.first, c.frame_rule.step) == (f, fs, first, step)
+    accepted = [n for n in range(1, 42) if c.frame_rule.accepts(n)][:2]
+    with torch.no_grad():
+        for n in accepted:  # the frames the rule accepts come back whole, equal to the class's own forward
+            x = _input(n)
+            recon = tok(x)
+            assert recon.shape == x.shape
+            assert torch.equal(recon, _own_forward(key, vae, x)[:, :, :n])
+            assert tok.decode(tok.encode(x)).shape[2] == n
+        if key != "allegro":  # one frame more is not given back as it was (cut short, or padded for Cosmos)
+            n = accepted[-1] + 1
+            assert tok.decode(tok.encode(_input(n))).shape[2] != n
+    assert c.is_discrete == (key == "vidtok_fsq")
+    if c.is_discrete:
+        x = _input(17)
+        with torch.no_grad():
+            _, indices = vae.encode(torch.cat([x[:, :, :1]] * 3 + [x], dim=2))
+            assert torch.equal(tok.latents_to_indices(tok.encode(x)), indices.long())
+
+
+def test_loading_by_folder_pipeline_folder_and_offline_hub_id(tmp_path: Path, monkeypatch) -> None:
+    folder = save("wan", tmp_path / "wan")
+    tok = load_diffusers_tokenizer(str(folder), CPU, slicing=True)
+    assert tok.config.family == "AutoencoderKLWan" and tok.config.switches["use_slicing"] is True
+    pipeline = tmp_path / "pipe"
+    save("cosmos", pipeline / "vae")
+    (pipeline / "model_index.json").write_text("{}")
+    assert load_diffusers_tokenizer(str(pipeline), CPU).config.family == "AutoencoderKLCosmos"
+
+    cache = tmp_path / "hub"
+    files = {f"vae/{p.name}": p for p in (pipeline / "vae").iterdir()}
+    add_repo_to_hub_cache(cache, "someone/Tiny-Cosmos-Diffusers", files)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    tok = load_diffusers_tokenizer("someone/Tiny-Cosmos-Diffusers/vae", CPU)
+    assert tok.config.temporal_factor == 8 and tok.config.source == "someone/Tiny-Cosmos-Diffusers/vae"
+    with pytest.raises(WeightsNotFoundError, match="could not be had from the Hub"):
+        load_diffusers_tokenizer("someone/Missing", CPU)
+    with pytest.raises(WeightsNotFoundError, match="no such folder"):
+        load_diffusers_tokenizer("./not-here", CPU)
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
+    with pytest.raises(ConfigError, match="holds a UNet2DModel, not a video autoencoder"):
+        load_diffusers_tokenizer(str(tmp_path / "unet"), CPU)
+
+
+# ---- comparisons -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("compare")
+    videos = root / "videos"
+    videos.mkdir()
+    for i, n in enumerate((30, 26)):
+        write_video(videos / f"v{i}.mp4", tensor_to_frames(moving_shapes(n, 40, 56, seed=i)), fps=30)
+    save_detector(root / "i3d.pt", 8)
+    out = {"root": root, "videos": videos, "detector": root / "i3d.pt"}
+    for key in TINY:
+        out[key] = save(key, root / key)
+    for name in ("vidtok_kl_causal_488_4chn_v1_1", "vidtok_fsq_causal_488_4096", "vidtok_kl_noncausal_488_4chn"):
+        tok = tiny_tokenizer(name, ch=4)
+        out[name] = save_tokenizer_safetensors(tok.state_dict(), tok.config, root / f"{name}.safetensors")
+    return out
+
+
+def _config(setup: dict, tokenizers: list, **extra) -> dict:
+    cfg = {
+        "data": {"dir": str(setup["videos"])},
+        "height": 32,
+        "width": 32,
+        "tokenizers": tokenizers,
+        "metrics": {"lpips": False, "fvd": True, "detector_path": str(setup["detector"]), "detector_sha256": None,
+                    "fvd_frames": 8},
+        "output": {"progress": False, "figure": False},
+    }  # fmt: skip
+    cfg.update(extra)
+    return cfg
+
+
+def test_a_comparison_of_vidtok_and_every_1_plus_kf_family(setup: dict, tmp_path: Path, monkeypatch) -> None:
+    kl, fsq = str(setup["vidtok_kl_causal_488_4chn_v1_1"]), str(setup["vidtok_fsq_causal_488_4096"])
+    families = ["cogvideox", "wan", "hunyuan", "ltx", "cosmos", "vidtok", "vidtok_fsq"]
+    entries = [kl, fsq] + [f"diffusers:{setup[k]}" for k in families]
+    calls = []
+    from vidtok.metrics.video import FrameScorer
+
+    features = FrameScorer.features
+    monkeypatch.setattr(FrameScorer, "features", lambda self, v: calls.append(v.shape[0]) or features(self, v))
+    result = compare(_config(setup, entries, output={"dir": str(tmp_path / "out"), "progress": False}))
+    assert [r["tokenizer"] for r in result.rows] == [kl, fsq] + [str(setup[k]) for k in families]
+    featurized = sum(calls)
+
+    # every tokenizer saw the same frames: VidTok's row is a single evaluation's, to the last bit
+    alone = evaluate(_config(setup, [], ckpt=kl), write=False)
+    mine = result.results[kl]
+    assert mine.summary["psnr"] == alone.summary["psnr"] and mine.summary["fvd"] == alone.summary["fvd"]
+    assert [v["psnr"] for v in mine.videos] == [v["psnr"] for v in alone.videos]
+    # the real windows' features once for all 9 tokenizers (clips of 17: 2 + 2 windows), the fakes once each
+    windows = mine.summary["fvd_clips"]
+    assert windows == 4 and featurized == windows + 9 * windows
+
+    rows = {r["tokenizer"]: r for r in result.rows}
+    wan, ltx = rows[str(setup["wan"])], rows[str(setup["ltx"])]
+    assert (wan["compression"], wan["latent_shape"], wan["compression_ratio"]) == ("4x8x8", "4x5x4x4", 192.0)
+    assert (ltx["compression"], ltx["latent_shape"]) == ("8x32x32", "8x3x1x1")
+    for r in result.rows:
+        assert r["clip_frames"] == 17 and r["videos"] == 2 and r["fvd"] >= 0 and r["encode_fps"] > 0
+        assert r["fvd_detector"] == str(setup["detector"]) and len(r["fvd_detector_sha256"]) == 64
+        assert r["psnr_std"] >= 0 and r["parameters"] > 0
+
+    # discrete tokens: our FSQ and diffusers' VidTok FSQ, counted over the clips the evaluation encoded
+    for name in (fsq, str(setup["vidtok_fsq"])):
+        row = rows[name]
+        assert row["codes_used"] > 0 and 0 < row["code_usage"] <= 1 and row["perplexity"] >= 1
+        assert 0 <= row["change_rate"] <= 1
+    # ... equal to counting the indices of those clips directly
+    tok = tiny_tokenizer("vidtok_fsq_causal_488_4096", ch=4)
+    cut = EvalConfig.from_any(_config(setup, [], ckpt=fsq)).cutting(True)
+    counts = CodeCounts(4096)
+    for task in list_videos(VideoListConfig(dir=str(setup["videos"]))):
+        for piece in video_pieces(task, cut):
+            with torch.no_grad():
+                counts.add(tok.encode_indices(piece.video))
+    tokens = result.results[fsq].summary["tokens"]
+    assert tokens["tokens"] == 4 * 5 * 4 * 4  # 4 clips of 5 latent frames of 4 x 4
+    assert tokens == code_stats([counts], list(tok.config.regularizer.levels))
+
+    out = tmp_path / "out"
+    table = (out / "comparison.txt").read_text()
+    assert "FVD detector:" in table and str(setup["detector"]) in table and "perplexity" in table
+    with open(out / "comparison.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 9
+    with open(out / "videos.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 18
+    assert sorted(p.name for p in out.iterdir() if p.is_dir())[:2] == ["01_" + kl.strip("/").replace("/", "_"), "02_"
+                                                                     + fsq.strip("/").replace("/", "_")]  # fmt: skip
+    assert (out / sorted(p.name for p in out.iterdir() if p.is_dir())[0] / "summary.json").is_file()
+
+
+def test_families_with_other_rules_take_clips_that_fit_them(setup: dict) -> None:
+    kl, noncausal = str(setup["vidtok_kl_causal_488_4chn_v1_1"]), str(setup["vidtok_kl_noncausal_488_4chn"])
+    mochi = compare(_config(setup, [kl, f"diffusers:{setup['mochi']}"], clip_frames=13), write=False)
+    assert [r["latent_shape"] for r in mochi.rows] == ["4x4x4x4", "4x3x4x4"]
+    allegro = compare(_config(setup, [noncausal, f"diffusers:{setup['allegro']}"], clip_frames=24), write=False)
+    assert [r["videos"] for r in allegro.rows] == [2, 2] and allegro.rows[1]["latent_shape"] == "4x6x4x4"
+
+
+def test_a_tokenizer_that_cannot_take_the_protocol_is_refused_before_any_video(setup: dict, monkeypatch) -> None:
+    module = sys.modules["vidtok.evaluation.compare"]  # the package's name "compare" is the function
+    monkeypatch.setattr(module, "read_video", lambda *a, **k: pytest.fail("a video was read"))
+    kl = str(setup["vidtok_kl_causal_488_4chn_v1_1"])
+    with pytest.raises(ConfigError, match=r"mochi cannot take this protocol: clip_frames must be 1 \+ k\*6 .*got 17 "
+                       r"\(clip_frames=13 or 19 would do\)"):  # fmt: skip
+        compare(_config(setup, [kl, {"diffusers": str(setup["mochi"]), "name": "mochi"}]), write=False)
+    with pytest.raises(ConfigError, match="allegro cannot take this protocol: clip_frames must be 24 \\+ k\\*16"):
+        compare(_config(setup, [{"diffusers": str(setup["allegro"]), "name": "allegro"}]), write=False)
+    with pytest.raises(ConfigError, match="height must be exactly 32 .*got 64"):
+        compare(_config(setup, [f"diffusers:{setup['allegro']}"], clip_frames=24, height=64), write=False)
+    with pytest.raises(ConfigError, match="mode=whole .* has no causal stream"):
+        compare(_config(setup, [f"diffusers:{setup['wan']}"], mode="whole"), write=False)
+    with pytest.raises(ConfigError, match="named twice"):
+        compare(_config(setup, [kl, kl]), write=False)
+    with pytest.raises(ConfigError, match="not both"):
+        compare(_config(setup, [kl], ckpt=kl), write=False)
+
+
+def test_the_command(setup: dict, tmp_path: Path) -> None:
+    kl = setup["vidtok_kl_causal_488_4chn_v1_1"]
+    out = tmp_path / "report"
+    cmd = [sys.executable, str(REPO / "evaluate.py"), f"tokenizers=[{kl},diffusers:{setup['wan']}]",
+           f"data.dir={setup['videos']}", "height=32", "width=32", "metrics.lpips=false", f"output.dir={out}",
+           "output.progress=false"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "vidtok comparison of 2 tokenizers" in run.stdout and "4x8x8" in run.stdout
+    assert (out / "comparison.png").stat().st_size > 0 and (out / "comparison.csv").exists()
+    bad = subprocess.run([*cmd[:2], f"tokenizers=[diffusers:{setup['mochi']}]", *cmd[3:]], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "1 + k*6" in bad.stderr

@@ -1,0 +1,293 @@
+"""Several tokenizers measured side by side by one protocol (``evaluate.py tokenizers=[...]``).
+
+Every tokenizer sees identical input tensors: each video is decoded, sampled and resized once
+([`read_video`][vidtok.data.videos.read_video]) and cut for each tokenizer by its own clip rule (17 frames for a
+tokenizer that takes ``1 + k*f``, 16 for one that takes multiples, unless ``clip_frames`` says otherwise). One
+[`FrameScorer`][vidtok.metrics.FrameScorer] scores them all (one LPIPS network, one I3D detector, its SHA-256
+checked once); the I3D features of an input window are computed once and shared by every tokenizer that cuts it the
+same way. Each tokenizer's results are an [`EvalResult`][vidtok.evaluation.EvalResult] exactly as a single
+evaluation makes it; the comparison adds one row per tokenizer (compression, latent shape, parameters, quality and
+its spread over videos, FVD with its detector, encode / decode speed and peak memory, discrete token statistics).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.dataset import READ_ERRORS
+from ..data.videos import ListingFailure, cut_read_video, list_videos, read_video
+from ..distributed import gather_objects
+from ..errors import ConfigError
+from ..inference.diffusers_vaes import load_diffusers_tokenizer
+from ..inference.identity import tokenizer_identity
+from ..metrics import FrameScorer
+from ..metrics.codes import code_stats
+from ..models.options import InferenceOptions
+from .config import EvalConfig, TokenizerEntry
+from .result import EvalResult, summarize
+from .run import shared_output_dir
+from .runner import UnreadableVideo, VideoRunner
+
+log = logging.getLogger("vidtok.evaluate")
+
+#: The comparison's columns, in the order of comparison.csv.
+COLUMNS = (
+    "tokenizer",
+    "family",
+    "causal",
+    "compression",
+    "compression_ratio",
+    "latent_channels",
+    "bits_per_token",
+    "latent_shape",
+    "clip_frames",
+    "parameters",
+    "videos",
+    "frames",
+    "psnr",
+    "psnr_std",
+    "ssim",
+    "ssim_std",
+    "lpips",
+    "lpips_std",
+    "fvd",
+    "fvd_windows",
+    "fvd_detector",
+    "fvd_detector_sha256",
+    "encode_fps",
+    "decode_fps",
+    "peak_memory_gib",
+    "device",
+    "precision",
+    "codes_used",
+    "code_usage",
+    "perplexity",
+    "change_rate",
+)
+
+
+@dataclass
+class Comparison:
+    """What a comparison produced, identical on every process: ``rows`` (one per tokenizer, [`COLUMNS`][]),
+    ``results`` (each tokenizer's [`EvalResult`][vidtok.evaluation.EvalResult], by its name), the videos that could
+    not be read (for any tokenizer), the detector, and where the reports went."""
+
+    rows: list[dict[str, Any]]
+    results: dict[str, EvalResult]
+    failed: list[dict[str, Any]]
+    detector: Optional[dict[str, Any]]
+    config: dict[str, Any]
+    output_dir: Optional[Path] = None
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Contender:
+    """One tokenizer of a run: its entry, the model, its runner, identity and options."""
+
+    entry: TokenizerEntry
+    tok: Any
+    runner: VideoRunner
+    identity: dict[str, Any]
+    clip_frames: int
+
+
+def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, write: bool = True) -> Comparison:
+    """Evaluate every tokenizer of ``config.tokenizers`` on the same videos by the same protocol (see the module
+    docstring). Every tokenizer is loaded and checked against the protocol (clip length, frame size, mode) before any
+    video is read; a ConfigError names the tokenizer that cannot take it and why."""
+    cfg = EvalConfig.from_any(config)
+    if not cfg.tokenizers:
+        raise ConfigError("a comparison needs tokenizers=[...] (two or more names, checkpoints or diffusers:<id>)")
+    acc, device = cfg.processes(accelerator)
+    listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
+    if cfg.data.resolved_source() != "shards":
+        listing = list(listing)
+    loaded = [(entry, _load(entry, cfg, device)) for entry in cfg.entries()]
+    for entry, (tok, _) in loaded:
+        _check(cfg, entry, tok)
+
+    detector = None
+    if cfg.metrics.fvd:
+        from .fvd_sets import Detector
+
+        detector = Detector(cfg.metrics.detector_path, cfg.metrics.detector_sha256, device)
+    scorer = FrameScorer(
+        lpips=cfg.metrics.lpips,
+        vgg_path=cfg.metrics.vgg_path,
+        fvd=detector.module if detector is not None else False,
+        device=device,
+        fvd_frames=cfg.metrics.fvd_frames,
+        ssim_downsample=True,
+    )
+    out_dir = shared_output_dir(cfg, acc) if write else None
+    real_features: dict = {}
+    contenders = []
+    for i, (entry, (tok, ckpt)) in enumerate(loaded):
+        options = cfg.inference_options(tok.config) if ckpt is not None else InferenceOptions()
+        sub = out_dir / _folder(i, entry.label) if out_dir is not None else None
+        runner = VideoRunner(tok, scorer, cfg, options, device, sub, real_features)
+        identity = tokenizer_identity(tok, ckpt) if ckpt is not None else tokenizer_identity(tok, None)
+        identity["name"] = entry.label
+        contenders.append(_Contender(entry, tok, runner, identity, runner.cutting.clip_frames))
+
+    read_cut = contenders[0].runner.cutting
+    start = time.perf_counter()
+    records: list[list[dict]] = [[] for _ in contenders]
+    features: list[list[tuple]] = [[] for _ in contenders]
+    failed: list[dict] = []
+    read_seconds = 0.0
+    bar = tqdm(
+        listing,
+        total=len(listing) if isinstance(listing, list) else None,
+        desc=f"compare [{acc.process_index}]" if acc.num_processes > 1 else "compare",
+        unit="video",
+        disable=not cfg.output.progress,
+        position=acc.process_index,
+    )
+    with torch.inference_mode():
+        for task in bar:
+            if isinstance(task, ListingFailure):
+                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": task.reason})
+                continue
+            t0 = time.perf_counter()
+            try:
+                video = read_video(task, read_cut)
+            except MemoryError:
+                raise
+            except Exception as err:  # as the runner's reader: whatever decoding raises is the video's
+                reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
+                log.warning("skipping %s: %s", task.name, reason)
+                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": reason})
+                continue
+            read_seconds += time.perf_counter() - t0
+            real_features.clear()  # keyed by video: the previous video's are done
+            for k, c in enumerate(contenders):
+                try:
+                    record, feats = c.runner.run(task, pieces=cut_read_video(video, c.runner.cutting))
+                except UnreadableVideo as err:  # too short for this tokenizer's clip
+                    failed.append({"order": task.order, "video": task.key, "name": task.name,
+                                   "tokenizer": c.entry.label, "reason": str(err)})  # fmt: skip
+                    continue
+                records[k].append(record)
+                features[k].extend(feats)
+    bar.close()
+    wall = time.perf_counter() - start
+
+    codes = [c.runner.codes for c in contenders]
+    parts = gather_objects((records, features, failed, codes, wall, read_seconds))
+    failed = sorted((f for p in parts for f in p[2]), key=lambda f: (f["order"], f.get("tokenizer", "")))
+    wall = max(p[4] for p in parts)
+    results: dict[str, EvalResult] = {}
+    rows = []
+    for k, c in enumerate(contenders):
+        recs = sorted((r for p in parts for r in p[0][k]), key=lambda r: r["order"])
+        feats = sorted((f for p in parts for f in p[1][k]), key=lambda f: f[:2])
+        mine = [f for f in failed if f.get("tokenizer") in (None, c.entry.label)]
+        summary = summarize(recs, mine, feats, scorer, wall, acc.num_processes)
+        if detector is not None:
+            summary["fvd_detector"] = detector.info
+        counts = [p[3][k] for p in parts if p[3][k] is not None]
+        if counts:
+            summary["tokens"] = code_stats(counts, getattr(c.tok.config, "levels", None) or _levels(c.tok))
+        clips = [dict(clip, video=r["video"]) for r in recs for clip in r["clips"]]
+        result = EvalResult(summary, recs, clips, mine, c.identity, cfg.to_dict(), c.runner.out_dir)
+        results[c.entry.label] = result
+        rows.append(_row(c, result, device, cfg))
+    comparison = Comparison(rows, results, failed, detector.info if detector else None, cfg.to_dict(), out_dir)
+    if out_dir is not None and acc.is_main_process:
+        from .comparison_report import write_comparison
+
+        comparison.files = write_comparison(comparison, out_dir, figure=cfg.output.figure)
+    acc.wait_for_everyone()
+    return comparison
+
+
+def _load(entry: TokenizerEntry, cfg: EvalConfig, device: torch.device) -> tuple[Any, Optional[str]]:
+    """The model and, for VidTok, the weights file it was read from (None: a diffusers model)."""
+    if entry.diffusers is not None:
+        # weights stay float32: precision is autocast around the passes, as for VidTok
+        tok = load_diffusers_tokenizer(
+            entry.diffusers, device, subfolder=entry.subfolder, tiling=entry.tiling, slicing=entry.slicing,
+            name=entry.label,
+        )  # fmt: skip
+        return tok, None
+    job = entry.job(cfg)
+    tok = job.load_tokenizer(device, "evaluate")
+    return tok, job.ckpt
+
+
+def _check(cfg: EvalConfig, entry: TokenizerEntry, tok: Any) -> None:
+    """The protocol's checks for one tokenizer, naming it."""
+    try:
+        cfg.check_for(tok.config)
+    except ConfigError as err:
+        raise ConfigError(f"tokenizer {entry.label} cannot take this protocol: {err}") from None
+
+
+def _levels(tok: Any) -> Optional[list[int]]:
+    reg = getattr(tok.config, "regularizer", None)
+    return list(reg.levels) if reg is not None and reg.kind == "fsq" else None
+
+
+def _row(c: _Contender, result: EvalResult, device: torch.device, cfg: EvalConfig) -> dict[str, Any]:
+    """The tokenizer's row of the comparison."""
+    s, config, ident = result.summary, c.tok.config, c.identity
+    f, fs, ch = config.temporal_factor, config.spatial_factor, config.latent_channels
+    passes = [r.get("passes", {}) for r in result.videos]
+    frames = sum(p.get("frames", 0) for p in passes)
+    encode_s = math.fsum(p.get("encode", 0.0) for p in passes)
+    decode_s = math.fsum(p.get("decode", 0.0) for p in passes)
+    peaks = [r["peak_memory_bytes"] for r in result.videos if r.get("peak_memory_bytes") is not None]
+    shapes = [r["latent_shape"] for r in result.videos if r.get("latent_shape")]
+    tokens = s.get("tokens", {})
+    row: dict[str, Any] = {
+        "tokenizer": c.entry.label,
+        "family": getattr(config, "family", "VidTok"),
+        "causal": config.causal,
+        "compression": f"{f}x{fs}x{fs}",
+        "compression_ratio": 3 * f * fs * fs / ch,
+        "latent_channels": ch,
+        "bits_per_token": math.log2(config.codebook_size) if config.is_discrete else None,
+        "latent_shape": "x".join(str(v) for v in shapes[0]) if shapes else None,
+        "clip_frames": c.clip_frames if cfg.mode == "clips" else None,
+        "parameters": ident.get("parameters"),
+        "videos": s["videos"],
+        "frames": s["frames"],
+    }
+    for m in ("psnr", "ssim", "lpips"):
+        per_video = [r[m] for r in result.videos if m in r]
+        row[m] = s.get(m)
+        row[f"{m}_std"] = statistics.pstdev(per_video) if len(per_video) > 1 else (0.0 if per_video else None)
+    detector = s.get("fvd_detector") or {}
+    row.update(
+        fvd=s.get("fvd"),
+        fvd_windows=s.get("fvd_clips"),
+        fvd_detector=detector.get("path"),
+        fvd_detector_sha256=detector.get("sha256"),
+        encode_fps=frames / encode_s if encode_s > 0 else None,
+        decode_fps=frames / decode_s if decode_s > 0 else None,
+        peak_memory_gib=max(peaks) / 2**30 if peaks else None,
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        precision=cfg.precision,
+        codes_used=tokens.get("codes_used"),
+        code_usage=tokens.get("usage"),
+        perplexity=tokens.get("perplexity"),
+        change_rate=tokens.get("change_rate"),
+    )
+    return row
+
+
+def _folder(i: int, label: str) -> str:
+    """A tokenizer's report folder: its position and its name made a file name."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in label).strip("._") or "tokenizer"
+    return f"{i + 1:02d}_{safe[:80]}"
