@@ -52,6 +52,7 @@ EXPECTED = {
     "vidtok_fsq": (4, 8, (1, 4)),
 }
 
+
 def build(key: str, seed: int = 0) -> torch.nn.Module:
     """The tiny model of family ``key``, with small random weights, in eval mode."""
     import diffusers

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hubcache import add_to_hub_cache, hub_environment
+from diffusers_models import save as save_diffusers_model
+from hubcache import add_repo_to_hub_cache, add_to_hub_cache, hub_environment
 from standins import save_detector
 from videos import write_indexed_video
 
@@ -116,6 +117,13 @@ HOW: dict[str, How] = {
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank $NODE_RANK --num_processes 16 "
     "--main_process_ip $FIRST_NODE --main_process_port 29500 train.py run_dir=runs/fsq488 regularizer=fsq "
     "compression=488 data=shards data.path='shards/train-{000000..000001}.tar'": How("launch"),
+    # comparisons (a stand-in Wan autoencoder in the offline Hub cache)
+    "python evaluate.py 'tokenizers=[vidtok_kl_causal_488_4chn_v1_1,diffusers:Wan-AI/Wan2.1-T2V-1.3B-Diffusers/vae]' "
+    "data.dir=val/ height=32 width=32 metrics.lpips=false": How("run", expect="vidtok comparison of 2 tokenizers"),
+    "python evaluate.py 'tokenizers=[vidtok_kl_causal_488_16chn_v1_1,vidtok_fsq_causal_488_32768_v1_1,"
+    "diffusers:THUDM/CogVideoX-2b/vae,diffusers:Wan-AI/Wan2.1-T2V-1.3B-Diffusers/vae,"
+    "{diffusers:hunyuanvideo-community/HunyuanVideo/vae,tiling:true,name:HunyuanVideo}]' data.dir=mcl_jcv/ "
+    "metrics.fvd=true": How("suffix", " --cfg job", expect="name: HunyuanVideo"),
     # evaluation
     "python evaluate.py ckpt=vidtok_kl_causal_488_4chn.ckpt data.dir=val/ height=32 width=32 metrics.lpips=false": How(
         "run", expect="2 videos evaluated"
@@ -269,6 +277,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.save({"state_dict": vidtok.load_tokenizer(name, pretrained=False).state_dict()}, base / f"{name}.ckpt")
     # the same files as the Hub's: names alone load them (offline), as they would the published weights
     add_to_hub_cache(base / ".hf", {name: base / f"{name}.ckpt" for name in CHECKPOINTS})
+    wan = save_diffusers_model("wan", base / "stand-ins" / "wan_vae")  # Compare tokenizers: Wan's VAE by its Hub id
+    add_repo_to_hub_cache(base / ".hf", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", {f"vae/{p.name}": p for p in wan.iterdir()})
     demo = vidtok.load_tokenizer(
         "vidtok_kl_causal_488_4chn", overrides=["model.ch=16", "model.num_res_blocks=1"], pretrained=False
     )

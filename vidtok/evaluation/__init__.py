@@ -5,10 +5,10 @@
 >>> result.summary["psnr"], result.summary["ssim"]
 """
 
-from .compare import Comparison, compare
+from .compare import compare
 from .config import EvalConfig, EvalDataConfig, MetricsConfig, OutputConfig, TokenizerEntry
 from .entry import evaluate_from_hydra
-from .result import EvalResult
+from .result import Comparison, EvalResult
 from .run import evaluate
 
 __all__ = [

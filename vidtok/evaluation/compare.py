@@ -16,8 +16,7 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -33,61 +32,11 @@ from ..metrics import FrameScorer
 from ..metrics.codes import code_stats
 from ..models.options import InferenceOptions
 from .config import EvalConfig, TokenizerEntry
-from .result import EvalResult, summarize
+from .result import Comparison, EvalResult, summarize
 from .run import shared_output_dir
 from .runner import UnreadableVideo, VideoRunner
 
 log = logging.getLogger("vidtok.evaluate")
-
-#: The comparison's columns, in the order of comparison.csv.
-COLUMNS = (
-    "tokenizer",
-    "family",
-    "causal",
-    "compression",
-    "compression_ratio",
-    "latent_channels",
-    "bits_per_token",
-    "latent_shape",
-    "clip_frames",
-    "parameters",
-    "videos",
-    "frames",
-    "psnr",
-    "psnr_std",
-    "ssim",
-    "ssim_std",
-    "lpips",
-    "lpips_std",
-    "fvd",
-    "fvd_windows",
-    "fvd_detector",
-    "fvd_detector_sha256",
-    "encode_fps",
-    "decode_fps",
-    "peak_memory_gib",
-    "device",
-    "precision",
-    "codes_used",
-    "code_usage",
-    "perplexity",
-    "change_rate",
-)
-
-
-@dataclass
-class Comparison:
-    """What a comparison produced, identical on every process: ``rows`` (one per tokenizer, [`COLUMNS`][]),
-    ``results`` (each tokenizer's [`EvalResult`][vidtok.evaluation.EvalResult], by its name), the videos that could
-    not be read (for any tokenizer), the detector, and where the reports went."""
-
-    rows: list[dict[str, Any]]
-    results: dict[str, EvalResult]
-    failed: list[dict[str, Any]]
-    detector: Optional[dict[str, Any]]
-    config: dict[str, Any]
-    output_dir: Optional[Path] = None
-    files: list[Path] = field(default_factory=list)
 
 
 @dataclass

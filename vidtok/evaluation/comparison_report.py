@@ -12,7 +12,43 @@ from typing import TYPE_CHECKING, Any
 from .report import _fmt, _write_csv, _write_json, _write_text, protocol_text, write_reports
 
 if TYPE_CHECKING:
-    from .compare import Comparison
+    from .result import Comparison
+
+#: The comparison's columns, in the order of comparison.csv (one per tokenizer).
+COLUMNS = (
+    "tokenizer",
+    "family",
+    "causal",
+    "compression",
+    "compression_ratio",
+    "latent_channels",
+    "bits_per_token",
+    "latent_shape",
+    "clip_frames",
+    "parameters",
+    "videos",
+    "frames",
+    "psnr",
+    "psnr_std",
+    "ssim",
+    "ssim_std",
+    "lpips",
+    "lpips_std",
+    "fvd",
+    "fvd_windows",
+    "fvd_detector",
+    "fvd_detector_sha256",
+    "encode_fps",
+    "decode_fps",
+    "peak_memory_gib",
+    "device",
+    "precision",
+    "codes_used",
+    "code_usage",
+    "perplexity",
+    "change_rate",
+)
+
 
 VIDEO_COLUMNS = ("tokenizer", "order", "video", "frames", "padded_frames", "psnr", "ssim", "lpips", "fvd_windows")
 
@@ -72,8 +108,6 @@ def _millions(n: Any) -> str:
 
 def write_comparison(comparison: Comparison, out_dir: Path, *, figure: bool = True) -> list[Path]:
     """Write the comparison's reports into ``out_dir`` and each tokenizer's into its folder; returns the paths."""
-    from .compare import COLUMNS
-
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [
         _write_text(out_dir / "comparison.txt", format_comparison(comparison) + "\n"),
@@ -122,8 +156,12 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path:
             ax.annotate(_short(r["tokenizer"]), (x, r["psnr"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     axes[0].set_xlabel("compression ratio (input values per latent value)")
     axes[1].set_xlabel(f"reconstruction frames/s (encode + decode, {comparison.rows[0]['device']})")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     for ax in axes:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("PSNR (dB)")
         ax.grid(alpha=0.3)
     axes[0].set_title("quality against compression", fontsize=10)

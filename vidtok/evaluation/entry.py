@@ -8,7 +8,8 @@ import math
 from typing import Any
 
 from ..hydra_app import drop_stray_hydra_dir, hydra_output_dir, is_main_rank, run_job
-from .compare import Comparison, compare
+from .compare import compare
+from .result import Comparison
 from .run import evaluate
 
 

@@ -60,3 +60,18 @@ def summarize(
     summary["videos_per_second"] = len(records) / wall if wall > 0 else math.nan
     summary["time_share"] = {k: (v / busy if busy > 0 else math.nan) for k, v in seconds.items()}
     return summary
+
+
+@dataclass
+class Comparison:
+    """What a comparison produced, identical on every process: ``rows`` (one per tokenizer, [`COLUMNS`][]),
+    ``results`` (each tokenizer's [`EvalResult`][], by its name), the videos that could
+    not be read (for any tokenizer), the detector, and where the reports went."""
+
+    rows: list[dict[str, Any]]
+    results: dict[str, EvalResult]
+    failed: list[dict[str, Any]]
+    detector: Optional[dict[str, Any]]
+    config: dict[str, Any]
+    output_dir: Optional[Path] = None
+    files: list[Path] = field(default_factory=list)
