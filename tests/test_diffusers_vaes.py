@@ -20,6 +20,7 @@ from standins import save_detector
 from vidtok.data.videos import VideoListConfig, list_videos, video_pieces
 from vidtok.errors import ConfigError, WeightsNotFoundError
 from vidtok.evaluation import EvalConfig, compare, evaluate
+from vidtok.evaluation.report import format_summary
 from vidtok.inference.diffusers_vaes import DiffusersTokenizer, load_diffusers_tokenizer
 from vidtok.io.video import tensor_to_frames, write_video
 from vidtok.io.weight_files import save_tokenizer_safetensors
@@ -234,3 +235,49 @@ def test_the_command(setup: dict, tmp_path: Path) -> None:
     bad = subprocess.run([*cmd[:2], f"tokenizers=[diffusers:{setup['mochi']}]", *cmd[3:]], capture_output=True,
                          text=True, cwd=tmp_path, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "1 + k*6" in bad.stderr
+
+
+def test_latent_drift_from_a_reference_tokenizer(setup: dict, tmp_path: Path, monkeypatch) -> None:
+    """evaluate.py reference=...: the relative L2 of the evaluated tokenizer's latents of every clip against the
+    reference's, 0 for the reference itself; discrete tokenizers add the share of tokens that changed."""
+    from vidtok.metrics.drift import LatentDrift
+
+    from conftest import perturb_
+
+    name = "vidtok_kl_causal_488_4chn_v1_1"
+    kl = str(setup[name])
+    tuned_tok = perturb_(tiny_tokenizer(name, ch=4), std=0.01, seed=7)
+    tuned = str(save_tokenizer_safetensors(tuned_tok.state_dict(), tuned_tok.config, tmp_path / "tuned.safetensors"))
+    same = evaluate(_config(setup, [], ckpt=kl, reference=kl), write=False).summary["latent_drift"]
+    assert same["relative_l2"] == 0.0 and same["per_channel"] == [0.0] * 4 and same["reference"] == kl
+    moved = evaluate(_config(setup, [], ckpt=tuned, reference=kl), write=False)
+    drift = moved.summary["latent_drift"]
+    expected = LatentDrift()
+    reference = tiny_tokenizer(name, ch=4)
+    cut = EvalConfig.from_any(_config(setup, [], ckpt=kl)).cutting(True)
+    for task in list_videos(VideoListConfig(dir=str(setup["videos"]))):
+        for piece in video_pieces(task, cut):
+            with torch.no_grad():
+                expected.update(tuned_tok.encode(piece.video), reference.encode(piece.video))
+    assert drift["relative_l2"] == pytest.approx(expected.compute()["relative_l2"], rel=1e-9)
+    assert drift["per_channel"] == pytest.approx(expected.compute()["per_channel"], rel=1e-9)
+    assert 0 < drift["relative_l2"] < 1
+    assert f"latent drift from {kl}: relative L2" in format_summary(moved)
+
+    fsq = str(setup["vidtok_fsq_causal_488_4096"])
+    fsq_tok = perturb_(tiny_tokenizer("vidtok_fsq_causal_488_4096", ch=4), std=0.05, seed=3)
+    fsq_tuned = save_tokenizer_safetensors(fsq_tok.state_dict(), fsq_tok.config, tmp_path / "fsq_tuned.safetensors")
+    result = compare(_config(setup, [fsq, str(fsq_tuned)], reference=fsq), write=False)
+    rows = {r["tokenizer"]: r for r in result.rows}
+    assert rows[fsq]["latent_drift"] == 0.0 and rows[str(fsq_tuned)]["latent_drift"] > 0
+    assert 0 < result.results[str(fsq_tuned)].summary["latent_drift"]["changed_tokens"] <= 1
+    alone = evaluate(_config(setup, [], ckpt=fsq), write=False)  # one tokenizer's report has its tokens too
+    assert alone.summary["tokens"] == result.results[fsq].summary["tokens"]
+    assert "codes used" in format_summary(alone)
+
+    module = sys.modules["vidtok.evaluation.compare"]
+    monkeypatch.setattr(module, "read_video", lambda *a, **k: pytest.fail("a video was read"))
+    with pytest.raises(ConfigError, match="cannot be compared with"):
+        compare(_config(setup, [kl], reference=str(setup["vidtok_kl_noncausal_488_4chn"])), write=False)
+    with pytest.raises(ConfigError, match="mode=clips"):
+        evaluate(_config(setup, [], ckpt=kl, reference=kl, mode="whole"), write=False)

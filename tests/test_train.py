@@ -630,3 +630,39 @@ def test_a_missing_data_folder_fails_before_the_model_is_built(tmp_path: Path, v
         Trainer(debug_run(tmp_path, tmp_path / "no_such_folder"))
     with pytest.raises(DataSourceError, match="does not exist"):
         Trainer(debug_run(tmp_path, video_dir, f"val_data.path={tmp_path / 'no_val'}"))
+
+
+def test_fine_tuning_validation_reports_how_far_the_latents_moved(tmp_path: Path, video_dir: Path) -> None:
+    """With init_from, validation measures the encoder's latents of its clips against the starting weights': zero
+    before the first step, then exactly the relative L2 of the two tokenizers' latents of those clips."""
+    from vidtok.data.config import build_loader
+    from vidtok.metrics.drift import LatentDrift
+
+    stage1 = Trainer(debug_run(tmp_path / "s1", video_dir, "train.max_steps=1"))
+    stage1.fit()
+    init = CheckpointDir(tmp_path / "s1" / "run" / "checkpoints").latest() / "tokenizer.safetensors"
+    trainer = Trainer(debug_run(tmp_path / "s2", video_dir, f"init_from={init}", "train.max_steps=2"))
+    start = trainer.validate()
+    assert start["val/latent_drift"] == 0.0 and start["val/latent_drift_ch0"] == 0.0
+    trainer.fit()
+    end = trainer.validate()
+    channels = trainer.tok.config.latent_channels
+    assert sorted(k for k in end if k.startswith("val/latent_drift_ch")) == [f"val/latent_drift_ch{i}" for i in
+                                                                             range(channels)]  # fmt: skip
+    reference = vidtok.load_tokenizer(ckpt=init)
+    drift, clips = LatentDrift(), 0
+    validator = trainer.validator
+    trainer.tok.eval()
+    with torch.no_grad():
+        for batch in build_loader(validator.data, validator.dataset, persistent_workers=False):
+            if validator.config.max_clips is not None and clips >= validator.config.max_clips:
+                break
+            drift.update(trainer.tok.encode(batch["video"]), reference.encode(batch["video"]))
+            clips += batch["video"].shape[0]
+    assert end["val/latent_drift"] == pytest.approx(drift.compute()["relative_l2"], rel=1e-6)
+    assert end["val/latent_drift"] > 0
+    # the decoder-only stage keeps the encoder: its latents do not move at all
+    frozen = Trainer(debug_run(tmp_path / "s3", video_dir, "stage=highres_decoder", f"init_from={init}",
+                               "data.height=48", "data.width=48", "train.max_steps=1"))  # fmt: skip
+    frozen.fit()
+    assert frozen.validate()["val/latent_drift"] == 0.0

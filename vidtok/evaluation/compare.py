@@ -17,7 +17,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -26,14 +26,12 @@ from ..data.dataset import READ_ERRORS
 from ..data.videos import ListingFailure, cut_read_video, list_videos, read_video
 from ..distributed import gather_objects
 from ..errors import ConfigError
-from ..inference.diffusers_vaes import load_diffusers_tokenizer
 from ..inference.identity import tokenizer_identity
 from ..metrics import FrameScorer
-from ..metrics.codes import code_stats
 from ..models.options import InferenceOptions
 from .config import EvalConfig, TokenizerEntry
-from .result import Comparison, EvalResult, summarize
-from .run import shared_output_dir
+from .result import Comparison, EvalResult, add_token_and_drift_stats, summarize
+from .run import load_reference, shared_output_dir
 from .runner import UnreadableVideo, VideoRunner
 
 log = logging.getLogger("vidtok.evaluate")
@@ -61,9 +59,10 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
     if cfg.data.resolved_source() != "shards":
         listing = list(listing)
-    loaded = [(entry, _load(entry, cfg, device)) for entry in cfg.entries()]
+    loaded = [(entry, entry.load(device)) for entry in cfg.entries()]
     for entry, (tok, _) in loaded:
         _check(cfg, entry, tok)
+    reference = load_reference(cfg, device, [(entry.label, tok.config) for entry, (tok, _) in loaded])
 
     detector = None
     if cfg.metrics.fvd:
@@ -84,7 +83,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     for i, (entry, (tok, ckpt)) in enumerate(loaded):
         options = cfg.inference_options(tok.config) if ckpt is not None else InferenceOptions()
         sub = out_dir / _folder(i, entry.label) if out_dir is not None else None
-        runner = VideoRunner(tok, scorer, cfg, options, device, sub, real_features)
+        runner = VideoRunner(tok, scorer, cfg, options, device, sub, real_features, reference)
         identity = tokenizer_identity(tok, ckpt) if ckpt is not None else tokenizer_identity(tok, None)
         identity["name"] = entry.label
         contenders.append(_Contender(entry, tok, runner, identity, runner.cutting.clip_frames))
@@ -132,8 +131,8 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     bar.close()
     wall = time.perf_counter() - start
 
-    codes = [c.runner.codes for c in contenders]
-    parts = gather_objects((records, features, failed, codes, wall, read_seconds))
+    extras = [(c.runner.codes, c.runner.drift) for c in contenders]
+    parts = gather_objects((records, features, failed, extras, wall, read_seconds))
     failed = sorted((f for p in parts for f in p[2]), key=lambda f: (f["order"], f.get("tokenizer", "")))
     wall = max(p[4] for p in parts)
     results: dict[str, EvalResult] = {}
@@ -145,9 +144,9 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
         summary = summarize(recs, mine, feats, scorer, wall, acc.num_processes)
         if detector is not None:
             summary["fvd_detector"] = detector.info
-        counts = [p[3][k] for p in parts if p[3][k] is not None]
-        if counts:
-            summary["tokens"] = code_stats(counts, getattr(c.tok.config, "levels", None) or _levels(c.tok))
+        add_token_and_drift_stats(
+            summary, c.tok.config, [p[3][k][0] for p in parts], [p[3][k][1] for p in parts], cfg.reference_label
+        )
         clips = [dict(clip, video=r["video"]) for r in recs for clip in r["clips"]]
         result = EvalResult(summary, recs, clips, mine, c.identity, cfg.to_dict(), c.runner.out_dir)
         results[c.entry.label] = result
@@ -161,31 +160,12 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     return comparison
 
 
-def _load(entry: TokenizerEntry, cfg: EvalConfig, device: torch.device) -> tuple[Any, Optional[str]]:
-    """The model and, for VidTok, the weights file it was read from (None: a diffusers model)."""
-    if entry.diffusers is not None:
-        # weights stay float32: precision is autocast around the passes, as for VidTok
-        tok = load_diffusers_tokenizer(
-            entry.diffusers, device, subfolder=entry.subfolder, tiling=entry.tiling, slicing=entry.slicing,
-            name=entry.label,
-        )  # fmt: skip
-        return tok, None
-    job = entry.job(cfg)
-    tok = job.load_tokenizer(device, "evaluate")
-    return tok, job.ckpt
-
-
 def _check(cfg: EvalConfig, entry: TokenizerEntry, tok: Any) -> None:
     """The protocol's checks for one tokenizer, naming it."""
     try:
         cfg.check_for(tok.config)
     except ConfigError as err:
         raise ConfigError(f"tokenizer {entry.label} cannot take this protocol: {err}") from None
-
-
-def _levels(tok: Any) -> Optional[list[int]]:
-    reg = getattr(tok.config, "regularizer", None)
-    return list(reg.levels) if reg is not None and reg.kind == "fsq" else None
 
 
 def _row(c: _Contender, result: EvalResult, device: torch.device, cfg: EvalConfig) -> dict[str, Any]:
@@ -228,6 +208,7 @@ def _row(c: _Contender, result: EvalResult, device: torch.device, cfg: EvalConfi
         peak_memory_gib=max(peaks) / 2**30 if peaks else None,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         precision=cfg.precision,
+        latent_drift=(s.get("latent_drift") or {}).get("relative_l2"),
         codes_used=tokens.get("codes_used"),
         code_usage=tokens.get("usage"),
         perplexity=tokens.get("perplexity"),

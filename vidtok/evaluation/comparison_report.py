@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .report import _fmt, _write_csv, _write_json, _write_text, protocol_text, write_reports
+from .report import _fmt, _write_csv, _write_json, _write_text, extra_lines, protocol_text, write_reports
 
 if TYPE_CHECKING:
     from .result import Comparison
@@ -43,6 +43,7 @@ COLUMNS = (
     "peak_memory_gib",
     "device",
     "precision",
+    "latent_drift",
     "codes_used",
     "code_usage",
     "perplexity",
@@ -88,12 +89,8 @@ def format_comparison(comparison: Comparison) -> str:
         d = comparison.detector
         lines.append(f"FVD detector: {d['name']}, {d['path']}, SHA-256 {d['sha256']}")
     lines.append(f"device {rows[0]['device']}, precision {rows[0]['precision']}; ± is the spread (std) over videos")
-    for r in rows:
-        if r["codes_used"] is not None:
-            lines.append(
-                f"{r['tokenizer']} tokens: {r['codes_used']} codes used ({100 * r['code_usage']:.2f}%), "
-                f"perplexity {r['perplexity']:.1f}, change rate {_fmt(r['change_rate'], 3)}"
-            )
+    for name, result in comparison.results.items():
+        lines += extra_lines(result.summary, f"{name} ")
     for f in comparison.failed:
         who = f" for {f['tokenizer']}" if f.get("tokenizer") else ""
         lines.append(f"  NOT EVALUATED {f['video']}{who}: {f['reason']}")

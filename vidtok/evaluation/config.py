@@ -91,11 +91,20 @@ class TokenizerEntry:
             return self.diffusers.rstrip("/")
         return str(self.ckpt or self.tokenizer)
 
-    def job(self, cfg: TokenizerJobConfig) -> TokenizerJobConfig:
-        """The keys that load this VidTok entry, with how ``cfg`` runs models."""
-        return TokenizerJobConfig(
-            ckpt=self.ckpt, tokenizer=self.tokenizer, overrides=list(self.overrides), precision=cfg.precision
-        )
+    def load(self, device: Any) -> tuple[Any, Optional[str]]:
+        """The model on ``device``, in eval mode, and for VidTok the weights file it was read from (None: a
+        diffusers model, loaded in float32 like VidTok's: ``precision`` is autocast around the passes)."""
+        if self.diffusers is not None:
+            from ..inference.diffusers_vaes import load_diffusers_tokenizer
+
+            tok = load_diffusers_tokenizer(
+                self.diffusers, device, subfolder=self.subfolder, tiling=self.tiling, slicing=self.slicing,
+                name=self.label,
+            )  # fmt: skip
+            return tok, None
+        job = TokenizerJobConfig(ckpt=self.ckpt, tokenizer=self.tokenizer, overrides=list(self.overrides))
+        tok = job.load_tokenizer(device, "evaluate")
+        return tok, job.ckpt
 
 
 @dataclass
@@ -114,6 +123,7 @@ class EvalConfig(VideoJobConfig):
     sample_posterior: bool = False
     seed: int = 42
     tokenizers: list[Any] = field(default_factory=list)
+    reference: Optional[Any] = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -131,6 +141,10 @@ class EvalConfig(VideoJobConfig):
             twice = sorted({x for x in labels if labels.count(x) > 1})
             if twice:
                 raise ConfigError(f"tokenizers: {', '.join(twice)} named twice (give each a name: {{..., name: X}})")
+        if self.reference is not None:
+            self.reference_entry()
+            if self.mode != "clips" or self.pad_gen_frames:
+                raise ConfigError("reference= measures latent drift clip by clip: mode=clips without pad_gen_frames")
         if self.pad_gen_frames and self.mode != "clips":
             raise ConfigError("pad_gen_frames applies to mode=clips (whole videos are one causal stream already)")
         if self.metrics.fvd and self.metrics.fvd_frames < 1:
@@ -138,6 +152,25 @@ class EvalConfig(VideoJobConfig):
         if self.output.figure_videos < 0:
             raise ConfigError(f"output.figure_videos must be >= 0, got {self.output.figure_videos}")
         return self
+
+    def reference_entry(self) -> Optional[TokenizerEntry]:
+        """The tokenizer whose latents every evaluated one is measured against (``reference``), parsed."""
+        return TokenizerEntry.parse(self.reference) if self.reference is not None else None
+
+    @property
+    def reference_label(self) -> Optional[str]:
+        entry = self.reference_entry()
+        return entry.label if entry is not None else None
+
+    def check_reference(self, config: Any, reference: Any, label: str) -> None:
+        """A tokenizer (``config``) and the reference's latents must have one shape for every clip."""
+        mine = (config.temporal_factor, config.spatial_factor, config.latent_channels, config.frame_rule)
+        theirs = (reference.temporal_factor, reference.spatial_factor, reference.latent_channels, reference.frame_rule)
+        if mine != theirs:
+            raise ConfigError(
+                f"reference {reference.label}'s latents ({theirs[0]}x{theirs[1]}x{theirs[1]}, {theirs[2]} channels) "
+                f"cannot be compared with {label}'s ({mine[0]}x{mine[1]}x{mine[1]}, {mine[2]} channels)"
+            )
 
     def entries(self) -> list[TokenizerEntry]:
         """The tokenizers of a comparison, parsed."""

@@ -49,6 +49,10 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
     if "fvd" in s:
         unit = "windows" if cfg["mode"] == "whole" else "clips (their first frames)"
         lines.append(f"FVD {_fmt(s['fvd'], 2)} over {s['fvd_clips']} {unit} of {cfg['metrics']['fvd_frames']} frames")
+    if "fvd_detector" in s:
+        d = s["fvd_detector"]
+        lines.append(f"FVD detector: {d['name']}, {d['path']}, SHA-256 {d['sha256']}")
+    lines += extra_lines(s)
     unit = "chunks" if cfg["mode"] == "whole" else "clips"
     lines.append(f"{s['videos']} videos evaluated ({s['clips']} {unit}), {s['failed']} not evaluated")
     for f in result.failed:
@@ -61,6 +65,26 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
     if result.output_dir is not None:
         lines.append(f"reports in {result.output_dir}")
     return "\n".join(lines)
+
+
+def extra_lines(summary: dict[str, Any], who: str = "") -> list[str]:
+    """The discrete tokens' and the latent drift's lines of a summary (``who``: a tokenizer's name before them)."""
+    lines = []
+    t = summary.get("tokens")
+    if t and t.get("tokens"):
+        lines.append(
+            f"{who}tokens: {t['codes_used']} of {t['codebook_size']} codes used ({100 * t['usage']:.2f}%), perplexity "
+            f"{t['perplexity']:.1f}, change rate between latent frames {_fmt(t['change_rate'], 3)}"
+        )
+    d = summary.get("latent_drift")
+    if d and "relative_l2" in d:
+        channels = ", ".join(f"{v:.3g}" for v in d["per_channel"])
+        changed = f", tokens changed {100 * d['changed_tokens']:.2f}%" if "changed_tokens" in d else ""
+        lines.append(
+            f"{who}latent drift from {d['reference']}: relative L2 {d['relative_l2']:.4g} (per channel {channels})"
+            f"{changed}"
+        )
+    return lines
 
 
 def _clip_frames(result: EvalResult) -> int:

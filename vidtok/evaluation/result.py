@@ -33,6 +33,27 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
 
 
+def add_token_and_drift_stats(summary: dict[str, Any], config: Any, codes: list, drifts: list, reference: Any) -> None:
+    """Add to ``summary`` the discrete tokens' statistics (``tokens``: code usage, perplexity, change rate) from the
+    processes' code counts, and the latent drift from the ``reference`` (its name) from their drift sums."""
+    from ..metrics.codes import code_stats
+    from ..metrics.drift import LatentDrift
+
+    codes = [c for c in codes if c is not None]
+    if codes:
+        reg = getattr(config, "regularizer", None)
+        levels = getattr(config, "levels", None) or (
+            list(reg.levels) if reg is not None and reg.kind == "fsq" else None
+        )
+        summary["tokens"] = code_stats(codes, levels)
+    drifts = [d for d in drifts if d is not None]
+    if drifts:
+        total = LatentDrift()
+        for d in drifts:
+            total.merge(d)
+        summary["latent_drift"] = {"reference": reference, **total.compute()}
+
+
 def summarize(
     records: list[dict], failed: list[dict], features: list[tuple], scorer: FrameScorer, wall: float, processes: int
 ) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..inference.identity import tokenizer_identity
 from ..inference.job import start_job
 from ..metrics import FrameScorer
 from .config import EvalConfig
-from .result import EvalResult, summarize
+from .result import EvalResult, add_token_and_drift_stats, summarize
 from .runner import UnreadableVideo, VideoRunner
 
 log = logging.getLogger("vidtok.evaluate")
@@ -60,9 +60,10 @@ def evaluate(
         fvd_frames=cfg.metrics.fvd_frames,
         ssim_downsample=True,
     )
+    reference = load_reference(cfg, device, [(tok.config.label, tok.config)])
     out_dir = shared_output_dir(cfg, acc) if write else None
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
-    runner = VideoRunner(tok, scorer, cfg, options, device, out_dir)
+    runner = VideoRunner(tok, scorer, cfg, options, device, out_dir, reference=reference)
 
     start = time.perf_counter()
     bar = tqdm(
@@ -91,7 +92,7 @@ def evaluate(
     bar.close()
     elapsed = time.perf_counter() - start
 
-    parts = gather_objects((records, failed, features, elapsed))
+    parts = gather_objects((records, failed, features, elapsed, runner.codes, runner.drift))
     records = sorted((r for p in parts for r in p[0]), key=lambda r: r["order"])
     failed = sorted((f for p in parts for f in p[1]), key=lambda f: f["order"])
     features = sorted((f for p in parts for f in p[2]), key=lambda f: f[:2])
@@ -99,6 +100,7 @@ def evaluate(
     summary = summarize(records, failed, features, scorer, wall, acc.num_processes)
     if detector is not None:
         summary["fvd_detector"] = detector.info
+    add_token_and_drift_stats(summary, tok.config, [p[4] for p in parts], [p[5] for p in parts], cfg.reference_label)
     clips = [dict(c, video=r["video"]) for r in records for c in r["clips"]]
     result = EvalResult(summary, records, clips, failed, identity, cfg.to_dict(), out_dir)
     if out_dir is not None and acc.is_main_process:
@@ -119,3 +121,15 @@ def shared_output_dir(cfg: EvalConfig, acc: Any) -> Optional[Path]:
     path = Path(out[0])
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def load_reference(cfg: EvalConfig, device: torch.device, evaluated: list[tuple[str, Any]]) -> Any:
+    """The ``reference`` tokenizer, loaded and checked against each evaluated one's latent shape (``evaluated``:
+    names and configs); None without one. Nothing of a video is read before."""
+    entry = cfg.reference_entry()
+    if entry is None:
+        return None
+    tok, _ = entry.load(device)
+    for label, config in evaluated:
+        cfg.check_reference(config, tok.config, label)
+    return tok

@@ -23,6 +23,7 @@ from ..inference.pipeline import reconstruct_stream
 from ..io.video import VideoWriter, tensor_to_frames
 from ..metrics import FrameScorer
 from ..metrics.codes import CodeCounts
+from ..metrics.drift import LatentDrift
 from ..metrics.video import exact_mean
 from ..models.options import InferenceOptions
 from .config import EvalConfig
@@ -47,10 +48,12 @@ class VideoRunner:
         device: torch.device,
         out_dir: Optional[Path],
         real_features: Optional[dict] = None,
+        reference: Any = None,
     ):
         """``options``: the tokenizer passes' checked options ([`EvalConfig.inference_options`][]);
         ``real_features``: FVD features of the input windows shared by the runners of one comparison (each window's
-        computed once, by the first runner that needs it)."""
+        computed once, by the first runner that needs it); ``reference``: a tokenizer whose latents of the same clips
+        this one's are measured against ([`LatentDrift`][vidtok.metrics.drift.LatentDrift], clips mode)."""
         self.tok, self.scorer, self.cfg, self.device, self.out_dir = tok, scorer, cfg, device, out_dir
         self.options = options
         self.autocast = cfg.autocast(device)
@@ -58,6 +61,8 @@ class VideoRunner:
         self.cutting = cfg.cutting(tok.config.frame_rule.first == 1)
         self.real_features = real_features
         self.codes = CodeCounts(tok.config.codebook_size) if tok.config.is_discrete else None
+        self.reference = reference
+        self.drift = LatentDrift() if reference is not None else None
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -171,9 +176,20 @@ class VideoRunner:
         state.passes["decode"] += time.perf_counter() - t1
         state.passes["frames"] += x.shape[0] * x.shape[2]
         state.latent_shape = list(z.shape[1:])
-        if self.codes is not None:
-            self.codes.add(self.tok.latents_to_indices(z))
+        indices = self.tok.latents_to_indices(z) if self.codes is not None else None
+        if indices is not None:
+            self.codes.add(indices)
+        if self.reference is not None:
+            self._drift(x, z, indices)
         return recon
+
+    def _drift(self, x: Tensor, z: Tensor, indices: Optional[Tensor]) -> None:
+        """This tokenizer's latents of ``x`` against the reference's (posterior means: a draw is noise)."""
+        if self.cfg.sample_posterior:
+            z = self.tok.encode(x, options=self.options)
+        z_ref = self.reference.encode(x, options=self.options)
+        ref_indices = self.reference.latents_to_indices(z_ref) if indices is not None else None
+        self.drift.update(z.float(), z_ref.float(), indices, ref_indices)
 
     def _whole(self, reader, state: _VideoState):
         """(inputs, reconstructions, [source indices], [chunk numbers]) as the causal stream returns frames."""

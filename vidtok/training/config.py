@@ -129,7 +129,10 @@ class CheckpointConfig:
 @dataclass
 class ValidationConfig:
     """Every ``every`` steps: PSNR / SSIM / LPIPS (and FVD with a detector) over ``val_data``, on at
-    most ``max_clips`` clips per process (null: all), and ``samples`` side-by-side reconstructions."""
+    most ``max_clips`` clips per process (null: all), and ``samples`` side-by-side reconstructions. ``latent_drift``:
+    in a run that starts from ``init_from``, also how far the encoder's latents of the validation clips have moved
+    from those weights' (``latent_drift``: relative L2, ``latent_drift_ch<i>`` per channel, ``latent_changed_tokens``
+    for FSQ), so that a fine-tuned tokenizer does not silently stop fitting a generator trained on the old latents."""
 
     every: int = 1000
     max_clips: Optional[int] = 16
@@ -138,6 +141,7 @@ class ValidationConfig:
     fvd: bool = False
     detector_path: Optional[str] = None
     at_start: bool = True
+    latent_drift: bool = True
 
     def validate(self) -> ValidationConfig:
         if self.every < 1:

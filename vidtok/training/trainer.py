@@ -200,6 +200,7 @@ class Trainer:
             run_dir=self.run_dir,
             is_main=self.is_main,
             autocast=self._autocast,
+            reference_state=getattr(self, "reference_state", None),
         )
 
     def _init_from(self, target: str) -> None:
@@ -210,6 +211,8 @@ class Trainer:
         loaded = read_checkpoint(path)
         check_state_dict(self.tok, loaded.state_dict, source=str(path))
         self.tok.load_state_dict(tokenizer_state_dict(loaded.state_dict))
+        if self.run.validation.latent_drift:  # the weights validation measures the latents' drift from
+            self.reference_state = {k: v.detach().to("cpu", copy=True) for k, v in self.tok.state_dict().items()}
         if any(k.startswith("loss.discriminator.") for k in loaded.state_dict):
             try:
                 self.loss.load_original_state_dict(loaded.state_dict)

@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 
 from ..data.config import DataConfig, build_loader
+from ..distributed import gather_objects
 from ..io.video import tensor_to_frames, write_video
+from ..metrics.drift import LatentDrift
 
 if TYPE_CHECKING:
     from ..data import VideoClipDataset
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 class Validator:
     """Validates ``tok`` (and its ``ema`` weights) on ``dataset``, read as ``data`` says.
 
+    ``reference_state``: the weights the run started from (``init_from``), whose latents of the validation clips the
+    tokenizer's are compared with (``latent_drift``; the reference is kept on the CPU between validations).
     ``perceptual``: the loss's LPIPS network, when it has one, so that validation scores with it instead of
     loading a second one; ``autocast``: the training's autocast context (a fresh one per call). Sample videos go
     to ``run_dir/samples`` and only the main process writes them. The metrics (LPIPS, the I3D detector) are
@@ -46,7 +50,9 @@ class Validator:
     run_dir: Path
     is_main: bool
     autocast: Callable[[], AbstractContextManager]
+    reference_state: Optional[dict[str, Tensor]] = None
     metrics: Any = field(default=None, init=False)  # a vidtok.metrics.VideoMetrics, once built
+    reference: Any = field(default=None, init=False)  # the tokenizer of reference_state, once built (on the CPU)
 
     @classmethod
     def for_run(cls, run: RunConfig, tok: Tokenizer, dataset: Optional[VideoClipDataset], **parts: Any) -> Validator:
@@ -94,6 +100,8 @@ class Validator:
             )
         metrics = self.metrics
         metrics.reset()
+        reference = self._reference()
+        drift = LatentDrift() if reference is not None else None
         clips, saved = 0, 0
         for batch in build_loader(self.data, self.dataset, persistent_workers=False):
             x = batch["video"]
@@ -103,7 +111,12 @@ class Validator:
                 break
             x = x.to(self.device)
             with self.autocast():
-                recon = self.tok(x)
+                if reference is None:
+                    recon = self.tok(x)
+                else:  # the model's two passes as tok(x) runs them, and the reference's latents of x
+                    z = self.tok.encode(x)
+                    recon = self.tok.decode(z)[:, :, : x.shape[2]]
+                    _update_drift(drift, self.tok, reference, x, z)
             recon = recon.float().clamp(-1, 1)
             names = [f"{k}#{c}" for k, c in zip(batch["keys"], batch["clips"], strict=True)]
             metrics.update(x, recon, names)
@@ -112,7 +125,23 @@ class Validator:
                 for i in range(min(x.shape[0], vcfg.samples - saved)):
                     self._save_sample(prefix, saved, x[i : i + 1], recon[i : i + 1], batch["fps"][i], step, logger)
                     saved += 1
-        return metrics.compute()
+        summary = metrics.compute()
+        if reference is not None:
+            reference.to("cpu")
+            summary.update(_drift_summary(drift))
+        return summary
+
+    def _reference(self) -> Any:
+        """The reference tokenizer on the device, built at the first validation (None without one)."""
+        if self.reference_state is None or not self.config.latent_drift:
+            return None
+        if self.reference is None:
+            from ..models.tokenizer import Tokenizer
+
+            self.reference = Tokenizer(self.tok.config)
+            self.reference.load_state_dict(self.reference_state)
+            self.reference.eval().requires_grad_(False)
+        return self.reference.to(self.device)
 
     def _save_sample(
         self, prefix: str, index: int, x: Tensor, recon: Tensor, fps: float, step: int, logger: Optional[RunLogger]
@@ -123,3 +152,26 @@ class Validator:
         write_video(path, frames, fps=fps or 8.0)
         if logger is not None:
             logger.video(f"{prefix}/sample_{index}", path, frames, step, fps or 8.0)
+
+
+def _update_drift(drift: LatentDrift, tok: Any, reference: Any, x: Tensor, z: Tensor) -> None:
+    z_ref = reference.encode(x)
+    if tok.config.is_discrete:
+        drift.update(z.float(), z_ref.float(), tok.latents_to_indices(z), reference.latents_to_indices(z_ref))
+    else:
+        drift.update(z.float(), z_ref.float())
+
+
+def _drift_summary(drift: LatentDrift) -> dict[str, float]:
+    """The processes' drift sums merged: ``latent_drift``, ``latent_drift_ch<i>``, ``latent_changed_tokens``."""
+    total = LatentDrift()
+    for part in gather_objects(drift):
+        total.merge(part)
+    d = total.compute()
+    if not d:
+        return {}
+    out = {"latent_drift": d["relative_l2"]}
+    out.update({f"latent_drift_ch{i}": v for i, v in enumerate(d["per_channel"])})
+    if "changed_tokens" in d:
+        out["latent_changed_tokens"] = d["changed_tokens"]
+    return out
