@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import islice
+from pathlib import Path
 from typing import Optional, TypeVar, Union
 
 import torch
@@ -35,13 +36,16 @@ SOURCES = ("auto", "folder", "csv", "shards")
 class VideoListConfig:
     """Which videos: ``dir`` is a folder (searched recursively), a CSV file (paths relative to its folder, or to
     ``root``), or tar shards (``data/test-{000..009}.tar``, ``pipe:...``); ``meta`` is the original's layout: a
-    CSV of paths relative to ``dir``. ``source: auto`` tells them apart by what ``dir`` and ``meta`` look like."""
+    CSV of paths relative to ``dir``. ``source: auto`` tells them apart by what ``dir`` and ``meta`` look like.
+    ``files``: exactly these paths under the folder ``dir``, in this order (videos or folders of numbered frames; a
+    benchmark's checked list sets it)."""
 
     dir: Optional[str] = None
     meta: Optional[str] = None
     column: str = "videos"
     source: str = "auto"
     limit: Optional[int] = None
+    files: Optional[list[str]] = None
 
     def resolved_source(self) -> str:
         return source_kind(self.dir, self.meta, self.source)
@@ -99,14 +103,17 @@ def list_videos(data: VideoListConfig, rank: int = 0, world: int = 1) -> Iterato
     ``world``-th entry, which is exact as long as every process reads the shards alike.
     """
     source = data.resolved_source()
-    if source == "shards":
+    if data.files is not None:
+        root = Path(data.dir)
+        items: Iterator[tuple[str, Union[Record, Failure]]] = (
+            ("", Record(key=f, name=str(root / f), source=str(root / f))) for f in data.files
+        )
+    elif source == "shards":
         urls = expand_urls(data.dir)
         if data.limit is None:
             yield from _shard_share(urls, rank, world)
             return
-        items: Iterator[tuple[str, Union[Record, Failure]]] = (
-            (_stem(url), item) for url in urls for item in shard_records(url)
-        )
+        items = ((_stem(url), item) for url in urls for item in shard_records(url))
     else:
         items = (("", r) for r in video_records(data.dir, kind=source, meta=data.meta, column=data.column))
     for order, (prefix, item) in enumerate(items):

@@ -55,6 +55,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     cfg = EvalConfig.from_any(config)
     if not cfg.tokenizers:
         raise ConfigError("a comparison needs tokenizers=[...] (two or more names, checkpoints or diffusers:<id>)")
+    cfg.listed_files()
     acc, device = cfg.processes(accelerator)
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
     if cfg.data.resolved_source() != "shards":

@@ -116,6 +116,11 @@ class EvalConfig(VideoJobConfig):
     trimmed to ``1 + k * chunk_frames`` frames as the original does unless ``trim: false``. ``pad_gen_frames``:
     causal clips led by the previous clip's last f-1 generated frames; ``sample_posterior`` / ``seed``: KL models
     decode draws from the posterior (one generator per video).
+
+    ``tokenizers``: several tokenizers side by side ([`compare`][vidtok.evaluation.compare]; items as
+    [`TokenizerEntry.parse`][] takes them) instead of ``ckpt`` / ``tokenizer``; ``reference``: a tokenizer (an item
+    of the same kind) whose latents of every clip each evaluated tokenizer's are measured against (latent drift);
+    ``benchmark``: a named set (``conf/benchmark/``) whose files ``data.dir`` must hold as listed.
     """
 
     trim: bool = True
@@ -124,6 +129,7 @@ class EvalConfig(VideoJobConfig):
     seed: int = 42
     tokenizers: list[Any] = field(default_factory=list)
     reference: Optional[Any] = None
+    benchmark: Optional[str] = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -141,6 +147,12 @@ class EvalConfig(VideoJobConfig):
             twice = sorted({x for x in labels if labels.count(x) > 1})
             if twice:
                 raise ConfigError(f"tokenizers: {', '.join(twice)} named twice (give each a name: {{..., name: X}})")
+        if self.benchmark is not None:
+            from .benchmarks import load_benchmark
+
+            load_benchmark(self.benchmark)
+            if self.data.meta or self.data.resolved_source() != "folder":
+                raise ConfigError(f"benchmark={self.benchmark} reads the set's folder: data.dir only (no CSV, shards)")
         if self.reference is not None:
             self.reference_entry()
             if self.mode != "clips" or self.pad_gen_frames:
@@ -152,6 +164,14 @@ class EvalConfig(VideoJobConfig):
         if self.output.figure_videos < 0:
             raise ConfigError(f"output.figure_videos must be >= 0, got {self.output.figure_videos}")
         return self
+
+    def listed_files(self) -> None:
+        """With ``benchmark``: check ``data.dir`` against the set's list (DataSourceError naming every missing or
+        different file) and take exactly its files."""
+        if self.benchmark is not None:
+            from .benchmarks import check_benchmark, load_benchmark
+
+            self.data.files = check_benchmark(load_benchmark(self.benchmark), self.data.dir)
 
     def reference_entry(self) -> Optional[TokenizerEntry]:
         """The tokenizer whose latents every evaluated one is measured against (``reference``), parsed."""

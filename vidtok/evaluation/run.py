@@ -46,6 +46,7 @@ def evaluate(
     cfg = EvalConfig.from_any(config)
     if cfg.tokenizers:
         raise ConfigError("tokenizers=[...] is a comparison: run vidtok.evaluation.compare (evaluate.py does)")
+    cfg.listed_files()
     acc, device, listing, tok, options, from_file = start_job(cfg, "evaluate", accelerator, tokenizer)
     detector = None
     if cfg.metrics.fvd:

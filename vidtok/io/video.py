@@ -52,8 +52,41 @@ def source_name(source: VideoSource, name: Optional[str] = None) -> str:
     return f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source)
 
 
+#: The frame rate of a folder of numbered frames (DAVIS's sequences are 24 fps), which stores none.
+FRAME_FOLDER_FPS = 24
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def frame_folder(path: Path) -> tuple[str, int, int]:
+    """A folder of consecutively numbered frames (``00000.jpg``, ``00001.jpg``, ...): its file pattern (``%05d.jpg``),
+    first number and frame count. VideoError when it holds none, or the numbers have gaps."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit())
+    if not files:
+        raise VideoError(f"frame folder {path} holds no numbered frames ({', '.join(IMAGE_SUFFIXES)})")
+    width, suffix = len(files[0].stem), files[0].suffix
+    numbers = [int(p.stem) for p in files]
+    if any(len(p.stem) != width or p.suffix != suffix for p in files) or numbers != list(
+        range(numbers[0], numbers[0] + len(files))
+    ):
+        raise VideoError(f"frame folder {path}: frames must be numbered consecutively with one width and suffix")
+    return f"%0{width}d{suffix}", numbers[0], len(files)
+
+
+def _open_frame_folder(path: Path, label: str):
+    """A folder of numbered frames as a video of [`FRAME_FOLDER_FPS`][] frames per second (FFmpeg's image2)."""
+    import av
+
+    pattern, start, _ = frame_folder(path)
+    options = {"framerate": str(FRAME_FOLDER_FPS), "start_number": str(start)}
+    try:
+        return av.open(str(path / pattern), format="image2", options=options)
+    except (av.error.FFmpegError, OSError) as err:
+        raise VideoError(f"cannot read frame folder {label}: {err}") from None
+
+
 def open_video(source: VideoSource, name: Optional[str] = None):
-    """An open PyAV container (a file path or the file's bytes) with a video stream; errors name the source."""
+    """An open PyAV container (a file path, the file's bytes, or a folder of numbered frames) with a video stream;
+    errors name the source."""
     import av
 
     label = source_name(source, name)
@@ -61,6 +94,8 @@ def open_video(source: VideoSource, name: Optional[str] = None):
         if not source:
             raise VideoError(f"video {label} is empty (0 bytes)")
         target = io.BytesIO(source)
+    elif Path(source).is_dir():
+        return _open_frame_folder(Path(source), label)
     else:
         target = str(existing_file(source, "video", VideoError, label))
     try:
