@@ -124,6 +124,12 @@ HOW: dict[str, How] = {
     "diffusers:THUDM/CogVideoX-2b/vae,diffusers:Wan-AI/Wan2.1-T2V-1.3B-Diffusers/vae,"
     "{diffusers:hunyuanvideo-community/HunyuanVideo/vae,tiling:true,name:HunyuanVideo}]' data.dir=mcl_jcv/ "
     "metrics.fvd=true": How("suffix", " --cfg job", expect="name: HunyuanVideo"),
+    "python evaluate.py benchmark=mcl_jcv 'tokenizers=[vidtok_kl_causal_488_4chn,vidtok_kl_causal_488_4chn_v1_1]' "
+    "data.dir=mcl_jcv/": How("suffix", " --cfg job", expect="benchmark: mcl_jcv"),
+    "python evaluate.py ckpt=runs/demo/checkpoints/step_00000400/tokenizer.safetensors "
+    "reference=vidtok_kl_causal_488_4chn data.dir=val/ height=32 width=32 metrics.lpips=false": How(
+        "run", expect="latent drift from vidtok_kl_causal_488_4chn: relative L2"
+    ),
     # evaluation
     "python evaluate.py ckpt=vidtok_kl_causal_488_4chn.ckpt data.dir=val/ height=32 width=32 metrics.lpips=false": How(
         "run", expect="2 videos evaluated"
