@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data.dataset import READ_ERRORS
 from ..data.videos import ListingFailure, cut_read_video, list_videos, read_video
 from ..distributed import gather_objects
 from ..errors import ConfigError
 from ..inference.identity import tokenizer_identity
-from ..metrics import FrameScorer
 from ..models.options import InferenceOptions
 from .config import EvalConfig, TokenizerEntry
 from .result import Comparison, EvalResult, add_token_and_drift_stats, summarize
-from .run import load_reference, shared_output_dir
+from .run import build_scorer, load_reference, progress_bar, shared_output_dir
 from .runner import UnreadableVideo, VideoRunner
 
 log = logging.getLogger("vidtok.evaluate")
@@ -65,19 +63,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
         _check(cfg, entry, tok)
     reference = load_reference(cfg, device, [(entry.label, tok.config) for entry, (tok, _) in loaded])
 
-    detector = None
-    if cfg.metrics.fvd:
-        from .fvd_sets import Detector
-
-        detector = Detector(cfg.metrics.detector_path, cfg.metrics.detector_sha256, device)
-    scorer = FrameScorer(
-        lpips=cfg.metrics.lpips,
-        vgg_path=cfg.metrics.vgg_path,
-        fvd=detector.module if detector is not None else False,
-        device=device,
-        fvd_frames=cfg.metrics.fvd_frames,
-        ssim_downsample=True,
-    )
+    scorer, detector = build_scorer(cfg, device)
     out_dir = shared_output_dir(cfg, acc) if write else None
     real_features: dict = {}
     contenders = []
@@ -95,14 +81,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     features: list[list[tuple]] = [[] for _ in contenders]
     failed: list[dict] = []
     read_seconds = 0.0
-    bar = tqdm(
-        listing,
-        total=len(listing) if isinstance(listing, list) else None,
-        desc=f"compare [{acc.process_index}]" if acc.num_processes > 1 else "compare",
-        unit="video",
-        disable=not cfg.output.progress,
-        position=acc.process_index,
-    )
+    bar = progress_bar(listing, "compare", acc, cfg.output.progress)
     with torch.inference_mode():
         for task in bar:
             if isinstance(task, ListingFailure):

@@ -48,33 +48,14 @@ def evaluate(
         raise ConfigError("tokenizers=[...] is a comparison: run vidtok.evaluation.compare (evaluate.py does)")
     cfg.listed_files()
     acc, device, listing, tok, options, from_file = start_job(cfg, "evaluate", accelerator, tokenizer)
-    detector = None
-    if cfg.metrics.fvd:
-        from .fvd_sets import Detector
-
-        detector = Detector(cfg.metrics.detector_path, cfg.metrics.detector_sha256, device)
-    scorer = FrameScorer(
-        lpips=cfg.metrics.lpips,
-        vgg_path=cfg.metrics.vgg_path,
-        fvd=detector.module if detector is not None else False,
-        device=device,
-        fvd_frames=cfg.metrics.fvd_frames,
-        ssim_downsample=True,
-    )
+    scorer, detector = build_scorer(cfg, device)
     reference = load_reference(cfg, device, [(tok.config.label, tok.config)])
     out_dir = shared_output_dir(cfg, acc) if write else None
     identity = tokenizer_identity(tok, cfg.ckpt, from_file=from_file)
     runner = VideoRunner(tok, scorer, cfg, options, device, out_dir, reference=reference)
 
     start = time.perf_counter()
-    bar = tqdm(
-        listing,
-        total=len(listing) if isinstance(listing, list) else None,
-        desc=f"evaluate [{acc.process_index}]" if acc.num_processes > 1 else "evaluate",
-        unit="video",
-        disable=not cfg.output.progress,
-        position=acc.process_index,
-    )
+    bar = progress_bar(listing, "evaluate", acc, cfg.output.progress)
     records, failed, features = [], [], []
     with torch.inference_mode():
         for task in bar:
@@ -134,3 +115,34 @@ def load_reference(cfg: EvalConfig, device: torch.device, evaluated: list[tuple[
     for label, config in evaluated:
         cfg.check_reference(config, tok.config, label)
     return tok
+
+
+def build_scorer(cfg: EvalConfig, device: torch.device) -> tuple[FrameScorer, Optional[Any]]:
+    """The evaluation's scorer (PSNR, SSIM, LPIPS as ``metrics`` says) and, with FVD, its I3D detector checked
+    once ([`Detector`][vidtok.evaluation.fvd_sets.Detector]: what names it in the reports)."""
+    detector = None
+    if cfg.metrics.fvd:
+        from .fvd_sets import Detector
+
+        detector = Detector(cfg.metrics.detector_path, cfg.metrics.detector_sha256, device)
+    scorer = FrameScorer(
+        lpips=cfg.metrics.lpips,
+        vgg_path=cfg.metrics.vgg_path,
+        fvd=detector.module if detector is not None else False,
+        device=device,
+        fvd_frames=cfg.metrics.fvd_frames,
+        ssim_downsample=True,
+    )
+    return scorer, detector
+
+
+def progress_bar(listing: Any, what: str, acc: Any, show: bool) -> Any:
+    """The videos of a listing with a progress bar per process (one line each under several processes)."""
+    return tqdm(
+        listing,
+        total=len(listing) if isinstance(listing, list) else None,
+        desc=f"{what} [{acc.process_index}]" if acc.num_processes > 1 else what,
+        unit="video",
+        disable=not show,
+        position=acc.process_index,
+    )
