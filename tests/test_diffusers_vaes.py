@@ -216,10 +216,21 @@ def test_a_tokenizer_that_cannot_take_the_protocol_is_refused_before_any_video(s
         compare(_config(setup, [f"diffusers:{setup['allegro']}"], clip_frames=24, height=64), write=False)
     with pytest.raises(ConfigError, match="mode=whole .* has no causal stream"):
         compare(_config(setup, [f"diffusers:{setup['wan']}"], mode="whole"), write=False)
+    with pytest.raises(ConfigError, match="wan cannot take this protocol: tile= tiles vidtok's passes"):
+        compare(_config(setup, [kl, {"diffusers": str(setup["wan"]), "name": "wan"}], tile=16), write=False)
     with pytest.raises(ConfigError, match="named twice"):
         compare(_config(setup, [kl, kl]), write=False)
     with pytest.raises(ConfigError, match="not both"):
         compare(_config(setup, [kl], ckpt=kl), write=False)
+
+
+def test_whole_videos_stream_through_each_causal_vidtok_tokenizer(setup: dict) -> None:
+    kl = str(setup["vidtok_kl_causal_488_4chn_v1_1"])
+    other = {"ckpt": kl, "name": "again"}
+    result = compare(_config(setup, [kl, other], mode="whole", chunk_frames=8, trim=False), write=False)
+    alone = evaluate(_config(setup, [], ckpt=kl, mode="whole", chunk_frames=8, trim=False), write=False)
+    for row in result.rows:  # the same tokenizer twice: the same numbers as one evaluation of it
+        assert row["psnr"] == alone.summary["psnr"] and row["fvd"] == alone.summary["fvd"]
 
 
 def test_the_command(setup: dict, tmp_path: Path) -> None:
@@ -277,7 +288,9 @@ def test_latent_drift_from_a_reference_tokenizer(setup: dict, tmp_path: Path, mo
 
     module = sys.modules["vidtok.evaluation.compare"]
     monkeypatch.setattr(module, "read_video", lambda *a, **k: pytest.fail("a video was read"))
-    with pytest.raises(ConfigError, match="cannot be compared with"):
+    with pytest.raises(ConfigError, match="cannot be compared with .*: clips a multiple of 4 frames vs 1 \\+ k\\*4"):
         compare(_config(setup, [kl], reference=str(setup["vidtok_kl_noncausal_488_4chn"])), write=False)
+    with pytest.raises(ConfigError, match="latents continuous vs discrete codes"):  # an FSQ model, a KL reference
+        compare(_config(setup, [fsq], reference=kl), write=False)
     with pytest.raises(ConfigError, match="mode=clips"):
         evaluate(_config(setup, [], ckpt=kl, reference=kl, mode="whole"), write=False)

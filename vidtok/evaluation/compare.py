@@ -17,7 +17,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -37,13 +37,12 @@ log = logging.getLogger("vidtok.evaluate")
 
 @dataclass
 class _Contender:
-    """One tokenizer of a run: its entry, the model, its runner, identity and options."""
+    """One tokenizer of a run: its entry, the model, its runner and identity."""
 
     entry: TokenizerEntry
     tok: Any
     runner: VideoRunner
     identity: dict[str, Any]
-    clip_frames: int
 
 
 def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, write: bool = True) -> Comparison:
@@ -52,28 +51,29 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     video is read; a ConfigError names the tokenizer that cannot take it and why."""
     cfg = EvalConfig.from_any(config)
     if not cfg.tokenizers:
-        raise ConfigError("a comparison needs tokenizers=[...] (two or more names, checkpoints or diffusers:<id>)")
+        raise ConfigError("a comparison needs tokenizers=[...] (names, checkpoints or diffusers:<id>)")
     cfg.listed_files()
     acc, device = cfg.processes(accelerator)
     listing = list_videos(cfg.data, acc.process_index, acc.num_processes)
     if cfg.data.resolved_source() != "shards":
         listing = list(listing)
-    loaded = [(entry, entry.load(device)) for entry in cfg.entries()]
-    for entry, (tok, _) in loaded:
-        _check(cfg, entry, tok)
-    reference = load_reference(cfg, device, [(entry.label, tok.config) for entry, (tok, _) in loaded])
+    loaded = []
+    for entry in cfg.entries():  # each checked as it loads: a refusal comes before the next model's download
+        tok, ckpt = entry.load(device)
+        loaded.append((entry, (tok, ckpt), _checked_options(cfg, entry, tok, ckpt)))
+    reference = load_reference(cfg, device, [(entry.label, tok.config) for entry, (tok, _), _ in loaded])
 
     scorer, detector = build_scorer(cfg, device)
     out_dir = shared_output_dir(cfg, acc) if write else None
     real_features: dict = {}
     contenders = []
-    for i, (entry, (tok, ckpt)) in enumerate(loaded):
-        options = cfg.inference_options(tok.config) if ckpt is not None else InferenceOptions()
+    for i, (entry, (tok, ckpt), options) in enumerate(loaded):
         sub = out_dir / _folder(i, entry.label) if out_dir is not None else None
         runner = VideoRunner(tok, scorer, cfg, options, device, sub, real_features, reference)
-        identity = tokenizer_identity(tok, ckpt) if ckpt is not None else tokenizer_identity(tok, None)
+        identity = tokenizer_identity(tok, ckpt)
         identity["name"] = entry.label
-        contenders.append(_Contender(entry, tok, runner, identity, runner.cutting.clip_frames))
+        contenders.append(_Contender(entry, tok, runner, identity))
+    whole = cfg.mode == "whole"  # long videos: each tokenizer streams the file itself (the same frames)
 
     read_cut = contenders[0].runner.cutting
     start = time.perf_counter()
@@ -81,6 +81,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     features: list[list[tuple]] = [[] for _ in contenders]
     failed: list[dict] = []
     read_seconds = 0.0
+    busy = [0.0] * len(contenders)  # each tokenizer's own time (its videos' runs), the videos' reading apart
     bar = progress_bar(listing, "compare", acc, cfg.output.progress)
     with torch.inference_mode():
         for task in bar:
@@ -89,7 +90,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
                 continue
             t0 = time.perf_counter()
             try:
-                video = read_video(task, read_cut)
+                video = None if whole else read_video(task, read_cut)
             except MemoryError:
                 raise
             except Exception as err:  # as the runner's reader: whatever decoding raises is the video's
@@ -100,28 +101,31 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
             read_seconds += time.perf_counter() - t0
             real_features.clear()  # keyed by video: the previous video's are done
             for k, c in enumerate(contenders):
+                t1 = time.perf_counter()
                 try:
-                    record, feats = c.runner.run(task, pieces=cut_read_video(video, c.runner.cutting))
+                    pieces = None if video is None else cut_read_video(video, c.runner.cutting)
+                    record, feats = c.runner.run(task, pieces=pieces)
                 except UnreadableVideo as err:  # too short for this tokenizer's clip
                     failed.append({"order": task.order, "video": task.key, "name": task.name,
                                    "tokenizer": c.entry.label, "reason": str(err)})  # fmt: skip
                     continue
+                finally:
+                    busy[k] += time.perf_counter() - t1
                 records[k].append(record)
                 features[k].extend(feats)
     bar.close()
     wall = time.perf_counter() - start
 
     extras = [(c.runner.codes, c.runner.drift) for c in contenders]
-    parts = gather_objects((records, features, failed, extras, wall, read_seconds))
+    parts = gather_objects((records, features, failed, extras, busy, read_seconds, wall))
     failed = sorted((f for p in parts for f in p[2]), key=lambda f: (f["order"], f.get("tokenizer", "")))
-    wall = max(p[4] for p in parts)
     results: dict[str, EvalResult] = {}
     rows = []
     for k, c in enumerate(contenders):
         recs = sorted((r for p in parts for r in p[0][k]), key=lambda r: r["order"])
         feats = sorted((f for p in parts for f in p[1][k]), key=lambda f: f[:2])
         mine = [f for f in failed if f.get("tokenizer") in (None, c.entry.label)]
-        summary = summarize(recs, mine, feats, scorer, wall, acc.num_processes)
+        summary = summarize(recs, mine, feats, scorer, max(p[4][k] for p in parts), acc.num_processes)
         if detector is not None:
             summary["fvd_detector"] = detector.info
         add_token_and_drift_stats(
@@ -131,7 +135,10 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
         result = EvalResult(summary, recs, clips, mine, c.identity, cfg.to_dict(), c.runner.out_dir)
         results[c.entry.label] = result
         rows.append(_row(c, result, device, cfg))
-    comparison = Comparison(rows, results, failed, detector.info if detector else None, cfg.to_dict(), out_dir)
+    timing = {"seconds": max(p[6] for p in parts), "read_seconds": max(p[5] for p in parts)}
+    comparison = Comparison(
+        rows, results, failed, detector.info if detector else None, cfg.to_dict(), out_dir, timing=timing
+    )
     if out_dir is not None and acc.is_main_process:
         from .comparison_report import write_comparison
 
@@ -140,10 +147,16 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     return comparison
 
 
-def _check(cfg: EvalConfig, entry: TokenizerEntry, tok: Any) -> None:
-    """The protocol's checks for one tokenizer, naming it."""
+def _checked_options(cfg: EvalConfig, entry: TokenizerEntry, tok: Any, ckpt: Optional[str]) -> InferenceOptions:
+    """The protocol's checks for one tokenizer, naming it, and its passes' options (a diffusers model has its own
+    switches: ``tile`` is refused for it rather than ignored)."""
     try:
         cfg.check_for(tok.config)
+        if ckpt is not None:
+            return cfg.inference_options(tok.config)
+        if cfg.tile is not None:
+            raise ConfigError("tile= tiles vidtok's passes; give a diffusers model its own {..., tiling: true}")
+        return InferenceOptions()
     except ConfigError as err:
         raise ConfigError(f"tokenizer {entry.label} cannot take this protocol: {err}") from None
 
@@ -168,7 +181,7 @@ def _row(c: _Contender, result: EvalResult, device: torch.device, cfg: EvalConfi
         "latent_channels": ch,
         "bits_per_token": math.log2(config.codebook_size) if config.is_discrete else None,
         "latent_shape": "x".join(str(v) for v in shapes[0]) if shapes else None,
-        "clip_frames": c.clip_frames if cfg.mode == "clips" else None,
+        "clip_frames": c.runner.cutting.clip_frames if cfg.mode == "clips" else None,
         "parameters": ident.get("parameters"),
         "videos": s["videos"],
         "frames": s["frames"],

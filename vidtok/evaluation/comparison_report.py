@@ -82,6 +82,9 @@ def format_comparison(comparison: Comparison) -> str:
     lines.append("")
     first = next(iter(comparison.results.values()))
     lines.append(protocol_text(first))
+    counts = {r["tokenizer"]: r["videos"] for r in rows}
+    if len(set(counts.values())) > 1:
+        lines.append("Rows cover different videos: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " (below)")
     clips = sorted({r["clip_frames"] for r in rows if r["clip_frames"]})
     if len(clips) > 1:
         lines.append(f"Clip lengths differ by tokenizer ({', '.join(map(str, clips))} frames; see clip_frames).")

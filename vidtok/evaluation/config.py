@@ -184,12 +184,20 @@ class EvalConfig(VideoJobConfig):
 
     def check_reference(self, config: Any, reference: Any, label: str) -> None:
         """A tokenizer (``config``) and the reference's latents must have one shape for every clip."""
-        mine = (config.temporal_factor, config.spatial_factor, config.latent_channels, config.frame_rule)
-        theirs = (reference.temporal_factor, reference.spatial_factor, reference.latent_channels, reference.frame_rule)
-        if mine != theirs:
+
+        def described(c: Any) -> dict[str, str]:
+            return {
+                "compression": f"{c.temporal_factor}x{c.spatial_factor}x{c.spatial_factor}",
+                "channels": str(c.latent_channels),
+                "clips": c.frame_rule.describe() + " frames",
+                "latents": "discrete codes" if c.is_discrete else "continuous",
+            }
+
+        mine, theirs = described(config), described(reference)
+        differ = [f"{k} {theirs[k]} vs {mine[k]}" for k in mine if mine[k] != theirs[k]]
+        if differ:
             raise ConfigError(
-                f"reference {reference.label}'s latents ({theirs[0]}x{theirs[1]}x{theirs[1]}, {theirs[2]} channels) "
-                f"cannot be compared with {label}'s ({mine[0]}x{mine[1]}x{mine[1]}, {mine[2]} channels)"
+                f"reference {reference.label}'s latents cannot be compared with {label}'s: {'; '.join(differ)}"
             )
 
     def entries(self) -> list[TokenizerEntry]:

@@ -32,7 +32,8 @@ def evaluate_from_hydra(cfg: Any) -> float:
     if isinstance(result, Comparison):
         if is_main_rank():
             print(format_comparison(result))
-        return float(result.rows[0].get("psnr") or math.nan)
+        psnr = result.rows[0].get("psnr")
+        return float(psnr if psnr is not None else math.nan)
     if is_main_rank():
         print(format_summary(result))
     return float(result.summary.get("psnr", math.nan))

@@ -85,9 +85,11 @@ def summarize(
 
 @dataclass
 class Comparison:
-    """What a comparison produced, identical on every process: ``rows`` (one per tokenizer, [`COLUMNS`][]),
-    ``results`` (each tokenizer's [`EvalResult`][], by its name), the videos that could
-    not be read (for any tokenizer), the detector, and where the reports went."""
+    """What a comparison produced, identical on every process: ``rows`` (one per tokenizer, the columns of
+    [`COLUMNS`][vidtok.evaluation.comparison_report.COLUMNS]), ``results`` (each tokenizer's [`EvalResult`][], by its
+    name), the videos that could not be read (for any tokenizer), the detector, where the reports went, and
+    ``timing``: the run's ``seconds`` and the ``read_seconds`` spent decoding and resizing the videos once for all
+    (each tokenizer's own time is its summary's ``seconds``)."""
 
     rows: list[dict[str, Any]]
     results: dict[str, EvalResult]
@@ -96,3 +98,4 @@ class Comparison:
     config: dict[str, Any]
     output_dir: Optional[Path] = None
     files: list[Path] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)

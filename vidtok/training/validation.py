@@ -80,6 +80,8 @@ class Validator:
                         summary = self._validation_pass(prefix, step, logger)
                     results.update({f"{prefix}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         finally:
+            if self.reference is not None:
+                self.reference.to("cpu")  # kept off the training's device between validations
             self.tok.train(was_training)
             if self.freeze_encoder:
                 self.tok.encoder.eval()
@@ -127,7 +129,6 @@ class Validator:
                     saved += 1
         summary = metrics.compute()
         if reference is not None:
-            reference.to("cpu")
             summary.update(_drift_summary(drift))
         return summary
 
