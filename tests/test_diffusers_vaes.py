@@ -233,6 +233,33 @@ def test_whole_videos_stream_through_each_causal_vidtok_tokenizer(setup: dict) -
         assert row["psnr"] == alone.summary["psnr"] and row["fvd"] == alone.summary["fvd"]
 
 
+def test_two_processes_give_the_rows_of_one(setup: dict, tmp_path: Path) -> None:
+    """accelerate launch of the command with 2 CPU processes: every process takes every other video, and the rows
+    (quality, FVD, token statistics) are those of one process."""
+    import os
+
+    from conftest import accelerate_launch
+
+    kl, fsq = str(setup["vidtok_kl_causal_488_4chn_v1_1"]), str(setup["vidtok_fsq_causal_488_4096"])
+    args = [f"tokenizers=[{kl},{fsq},diffusers:{setup['wan']}]", f"data.dir={setup['videos']}",
+            "height=32", "width=32", "threads=1", "metrics.lpips=false", "metrics.fvd=true",
+            f"metrics.detector_path={setup['detector']}", "metrics.detector_sha256=null", "metrics.fvd_frames=8",
+            "output.progress=false", "output.figure=false"]  # fmt: skip
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+    cmd = accelerate_launch(REPO / "evaluate.py", [*args, f"output.dir={tmp_path / 'two'}"], tmp_path / "h2")
+    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(REPO / "evaluate.py"), *args, f"output.dir={tmp_path / 'one'}"],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    rows = [json.loads((tmp_path / n / "comparison.json").read_text())["rows"] for n in ("one", "two")]
+    keys = ("tokenizer", "videos", "frames", "psnr", "psnr_std", "ssim", "fvd", "fvd_windows", "codes_used",
+            "perplexity", "change_rate")  # fmt: skip
+    assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
+    assert rows[0][1]["codes_used"] > 0
+
+
 def test_the_command(setup: dict, tmp_path: Path) -> None:
     kl = setup["vidtok_kl_causal_488_4chn_v1_1"]
     out = tmp_path / "report"
