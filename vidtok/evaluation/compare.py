@@ -1,11 +1,11 @@
 """Several tokenizers measured side by side by one protocol (``evaluate.py tokenizers=[...]``).
 
 Every tokenizer sees identical input tensors: each video is decoded, sampled and resized once
-([`read_video`][vidtok.data.videos.read_video]) and cut for each tokenizer by its own clip rule (17 frames for a
+(`vidtok.data.videos.read_video`) and cut for each tokenizer by its own clip rule (17 frames for a
 tokenizer that takes ``1 + k*f``, 16 for one that takes multiples, unless ``clip_frames`` says otherwise). One
 [`FrameScorer`][vidtok.metrics.FrameScorer] scores them all (one LPIPS network, one I3D detector, its SHA-256
 checked once); the I3D features of an input window are computed once and shared by every tokenizer that cuts it the
-same way. Each tokenizer's results are an [`EvalResult`][vidtok.evaluation.EvalResult] exactly as a single
+same way. Each tokenizer's results are an `EvalResult` exactly as a single
 evaluation makes it; the comparison adds one row per tokenizer (compression, latent shape, parameters, quality and
 its spread over videos, FVD with its detector, encode / decode speed and peak memory, discrete token statistics).
 """

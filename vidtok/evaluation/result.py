@@ -86,7 +86,7 @@ def summarize(
 @dataclass
 class Comparison:
     """What a comparison produced, identical on every process: ``rows`` (one per tokenizer, the columns of
-    [`COLUMNS`][vidtok.evaluation.comparison_report.COLUMNS]), ``results`` (each tokenizer's [`EvalResult`][], by its
+    ``comparison_report.COLUMNS``), ``results`` (each tokenizer's ``EvalResult``, by its
     name), the videos that could not be read (for any tokenizer), the detector, where the reports went, and
     ``timing``: the run's ``seconds`` and the ``read_seconds`` spent decoding and resizing the videos once for all
     (each tokenizer's own time is its summary's ``seconds``)."""
