@@ -21,7 +21,6 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..data.dataset import READ_ERRORS
 from ..data.videos import ListingFailure, cut_read_video, list_videos, read_video
 from ..distributed import gather_objects
 from ..errors import ConfigError
@@ -30,7 +29,7 @@ from ..models.options import InferenceOptions
 from .config import EvalConfig, TokenizerEntry
 from .result import Comparison, EvalResult, add_token_and_drift_stats, summarize
 from .run import build_scorer, load_reference, progress_bar, shared_output_dir
-from .runner import UnreadableVideo, VideoRunner
+from .runner import UnreadableVideo, VideoRunner, failure, reading
 
 log = logging.getLogger("vidtok.evaluate")
 
@@ -86,17 +85,15 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
     with torch.inference_mode():
         for task in bar:
             if isinstance(task, ListingFailure):
-                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": task.reason})
+                failed.append(failure(task, task.reason))
                 continue
             t0 = time.perf_counter()
             try:
-                video = None if whole else read_video(task, read_cut)
-            except MemoryError:
-                raise
-            except Exception as err:  # as the runner's reader: whatever decoding raises is the video's
-                reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
-                log.warning("skipping %s: %s", task.name, reason)
-                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": reason})
+                with reading():
+                    video = None if whole else read_video(task, read_cut)
+            except UnreadableVideo as err:
+                log.warning("skipping %s: %s", task.name, err)
+                failed.append(failure(task, str(err)))
                 continue
             read_seconds += time.perf_counter() - t0
             real_features.clear()  # keyed by video: the previous video's are done
@@ -106,8 +103,7 @@ def compare(config: Union[EvalConfig, dict, Any], *, accelerator: Any = None, wr
                     pieces = None if video is None else cut_read_video(video, c.runner.cutting)
                     record, feats = c.runner.run(task, pieces=pieces)
                 except UnreadableVideo as err:  # too short for this tokenizer's clip
-                    failed.append({"order": task.order, "video": task.key, "name": task.name,
-                                   "tokenizer": c.entry.label, "reason": str(err)})  # fmt: skip
+                    failed.append(failure(task, str(err), tokenizer=c.entry.label))
                     continue
                 finally:
                     busy[k] += time.perf_counter() - t1

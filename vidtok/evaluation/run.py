@@ -29,7 +29,7 @@ from ..inference.job import start_job
 from ..metrics import FrameScorer
 from .config import EvalConfig
 from .result import EvalResult, add_token_and_drift_stats, summarize
-from .runner import UnreadableVideo, VideoRunner
+from .runner import UnreadableVideo, VideoRunner, failure
 
 log = logging.getLogger("vidtok.evaluate")
 
@@ -60,13 +60,13 @@ def evaluate(
     with torch.inference_mode():
         for task in bar:
             if isinstance(task, ListingFailure):
-                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": task.reason})
+                failed.append(failure(task, task.reason))
                 continue
             try:
                 record, feats = runner.run(task)
             except UnreadableVideo as err:
                 log.warning("skipping %s: %s", task.name, err)
-                failed.append({"order": task.order, "video": task.key, "name": task.name, "reason": str(err)})
+                failed.append(failure(task, str(err)))
                 continue
             records.append(record)
             features.extend(feats)

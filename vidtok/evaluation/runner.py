@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,6 +35,24 @@ TIMERS = ("read", "model", "metrics", "write")
 
 class UnreadableVideo(Exception):
     """A video could not be read as the protocol needs (raised from the reader only: model errors propagate)."""
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Around decoding and resizing only: whatever they raise (memory aside) is the video's, an
+    [`UnreadableVideo`][] with the reason (the error's text, prefixed by its type where it is no read error)."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as err:
+        reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
+        raise UnreadableVideo(reason) from err
+
+
+def failure(task: Any, reason: str, **extra: Any) -> dict[str, Any]:
+    """The report's record of a video (or listing entry) that was not evaluated, and why."""
+    return {"order": task.order, "video": task.key, "name": task.name, "reason": reason, **extra}
 
 
 class VideoRunner:
@@ -131,13 +150,8 @@ class VideoRunner:
 
     def _next_piece(self, reader, state: _VideoState) -> Optional[Piece]:
         t0 = time.perf_counter()
-        try:
+        with reading():  # the reader thread only decodes and resizes
             piece = next(reader, None)
-        except MemoryError:
-            raise
-        except Exception as err:  # the reader thread only decodes and resizes: whatever it raises is the video's
-            reason = str(err) if isinstance(err, READ_ERRORS) else f"{type(err).__name__}: {err}"
-            raise UnreadableVideo(reason) from err
         state.seconds["read"] += time.perf_counter() - t0
         if piece is not None:
             state.fps = piece.fps
@@ -231,6 +245,18 @@ class VideoRunner:
         return path
 
 
+def _input_features(scorer: FrameScorer, windows: Tensor, keys: list, cache: Optional[dict]) -> list[Tensor]:
+    """I3D features of input ``windows`` (B, 3, T, H, W), one per key: taken from ``cache`` where a runner computed
+    them before, the others computed (together) and kept there; without a cache, all computed."""
+    if cache is None:
+        return list(scorer.features(windows))
+    missing = [i for i, key in enumerate(keys) if key not in cache]
+    if missing:
+        for i, feature in zip(missing, scorer.features(windows[missing]), strict=True):
+            cache[keys[i]] = feature
+    return [cache[key] for key in keys]
+
+
 def _write(writer: VideoWriter, x: Tensor, recon: Tensor, indices: list[list[int]], side_by_side: bool) -> None:
     """Append reconstructed frames, without the copies that complete a last clip."""
     for i, clip in enumerate(indices):
@@ -283,15 +309,8 @@ class _VideoState:
         n = scorer.fvd_frames
         if clip_mode:
             fake = scorer.features(recon)
-            if real_features is None:
-                real = scorer.features(x)
-            else:
-                keys = [(self.task.order, tuple(clip[:n])) for clip in indices]
-                missing = [i for i, key in enumerate(keys) if key not in real_features]
-                if missing:
-                    for i, feature in zip(missing, scorer.features(x[missing]), strict=True):
-                        real_features[keys[i]] = feature
-                real = [real_features[key] for key in keys]
+            keys = [(self.task.order, tuple(clip[:n])) for clip in indices]
+            real = _input_features(scorer, x, keys, real_features)
             for i in range(x.shape[0]):
                 self._feature(real[i], fake[i])
             return
@@ -303,13 +322,8 @@ class _VideoState:
         real, fake = torch.cat(self._window[0], dim=2), torch.cat(self._window[1], dim=2)
         while real.shape[2] >= n:
             key = (self.task.order, "window", len(self.features))  # a whole video's windows are the same for all
-            if real_features is None or key not in real_features:
-                feature = scorer.features(real[:, :, :n])[0]
-                if real_features is not None:
-                    real_features[key] = feature
-            self._feature(
-                real_features[key] if real_features is not None else feature, scorer.features(fake[:, :, :n])[0]
-            )
+            feature = _input_features(scorer, real[:, :, :n], [key], real_features)[0]
+            self._feature(feature, scorer.features(fake[:, :, :n])[0])
             real, fake = real[:, :, n:], fake[:, :, n:]
         self._window = ([real], [fake]) if real.shape[2] else ([], [])
 
