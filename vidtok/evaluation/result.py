@@ -46,12 +46,8 @@ def add_token_and_drift_stats(summary: dict[str, Any], config: Any, codes: list,
             list(reg.levels) if reg is not None and reg.kind == "fsq" else None
         )
         summary["tokens"] = code_stats(codes, levels)
-    drifts = [d for d in drifts if d is not None]
-    if drifts:
-        total = LatentDrift()
-        for d in drifts:
-            total.merge(d)
-        summary["latent_drift"] = {"reference": reference, **total.compute()}
+    if any(d is not None for d in drifts):
+        summary["latent_drift"] = {"reference": reference, **LatentDrift.merged(drifts).compute()}
 
 
 def summarize(

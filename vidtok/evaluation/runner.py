@@ -207,9 +207,7 @@ class VideoRunner:
         """This tokenizer's latents of ``x`` against the reference's (posterior means: a draw is noise)."""
         if self.cfg.sample_posterior:
             z = self.tok.encode(x, options=self.options)
-        z_ref = self.reference.encode(x, options=self.options)
-        ref_indices = self.reference.latents_to_indices(z_ref) if indices is not None else None
-        self.drift.update(z.float(), z_ref.float(), indices, ref_indices)
+        self.drift.measure(self.tok, self.reference, x, z, indices, options=self.options)
 
     def _whole(self, reader, state: _VideoState):
         """(inputs, reconstructions, [source indices], [chunk numbers]) as the causal stream returns frames."""

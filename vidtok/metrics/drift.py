@@ -36,6 +36,27 @@ class LatentDrift:
             self.changed += int((indices != reference_indices).sum())
             self.tokens += indices.numel()
 
+    def measure(self, tok: Any, reference: Any, x: Tensor, z: Tensor, indices: Optional[Tensor] = None,
+                **encode_options: Any) -> None:  # fmt: skip
+        """Add ``tok``'s latents ``z`` of video ``x`` against the ``reference`` tokenizer's latents of the same ``x``
+        (encoded here with ``encode_options``); for a discrete ``tok`` its code indices too (``indices``: those of
+        ``z`` when already at hand)."""
+        z_ref = reference.encode(x, **encode_options)
+        if not tok.config.is_discrete:
+            self.update(z.float(), z_ref.float())
+            return
+        indices = tok.latents_to_indices(z) if indices is None else indices
+        self.update(z.float(), z_ref.float(), indices, reference.latents_to_indices(z_ref))
+
+    @classmethod
+    def merged(cls, parts: list[Optional[LatentDrift]]) -> LatentDrift:
+        """The sums of ``parts`` (processes' drifts; None parts skipped) in one."""
+        total = cls()
+        for part in parts:
+            if part is not None:
+                total.merge(part)
+        return total
+
     def merge(self, other: LatentDrift) -> LatentDrift:
         """Add ``other``'s sums (another process's) to these."""
         if other.diff is not None:

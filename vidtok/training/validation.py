@@ -118,7 +118,7 @@ class Validator:
                 else:  # the model's two passes as tok(x) runs them, and the reference's latents of x
                     z = self.tok.encode(x)
                     recon = self.tok.decode(z)[:, :, : x.shape[2]]
-                    _update_drift(drift, self.tok, reference, x, z)
+                    drift.measure(self.tok, reference, x, z)
             recon = recon.float().clamp(-1, 1)
             names = [f"{k}#{c}" for k, c in zip(batch["keys"], batch["clips"], strict=True)]
             metrics.update(x, recon, names)
@@ -155,20 +155,9 @@ class Validator:
             logger.video(f"{prefix}/sample_{index}", path, frames, step, fps or 8.0)
 
 
-def _update_drift(drift: LatentDrift, tok: Any, reference: Any, x: Tensor, z: Tensor) -> None:
-    z_ref = reference.encode(x)
-    if tok.config.is_discrete:
-        drift.update(z.float(), z_ref.float(), tok.latents_to_indices(z), reference.latents_to_indices(z_ref))
-    else:
-        drift.update(z.float(), z_ref.float())
-
-
 def _drift_summary(drift: LatentDrift) -> dict[str, float]:
     """The processes' drift sums merged: ``latent_drift``, ``latent_drift_ch<i>``, ``latent_changed_tokens``."""
-    total = LatentDrift()
-    for part in gather_objects(drift):
-        total.merge(part)
-    d = total.compute()
+    d = LatentDrift.merged(gather_objects(drift)).compute()
     if not d:
         return {}
     out = {"latent_drift": d["relative_l2"]}
