@@ -151,6 +151,11 @@ class TokenizerConfig:
         return len(reg.levels) if reg.kind == "fsq" else int(reg.channels)
 
     @property
+    def levels(self) -> Optional[list[int]]:
+        """FSQ levels per latent channel; ``None`` for KL models (as a diffusers model's config says them)."""
+        return list(self.regularizer.levels) if self.is_discrete else None
+
+    @property
     def codebook_size(self) -> Optional[int]:
         """Number of FSQ codes (product of the levels); ``None`` for KL models."""
         return math.prod(self.regularizer.levels) if self.is_discrete else None

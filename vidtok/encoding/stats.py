@@ -108,7 +108,7 @@ def write_stats(out_dir: Path, indexes: list[dict], config: TokenizerConfig, kin
     """``stats.json`` of an encoding's output, from its committed index records (and code-count files)."""
     videos = [v for index in indexes for v in index["videos"]]
     if kind == "indices":
-        stats = code_stats([CodeCounts.from_file(p) for p in sorted(code_files)], list(config.regularizer.levels))
+        stats = code_stats([CodeCounts.from_file(p) for p in sorted(code_files)], config.levels)
     else:
         stats = latent_stats(videos)
     stats.update(videos=len(videos), samples=sum(len(v["samples"]) for v in videos), tokenizer=config.label)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .report import _fmt, _write_csv, _write_json, _write_text, extra_lines, protocol_text, write_reports
+from .report import _fmt, _write_csv, _write_json, _write_text, detector_line, extra_lines, protocol_text, write_reports
 
 if TYPE_CHECKING:
     from .result import Comparison
@@ -89,8 +89,7 @@ def format_comparison(comparison: Comparison) -> str:
     if len(clips) > 1:
         lines.append(f"Clip lengths differ by tokenizer ({', '.join(map(str, clips))} frames; see clip_frames).")
     if comparison.detector is not None:
-        d = comparison.detector
-        lines.append(f"FVD detector: {d['name']}, {d['path']}, SHA-256 {d['sha256']}")
+        lines.append(detector_line(comparison.detector))
     lines.append(f"device {rows[0]['device']}, precision {rows[0]['precision']}; ± is the spread (std) over videos")
     for name, result in comparison.results.items():
         lines += extra_lines(result.summary, f"{name} ")

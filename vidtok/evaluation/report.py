@@ -50,8 +50,7 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
         unit = "windows" if cfg["mode"] == "whole" else "clips (their first frames)"
         lines.append(f"FVD {_fmt(s['fvd'], 2)} over {s['fvd_clips']} {unit} of {cfg['metrics']['fvd_frames']} frames")
     if "fvd_detector" in s:
-        d = s["fvd_detector"]
-        lines.append(f"FVD detector: {d['name']}, {d['path']}, SHA-256 {d['sha256']}")
+        lines.append(detector_line(s["fvd_detector"]))
     lines += extra_lines(s)
     unit = "chunks" if cfg["mode"] == "whole" else "clips"
     lines.append(f"{s['videos']} videos evaluated ({s['clips']} {unit}), {s['failed']} not evaluated")
@@ -65,6 +64,11 @@ def format_summary(result: EvalResult, max_rows: int = 50) -> str:
     if result.output_dir is not None:
         lines.append(f"reports in {result.output_dir}")
     return "\n".join(lines)
+
+
+def detector_line(detector: dict[str, Any]) -> str:
+    """How a report names the FVD detector beside its figures: what it is, its file and SHA-256."""
+    return f"FVD detector: {detector['name']}, {detector['path']}, SHA-256 {detector['sha256']}"
 
 
 def extra_lines(summary: dict[str, Any], who: str = "") -> list[str]:

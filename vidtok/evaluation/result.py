@@ -41,11 +41,7 @@ def add_token_and_drift_stats(summary: dict[str, Any], config: Any, codes: list,
 
     codes = [c for c in codes if c is not None]
     if codes:
-        reg = getattr(config, "regularizer", None)
-        levels = getattr(config, "levels", None) or (
-            list(reg.levels) if reg is not None and reg.kind == "fsq" else None
-        )
-        summary["tokens"] = code_stats(codes, levels)
+        summary["tokens"] = code_stats(codes, config.levels)
     if any(d is not None for d in drifts):
         summary["latent_drift"] = {"reference": reference, **LatentDrift.merged(drifts).compute()}
 
